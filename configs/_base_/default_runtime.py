@@ -1,0 +1,28 @@
+# Runtime defaults shared by every mmspectral config.
+default_scope = 'mmspectral'
+runner_type = 'SpectralRunner'
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # Empty dist_cfg: NCCL when there is a GPU, gloo otherwise. Set dict(backend=..., timeout=...) to override.
+    dist_cfg=dict(),
+)
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000, max_keep_ckpts=3, save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+)
+
+log_processor = dict(by_epoch=False, window_size=50)
+visualizer = dict(
+    type='Visualizer',
+    vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')],
+)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0, deterministic=False)

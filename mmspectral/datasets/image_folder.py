@@ -1,0 +1,133 @@
+"""ImageNet-style folder datasets: class sub-folders, or a list file of ``relative/path label`` lines."""
+import logging
+import os
+import os.path as osp
+from typing import List, Optional, Sequence
+
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from mmspectral.registry import DATASETS
+from .transforms.loading import CorruptImageError
+
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+
+
+class SkipCorruptMixin:
+    """Skips (and counts) samples whose image cannot be read, or fails on them when asked to.
+
+    Training datasets return None for such a sample, and MMEngine's BaseDataset then draws another index.
+    In test mode a skipped image would silently change the evaluation set, so it always fails.
+    """
+
+    skip_corrupt: bool = True
+    num_corrupt: int = 0
+
+    def prepare_data(self, idx):
+        try:
+            return super().prepare_data(idx)
+        except CorruptImageError as exc:
+            if self.test_mode:
+                raise CorruptImageError(exc.path, exc.reason + ' (evaluation uses the whole set, so an unreadable '
+                                        'image is fatal in test mode)') from exc
+            if not self.skip_corrupt:
+                raise
+            self.num_corrupt += 1
+            print_log(f'Skipped unreadable image #{self.num_corrupt} in this worker: {exc}', logger='current',
+                      level=logging.WARNING)
+            return None
+
+
+@DATASETS.register_module()
+class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
+    """Images with class labels, laid out as ImageNet.
+
+    Either ``data_root/<class name>/<image>`` (classes sorted by name give labels 0..C-1), or a list file
+    ``ann_file`` whose lines are ``relative/path.JPEG label`` (paths relative to ``data_prefix['img_path']``,
+    itself relative to ``data_root``).
+
+    Args:
+        data_root: dataset root.
+        ann_file: optional list file, relative to ``data_root``.
+        data_prefix: ``dict(img_path='train')`` selects a sub-folder of ``data_root``.
+        classes: optional class names; default: the sub-folder names, or the label numbers of the list file.
+        extensions: image file endings to collect from folders (case-insensitive).
+        skip_corrupt: skip unreadable images during training (warned with the path and counted in
+            ``num_corrupt``); False makes them fatal.
+        pipeline, test_mode, lazy_init, max_refetch, indices, serialize_data: as MMEngine's BaseDataset.
+    """
+
+    def __init__(self, data_root: str = '', ann_file: str = '', data_prefix: Optional[dict] = None,
+                 classes: Optional[Sequence[str]] = None, extensions: Sequence[str] = IMG_EXTENSIONS,
+                 skip_corrupt: bool = True, pipeline: Sequence = (), test_mode: bool = False,
+                 lazy_init: bool = False, max_refetch: int = 1000, indices=None, serialize_data: bool = True):
+        self.extensions = tuple(e.lower() for e in extensions)
+        self.skip_corrupt = skip_corrupt
+        self.num_corrupt = 0
+        self._classes = list(classes) if classes is not None else None
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=data_prefix if data_prefix is not None else dict(img_path=''),
+                         pipeline=list(pipeline), test_mode=test_mode, lazy_init=lazy_init,
+                         max_refetch=max_refetch, indices=indices, serialize_data=serialize_data)
+
+    @property
+    def image_root(self) -> str:
+        return self.data_prefix.get('img_path') or self.data_root
+
+    def load_data_list(self) -> List[dict]:
+        root = self.image_root
+        if not root or not osp.isdir(root):
+            raise FileNotFoundError(f'ImageFolderDataset: image folder {root!r} does not exist. Set data_root (and '
+                                    "data_prefix=dict(img_path='train')) to where the images are.")
+        if self.ann_file:
+            data_list = self._load_list_file(root)
+        else:
+            data_list = self._scan_folders(root)
+        if not data_list:
+            raise FileNotFoundError(f'ImageFolderDataset: no images with endings {self.extensions} found under '
+                                    f'{root!r}' + (f' (list file {self.ann_file})' if self.ann_file else '') +
+                                    '. Expected <root>/<class>/<image> or a list file of "path label" lines.')
+        return data_list
+
+    def _scan_folders(self, root: str) -> List[dict]:
+        class_dirs = sorted(e.name for e in os.scandir(root) if e.is_dir())
+        if not class_dirs:
+            raise FileNotFoundError(f'ImageFolderDataset: {root!r} has no class sub-folders. Put images in '
+                                    '<root>/<class>/ or pass ann_file with "path label" lines.')
+        if self._classes is None:
+            self._classes = class_dirs
+        missing = sorted(set(self._classes) - set(class_dirs))
+        if missing:
+            raise FileNotFoundError(f'ImageFolderDataset: classes {missing[:5]} have no folder under {root!r}.')
+        data_list = []
+        for label, name in enumerate(self._classes):
+            for dirpath, _, files in sorted(os.walk(osp.join(root, name), followlinks=True)):
+                for fname in sorted(files):
+                    if fname.lower().endswith(self.extensions):
+                        data_list.append(dict(img_path=osp.join(dirpath, fname), gt_label=label))
+        return data_list
+
+    def _load_list_file(self, root: str) -> List[dict]:
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(f'ImageFolderDataset: list file {self.ann_file!r} does not exist.')
+        data_list = []
+        with open(self.ann_file) as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line.startswith('#'):
+                    continue
+                path, _, label = line.rpartition(' ')
+                if not path or not label.lstrip('-').isdigit():
+                    raise ValueError(f'{self.ann_file}:{lineno}: expected "relative/path label", got {line!r}.')
+                data_list.append(dict(img_path=osp.join(root, path), gt_label=int(label)))
+        if self._classes is None and data_list:
+            self._classes = [str(i) for i in range(max(d['gt_label'] for d in data_list) + 1)]
+        return data_list
+
+    def full_init(self) -> None:
+        super().full_init()
+        self._metainfo['classes'] = tuple(self._classes or ())
+
+    @property
+    def classes(self) -> tuple:
+        return tuple(self._classes or ())

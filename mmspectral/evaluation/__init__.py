@@ -1,0 +1,1 @@
+"""Metrics (BaseMetric subclasses) register here as they are added."""

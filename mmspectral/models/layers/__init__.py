@@ -1,0 +1,4 @@
+from .attention import Attention
+from .blocks import TransformerBlock
+
+__all__ = ['Attention', 'TransformerBlock']

@@ -1,0 +1,43 @@
+"""Evaluate a checkpoint: python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options ...]."""
+import argparse
+import os.path as osp
+
+from mmengine.config import DictAction
+
+from mmspectral.engine import shutdown_distributed
+from mmspectral.utils import build_runner, default_work_dir, load_config, register_all_modules
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Evaluate an mmspectral checkpoint on the test set.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where logs and results go (default: ./work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    register_all_modules(init_default_scope=False)
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint {args.checkpoint!r} does not exist.')
+    missing = [k for k in ('test_dataloader', 'test_cfg', 'test_evaluator') if cfg.get(k) is None]
+    if missing:
+        raise KeyError(f'{args.config} cannot be tested: it has no {", ".join(missing)}. Add them (see the configs '
+                       'under configs/ for examples).')
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    runner = build_runner(cfg)
+    runner.test()
+    shutdown_distributed()
+
+
+if __name__ == '__main__':
+    main()

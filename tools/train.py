@@ -1,0 +1,58 @@
+"""Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]."""
+import argparse
+import os.path as osp
+
+from mmengine.config import DictAction
+
+from mmspectral.engine import shutdown_distributed
+from mmspectral.utils import build_runner, default_work_dir, load_config, register_all_modules
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train an mmspectral model.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: ./work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='auto|PATH',
+                        help='resume the run: "auto" (or no value) picks the newest checkpoint in the work dir; '
+                        'a path resumes from that checkpoint')
+    parser.add_argument('--amp', action='store_true',
+                        help='bf16 autocast (AutocastOptimWrapper) on CPU and GPU alike')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config entries, e.g. train_cfg.max_iters=1000')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='how processes were started (tools/dist_train.sh passes pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    register_all_modules(init_default_scope=False)
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(args.config)
+    if args.amp:
+        optim_wrapper = cfg.get('optim_wrapper')
+        if optim_wrapper is None:
+            raise ValueError(f'--amp needs an optim_wrapper in {args.config}.')
+        if optim_wrapper.get('type', 'OptimWrapper') in ('OptimWrapper', 'AutocastOptimWrapper'):
+            optim_wrapper.type = 'AutocastOptimWrapper'
+            optim_wrapper.setdefault('dtype', 'bfloat16')
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file.')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    runner = build_runner(cfg)
+    runner.train()
+    shutdown_distributed()
+
+
+if __name__ == '__main__':
+    main()
