@@ -43,24 +43,23 @@ def _check_2d(x: torch.Tensor, name: str) -> None:
         raise ValueError(f'{name} expects a tensor of shape (..., H, W), got shape {tuple(x.shape)}.')
 
 
+def _separable(x: torch.Tensor, name: str, inverse: bool) -> torch.Tensor:
+    _check_2d(x, name)
+    dtype = _compute_dtype(x)
+    c_h = dct_matrix(x.shape[-2], dtype, x.device)
+    c_w = dct_matrix(x.shape[-1], dtype, x.device)
+    out = c_h.T @ x.to(dtype) @ c_w if inverse else c_h @ x.to(dtype) @ c_w.T
+    return out.to(x.dtype)
+
+
 def dct2(x: torch.Tensor) -> torch.Tensor:
     """Orthonormal 2D DCT-II over the last two dims; same shape, dtype and device as ``x``; differentiable."""
-    _check_2d(x, 'dct2')
-    dtype = _compute_dtype(x)
-    h, w = x.shape[-2:]
-    c_h = dct_matrix(h, dtype, x.device)
-    c_w = dct_matrix(w, dtype, x.device)
-    return (c_h @ x.to(dtype) @ c_w.T).to(x.dtype)
+    return _separable(x, 'dct2', inverse=False)
 
 
 def idct2(d: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`dct2` (the DCT-III with orthonormal scaling)."""
-    _check_2d(d, 'idct2')
-    dtype = _compute_dtype(d)
-    h, w = d.shape[-2:]
-    c_h = dct_matrix(h, dtype, d.device)
-    c_w = dct_matrix(w, dtype, d.device)
-    return (c_h.T @ d.to(dtype) @ c_w).to(d.dtype)
+    return _separable(d, 'idct2', inverse=True)
 
 
 def axis_cutoffs(omega: Union[int, torch.Tensor], height: int, width: int,

@@ -108,3 +108,16 @@ def test_dist_train_two_cpu_processes(tmp_path, repo_root, subprocess_env, free_
     log = run_tool([sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path), '--resume',
                     '--cfg-options', 'train_cfg.max_iters=7'], subprocess_env, repo_root)
     assert sorted(losses(log)) == [7]
+
+
+@pytest.mark.slow
+def test_test_tool_evaluates_a_checkpoint(tmp_path, repo_root, subprocess_env):
+    runner = make_runner(tmp_path / 'train', **{'train_cfg.max_iters': 2})
+    runner.train()
+    ckpt = str(tmp_path / 'train' / 'iter_2.pth')
+    log = run_tool([sys.executable, 'tools/test.py', CONFIG, ckpt, '--work-dir', str(tmp_path / 'test')],
+                   subprocess_env, repo_root)
+    assert 'Load checkpoint from' in log and re.search(r'count: 24', log)
+    proc = subprocess.run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'missing.pth')], cwd=repo_root,
+                          env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and 'missing.pth' in proc.stderr
