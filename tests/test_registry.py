@@ -20,6 +20,11 @@ TINY_DEFAULTS = {
     'BidirectionalMask': dict(),
     'SpectralCausalMask': dict(),
     'BlockCausalMask': dict(block_size=2),
+    'VectorQuantizer': dict(codebook_size=16, token_size=4),
+    'TiTokTokenizer': dict(image_size=32, patch_size=8, num_tokens=4, width=32, depth=1, num_heads=2,
+                           token_size=4, codebook_size=16),
+    'NestedSpectralTokenizer': dict(image_size=32, patch_size=8, num_tokens=4, width=32, depth=1, num_heads=2,
+                                    token_size=4, codebook_size=16, freq_schedule=dict(type='UniformFreqSchedule')),
 }
 
 

@@ -1,4 +1,10 @@
 """Evaluate a checkpoint: python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options ...]."""
+import os
+
+# Idle OpenMP threads sleep instead of spinning: on a small CPU machine spinning threads starve the data-loader
+# workers and can make every step several times slower. Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 import argparse
 import os.path as osp
 

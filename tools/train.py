@@ -1,4 +1,10 @@
 """Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]."""
+import os
+
+# Idle OpenMP threads sleep instead of spinning: on a small CPU machine spinning threads starve the data-loader
+# workers and can make every step several times slower. Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 import argparse
 import os.path as osp
 

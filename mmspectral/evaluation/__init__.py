@@ -1,1 +1,4 @@
-"""Metrics (BaseMetric subclasses) register here as they are added."""
+from .functional import psnr, ssim
+from .metrics import ReconstructionMetric
+
+__all__ = ['psnr', 'ssim', 'ReconstructionMetric']

@@ -1,7 +1,12 @@
-from . import masks  # noqa: F401
+from . import algorithms, losses, masks, quantizers, tokenizers  # noqa: F401
+from .algorithms import TokenizerModel
+from .losses import ConvNeXtPerceptualLoss, GANLoss, LPIPSLoss, PatchGANDiscriminator
 from .data_preprocessor import ImageDataPreprocessor
 from .layers import Attention, TransformerBlock
 from .masks import BidirectionalMask, BlockCausalMask, SpectralCausalMask, build_attn_mask
+from .quantizers import VectorQuantizer
+from .tokenizers import NestedSpectralTokenizer, TiTokTokenizer
 
-__all__ = ['ImageDataPreprocessor', 'Attention', 'TransformerBlock', 'BidirectionalMask', 'SpectralCausalMask', 'BlockCausalMask',
-           'build_attn_mask']
+__all__ = ['ImageDataPreprocessor', 'Attention', 'TransformerBlock', 'BidirectionalMask', 'SpectralCausalMask',
+           'BlockCausalMask', 'build_attn_mask', 'VectorQuantizer', 'TiTokTokenizer', 'NestedSpectralTokenizer',
+           'TokenizerModel', 'GANLoss', 'PatchGANDiscriminator', 'ConvNeXtPerceptualLoss', 'LPIPSLoss']

@@ -41,7 +41,7 @@ class BaseAttnMask:
         self.block_size = int(block_size)
         self.context_sees_latents = (self.default_context_sees_latents
                                      if context_sees_latents is None else bool(context_sees_latents))
-        self._cache: Dict[Tuple, torch.Tensor] = {}
+        self._cache: Dict[Tuple, Tuple[torch.Tensor, bool]] = {}
 
     def latent_pattern(self, num_latents: int, device: Union[str, torch.device, None] = None) -> torch.Tensor:
         """``(N, N)`` bool: may latent i attend to latent j (all latents present)."""
@@ -55,12 +55,17 @@ class BaseAttnMask:
     def base_mask(self, num_latents: int, num_context: int = 0, layout: str = 'encoder',
                   device: Union[str, torch.device, None] = None) -> torch.Tensor:
         """``(L, L)`` bool mask with every latent present; cached per (layout, sizes, device). Do not modify."""
+        return self._entry(num_latents, num_context, layout, device)[0]
+
+    def _entry(self, num_latents: int, num_context: int, layout: str,
+               device: Union[str, torch.device, None]) -> Tuple[torch.Tensor, bool]:
+        """The cached base mask and whether it is all True."""
         if layout not in LAYOUTS:
             raise ValueError(f'Unknown mask layout {layout!r}; expected one of {LAYOUTS}.')
         device = torch.device(device) if device is not None else torch.device('cpu')
         key = (layout, int(num_context), int(num_latents), device)
-        mask = self._cache.get(key)
-        if mask is None:
+        entry = self._cache.get(key)
+        if entry is None:
             p, n = num_context, num_latents
             mask = torch.zeros(p + n, p + n, dtype=torch.bool, device=device)
             mask[:p, :p] = True
@@ -70,8 +75,18 @@ class BaseAttnMask:
                 mask[:p, p:] = True
             if len(self._cache) >= 32:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = mask
-        return mask
+            entry = self._cache[key] = (mask, bool(mask.all()))
+        return entry
+
+    def sdpa_mask(self, num_latents: int, num_context: int = 0, layout: str = 'encoder',
+                  prefix_lengths: Optional[torch.Tensor] = None,
+                  device: Union[str, torch.device, None] = None) -> Optional[torch.Tensor]:
+        """As calling the builder, but None where every token may attend to every other token, so that
+        ``scaled_dot_product_attention`` can use its fastest (mask-free) kernels."""
+        if prefix_lengths is None:
+            mask, full = self._entry(num_latents, num_context, layout, device)
+            return None if full else mask
+        return self(num_latents, num_context, layout, prefix_lengths, device)
 
     def __call__(self, num_latents: int, num_context: int = 0, layout: str = 'encoder',
                  prefix_lengths: Optional[torch.Tensor] = None,

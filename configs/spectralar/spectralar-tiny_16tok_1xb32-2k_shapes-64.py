@@ -1,0 +1,61 @@
+# The quick start's tokenizer: a tiny nested spectral tokenizer on EmbeddedShapes at 64 px, 16 tokens,
+# about 5 minutes on 2 CPU cores. Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then
+# 28..64). Patch 16 (a 4x4 grid) keeps the sequences short enough for a CPU.
+_base_ = [
+    '../_base_/default_runtime.py',
+    '../_base_/datasets/embedded_shapes_64.py',
+    '../_base_/models/spectralar_tokenizer_b64.py',
+]
+model = dict(
+    tokenizer=dict(
+        arch='B',
+        width=128,
+        depth=4,
+        num_heads=4,
+        image_size=64,
+        patch_size=16,
+        num_tokens=16,
+        token_size=8,
+        codebook_size=512,
+        init_std='fan_in',  # TiTok's fixed 0.02 stalls a 128-wide decoder for thousands of steps
+        # A tiny model trained for minutes collapses onto one code per position without restarts.
+        quantizer=dict(type='VectorQuantizer', commitment_cost=0.25, use_l2_norm=True, restart_dead_codes=True),
+    ),
+)
+train_dataloader = dict(batch_size=32, num_workers=1, dataset=dict(num_samples=20000))
+val_dataloader = dict(batch_size=50, dataset=dict(num_samples=200))
+test_dataloader = dict(batch_size=50, dataset=dict(num_samples=500))
+val_evaluator = dict(codebook_size=512)
+test_evaluator = dict(codebook_size=512)
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.99), weight_decay=1e-4),
+    clip_grad=dict(max_norm=1.0),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
+        custom_keys={
+            'embed': dict(decay_mult=0.0),
+            'latent_tokens': dict(decay_mult=0.0),
+            'mask_token': dict(decay_mult=0.0),
+        },
+    ),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', eta_min=5e-5, by_epoch=False, begin=100, end=2000),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=1000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2, save_last=True),
+)
+log_processor = dict(window_size=50)
+custom_hooks = [
+    dict(type='EMAHook', momentum=1e-2, priority='ABOVE_NORMAL'),
+    dict(type='SpectralReconstructionHook', num_images=4, out_dir='vis'),
+]

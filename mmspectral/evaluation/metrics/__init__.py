@@ -1,0 +1,3 @@
+from .reconstruction import ReconstructionMetric
+
+__all__ = ['ReconstructionMetric']

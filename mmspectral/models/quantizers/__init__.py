@@ -1,0 +1,3 @@
+from .vector_quantizer import VectorQuantizer
+
+__all__ = ['VectorQuantizer']

@@ -1,0 +1,6 @@
+from .maskgit_vqgan import MaskGITVQGAN
+from .titok import ARCH_SETTINGS, NestedSpectralTokenizer, PrefixSampler, TiTokTokenizer
+from .vit_codec import ViTTokenDecoder, ViTTokenEncoder
+
+__all__ = ['MaskGITVQGAN', 'TiTokTokenizer', 'NestedSpectralTokenizer', 'PrefixSampler', 'ARCH_SETTINGS', 'ViTTokenEncoder',
+           'ViTTokenDecoder']

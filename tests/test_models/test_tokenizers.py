@@ -1,0 +1,174 @@
+import pytest
+import torch
+
+from mmspectral.models import NestedSpectralTokenizer, TiTokTokenizer, VectorQuantizer
+from mmspectral.models.tokenizers import PrefixSampler
+from mmspectral.spectral import lowpass
+
+TINY = dict(image_size=32, patch_size=8, num_tokens=8, width=64, depth=2, num_heads=4, token_size=4,
+            codebook_size=32)
+
+
+def tiny(cls=NestedSpectralTokenizer, **kwargs):
+    torch.manual_seed(0)
+    return cls(**{**TINY, **kwargs}).eval()
+
+
+@pytest.fixture(scope='module')
+def images():
+    return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def test_causal_prefix_encoding_equals_slicing_and_costs_less(images):
+    tok = tiny()
+    assert tok.is_causal
+    lengths = []
+    handle = tok.encoder.transformer[0].register_forward_pre_hook(lambda m, args: lengths.append(args[0].shape[1]))
+    full = tok.encode(images)
+    for k in range(1, 9):
+        assert torch.equal(tok.encode(images, num_tokens=k), full[:, :k])
+        assert torch.allclose(tok.encode_continuous(images, k), tok.encode_continuous(images)[:, :k], atol=1e-5)
+    handle.remove()
+    context = 1 + (32 // 8) ** 2
+    # A prefix of k tokens runs the encoder on context + k tokens only (calls: full, then per k: encode(k),
+    # encode_continuous(k), encode_continuous()).
+    assert lengths[0] == context + 8
+    assert lengths[1::3] == [context + k for k in range(1, 9)]
+
+
+def test_bidirectional_tokens_depend_on_later_queries(images):
+    tok = tiny(TiTokTokenizer)
+    assert not tok.is_causal
+    full = tok.encoder(images, tok.latent_tokens, tok.attn_mask)
+    short = tok.encoder(images, tok.latent_tokens, tok.attn_mask, num_tokens=3)
+    assert not torch.allclose(short, full[:, :3], atol=1e-4)  # why TiTok must encode all N and slice
+    assert torch.equal(tok.encode(images, 3), tok.encode(images)[:, :3])
+
+
+def test_every_prefix_decodes(images):
+    for cls in (NestedSpectralTokenizer, TiTokTokenizer):
+        tok = tiny(cls)
+        ids = tok.encode(images)
+        for k in (1, 4, 8):
+            out = tok.decode_tokens(ids[:, :k])
+            assert out.shape == (3, 3, 32, 32) and torch.isfinite(out).all()
+        with pytest.raises(ValueError, match='1..8 tokens'):
+            tok.decode_tokens(torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize('cls', [NestedSpectralTokenizer, TiTokTokenizer])
+def test_per_sample_prefixes_in_one_pass_equal_separate_passes(images, cls):
+    tok = tiny(cls)
+    k = torch.tensor([1, 5, 8])
+    with torch.no_grad():
+        batched = tok(images, k)['output']
+        quantized, _ = tok.quantize(tok.encode_continuous(images))
+        for b in range(3):
+            single = tok.decode(quantized[b:b + 1, :int(k[b])])
+            assert torch.allclose(batched[b:b + 1], single, atol=1e-5)
+
+
+def test_later_queries_get_no_gradient_from_a_short_prefix(images):
+    """With the spectral causal mask, the loss of prefix k cannot reach latent queries j > k."""
+    for cls, leaks in ((NestedSpectralTokenizer, False), (TiTokTokenizer, True)):
+        tok = tiny(cls).train()
+        out = tok(images, torch.full((3,), 3))
+        out['output'].pow(2).mean().backward()
+        grad = tok.latent_tokens.grad
+        assert grad[:3].abs().sum() > 0
+        assert (grad[3:].abs().sum() > 0) == leaks
+
+
+def test_targets_are_the_low_pass_images_of_each_prefix(images):
+    tok = tiny()
+    k = torch.tensor([1, 4, 8])
+    target = tok.target(images, k)
+    for b in range(3):
+        w = tok.freq_schedule.omega(int(k[b]))
+        assert torch.allclose(target[b], lowpass(images[b:b + 1], w)[0], atol=1e-5)
+    assert torch.allclose(target[2], images[2], atol=1e-5)  # the last prefix keeps the whole spectrum
+    assert tiny(TiTokTokenizer).target(images, k) is images
+    off = tiny(spectral_supervision=False)
+    assert off.target(images, k) is images  # the ablation: full-image target for every prefix
+
+
+def test_prefix_sampler():
+    gen = torch.Generator().manual_seed(0)
+    k = PrefixSampler(8)(1000, generator=gen)
+    assert k.min() == 1 and k.max() == 8 and len(k.unique()) == 8
+    same = PrefixSampler(8, per_sample=False)(16, generator=gen)
+    assert (same == same[0]).all()
+    assert (PrefixSampler(8, distribution='full')(4) == 8).all()
+    assert PrefixSampler(8, min_length=6)(200, generator=gen).min() == 6
+    assert (tiny(TiTokTokenizer).sample_prefix_lengths(5) == 8).all()
+    with pytest.raises(ValueError, match='distribution'):
+        PrefixSampler(8, distribution='geometric')
+
+
+def test_paper_sizes_on_the_meta_device():
+    with torch.device('meta'):
+        tok = TiTokTokenizer(arch='B', decoder_head='proxy_codes')
+        spectral = NestedSpectralTokenizer(arch='B')
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(tok.encoder) == 85_904_652  # TiTok-B-64's encoder
+    assert count(tok.decoder) == 88_070_656  # and its decoder with the proxy-code head
+    assert spectral.freq_schedule.omegas[-1] == 256 and spectral.num_tokens == 64
+
+
+def test_construction_errors():
+    with pytest.raises(ValueError, match='not divisible by patch_size'):
+        tiny(image_size=30)
+    with pytest.raises(ValueError, match='needs a freq_schedule'):
+        tiny(TiTokTokenizer, spectral_supervision=True)
+    with pytest.raises(ValueError, match=r'\(B, 3, 32, 32\)'):
+        tiny().encode(torch.rand(1, 3, 64, 64))
+    with pytest.raises(RuntimeError, match='pixel_decoder'):
+        tiny(decoder_head='proxy_codes').decode_tokens(torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_legacy_projection_reinterprets_memory(images):
+    tok = tiny(TiTokTokenizer, legacy_token_projection=True)
+    assert not tok.is_causal
+    enc = tok.encoder
+    x = enc.patch_embed(images).flatten(2).transpose(1, 2)
+    x = torch.cat([enc.class_embedding.expand(3, -1, -1), x], 1) + enc.positional_embedding
+    x = torch.cat([x, (tok.latent_tokens + enc.latent_token_positional_embedding).expand(3, -1, -1)], 1)
+    latent = enc.ln_post(enc.run(x, None)[:, enc.num_context:])  # (B, N, C)
+    expected = torch.einsum('bcn,dc->bnd', latent.reshape(3, 64, 8), enc.token_proj.weight) + enc.token_proj.bias
+    assert torch.allclose(tok.encode_continuous(images), expected, atol=1e-5)
+
+
+def test_vector_quantizer():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(codebook_size=16, token_size=4)
+    z = torch.randn(2, 5, 4, requires_grad=True)
+    q, info = vq(z)
+    zn = torch.nn.functional.normalize(z, dim=-1)
+    codes = torch.nn.functional.normalize(vq.embedding.weight, dim=-1)
+    assert torch.equal(info['indices'], torch.cdist(zn, codes[None]).argmin(-1))
+    assert torch.allclose(q, codes[info['indices']], atol=1e-6)
+    assert torch.allclose(info['loss_codebook'], (q.detach() - zn.detach()).pow(2).mean())
+    assert torch.allclose(info['loss_commit'], 0.25 * info['loss_codebook'])
+    q.sum().backward()  # straight through: d q / d normalise(z) is the identity
+    z2 = z.detach().clone().requires_grad_(True)
+    torch.nn.functional.normalize(z2, dim=-1).sum().backward()
+    assert torch.allclose(z.grad, z2.grad, atol=1e-6)
+    stats = vq.usage(torch.tensor([[0, 0, 1, 1]]))
+    assert stats['codebook_usage'] == pytest.approx(2 / 16) and stats['codebook_perplexity'] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match=r'\[0, 16\)'):
+        vq.lookup(torch.tensor([[16]]))
+
+
+def test_dead_codes_are_restarted_onto_encoder_outputs():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(codebook_size=64, token_size=8, restart_dead_codes=True).train()
+    # A collapsed encoder: every token is one of two directions plus tiny noise.
+    base = torch.randn(2, 8)
+    z = base[torch.randint(0, 2, (4, 32))] + 1e-3 * torch.randn(4, 32, 8)
+    before = vq.usage(vq(z)[1]['indices'])['codebook_usage']
+    for _ in range(3):
+        _, info = vq(z + 1e-3 * torch.randn_like(z))
+    after = vq.usage(info['indices'])['codebook_usage']
+    assert after > before
+    plain = VectorQuantizer(codebook_size=64, token_size=8).train()
+    assert 'code_usage' not in dict(plain.named_buffers())
