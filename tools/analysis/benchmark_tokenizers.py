@@ -1,0 +1,165 @@
+"""Throughput and memory of the TiTok tokenizer vs the nested spectral tokenizer at the same size.
+
+    python tools/analysis/benchmark_tokenizers.py [--arch B] [--image-size 256] [--patch-size 16]
+        [--num-tokens 64] [--batch-size 8] [--iters 5] [--device cpu|cuda] [--amp]
+
+Measures, for each tokenizer: a full training step (forward, backward, AdamW update, as TokenizerModel runs it
+with the 'pixel' recipe), encode, and decode_tokens; median seconds, images per second and peak memory (CUDA:
+max_memory_allocated per operation; CPU: the peak RSS of a fresh process that measures one tokenizer, model and
+framework included). It also times the spectral extras alone: the
+per-sample low-pass targets and the per-sample attention masks. Timings wait for an idle machine first and
+report the CPU time other processes used meanwhile (a busy machine makes CPU timings meaningless).
+"""
+import argparse
+import multiprocessing
+import os
+import resource
+import statistics
+import time
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import torch  # noqa: E402
+
+from mmspectral.models import TokenizerModel  # noqa: E402
+from mmspectral.utils import register_all_modules  # noqa: E402
+
+
+def cpu_busy_seconds() -> float:
+    """CPU seconds all processes except this one have used so far (from /proc/stat and this process's times)."""
+    try:
+        with open('/proc/stat') as f:
+            fields = [float(v) for v in f.readline().split()[1:8]]
+        ticks = os.sysconf('SC_CLK_TCK')
+        busy = (sum(fields) - fields[3] - fields[4]) / ticks  # minus idle and iowait
+        own = sum(os.times()[:4])
+        return busy - own
+    except (OSError, ValueError):
+        return 0.0
+
+
+def wait_until_idle(threshold: float = 0.05, window: float = 2.0, timeout: float = 60.0) -> None:
+    """Wait until other processes use under ``threshold`` of one core for ``window`` seconds."""
+    start = time.time()
+    while time.time() - start < timeout:
+        before = cpu_busy_seconds()
+        time.sleep(window)
+        if (cpu_busy_seconds() - before) / window < threshold:
+            return
+    print(f'warning: the machine did not become idle within {timeout:.0f} s; CPU timings are unreliable')
+
+
+def measure(fn, iters: int, device: torch.device) -> dict:
+    """Median wall time of ``fn`` over ``iters`` runs after one warm-up, peak memory, and foreign CPU time."""
+    fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    foreign = cpu_busy_seconds()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    foreign = cpu_busy_seconds() - foreign
+    if device.type == 'cuda':
+        peak = torch.cuda.max_memory_allocated() / 2 ** 20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB, whole process so far
+    return dict(seconds=statistics.median(times), peak_mib=peak, foreign_cpu_s=foreign)
+
+
+def build(kind: str, args, device):
+    common = dict(arch=args.arch, image_size=args.image_size, patch_size=args.patch_size,
+                  num_tokens=args.num_tokens, codebook_size=4096, token_size=12)
+    if kind == 'TiTok':
+        tokenizer = dict(type='TiTokTokenizer', **common)
+    else:
+        tokenizer = dict(type='NestedSpectralTokenizer', **common)
+    torch.manual_seed(0)
+    return TokenizerModel(tokenizer=tokenizer).to(device)
+
+
+def measure_tokenizer(kind: str, options: dict) -> dict:
+    """All measurements of one tokenizer (run in a child process)."""
+    args = argparse.Namespace(**options)
+    register_all_modules()
+    device = torch.device(args.device)
+    b = args.batch_size
+    torch.manual_seed(0)
+    images = torch.rand(b, 3, args.image_size, args.image_size, device=device)
+    dtype = torch.bfloat16 if args.amp else None
+    model = build(kind, args, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    tok = model.tokenizer
+    tokens = tok.encode(images)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    def step():
+        with autocast():
+            losses = model.generator_losses(images)
+        loss = sum(v for k, v in losses.items() if k.startswith('loss_'))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def encode():
+        with autocast():
+            tok.encode(images)
+
+    def decode():
+        with autocast():
+            tok.decode_tokens(tokens)
+
+    rows = {kind: {name: measure(fn, args.iters, device) for name, fn in
+                   (('train step', step), ('encode', encode), ('decode_tokens', decode))}}
+    if kind == 'SpectralAR':
+        k = tok.sample_prefix_lengths(b, device)
+        rows['spectral extras'] = {
+            'low-pass targets': measure(lambda: tok.target(images, k), args.iters, device),
+            'per-sample decoder mask': measure(
+                lambda: tok.attn_mask(tok.num_tokens, tok.decoder.num_context, 'decoder', k), args.iters, device),
+        }
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', default='B')
+    parser.add_argument('--image-size', type=int, default=256)
+    parser.add_argument('--patch-size', type=int, default=16)
+    parser.add_argument('--num-tokens', type=int, default=64)
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--amp', action='store_true', help='bf16 autocast')
+    parser.add_argument('--no-wait', action='store_true', help='do not wait for an idle machine')
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    b = args.batch_size
+    print(f'# {args.arch}, {args.image_size}px, patch {args.patch_size}, {args.num_tokens} tokens, batch {b}, '
+          f'{device}, {"bf16 autocast" if args.amp else "fp32"}, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads')
+    rows = {}
+    context = multiprocessing.get_context('spawn')
+    for kind in ('TiTok', 'SpectralAR'):
+        if not args.no_wait and device.type == 'cpu':
+            wait_until_idle()
+        with context.Pool(1) as pool:  # a fresh process per tokenizer: separate peak memory
+            rows.update(pool.apply(measure_tokenizer, (kind, vars(args))))
+    print('| tokenizer | operation | s / batch | images / s | peak MiB | foreign CPU s |')
+    print('|---|---|---|---|---|---|')
+    for kind, ops in rows.items():
+        for name, r in ops.items():
+            print(f'| {kind} | {name} | {r["seconds"]:.4f} | {b / r["seconds"]:.1f} | {r["peak_mib"]:.0f} | '
+                  f'{r["foreign_cpu_s"]:.1f} |')
+    overhead = rows['SpectralAR']['train step']['seconds'] / rows['TiTok']['train step']['seconds'] - 1
+    print(f'\nSpectral training-step overhead over TiTok: {100 * overhead:+.1f}% (target: at most +5%)')
+
+
+if __name__ == '__main__':
+    main()
