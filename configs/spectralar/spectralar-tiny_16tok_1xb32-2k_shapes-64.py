@@ -5,6 +5,7 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/embedded_shapes_64.py',
     '../_base_/models/spectralar_tokenizer_b64.py',
+    '../_base_/schedules/tokenizer_adamw_cosine_1000k.py',
 ]
 model = dict(
     tokenizer=dict(
@@ -28,28 +29,12 @@ test_dataloader = dict(batch_size=50, dataset=dict(num_samples=500))
 val_evaluator = dict(codebook_size=512)
 test_evaluator = dict(codebook_size=512)
 
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.99), weight_decay=1e-4),
-    clip_grad=dict(max_norm=1.0),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        flat_decay_mult=0.0,
-        custom_keys={
-            'embed': dict(decay_mult=0.0),
-            'latent_tokens': dict(decay_mult=0.0),
-            'mask_token': dict(decay_mult=0.0),
-        },
-    ),
-)
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', eta_min=5e-5, by_epoch=False, begin=100, end=2000),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=1000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+train_cfg = dict(max_iters=2000, val_interval=1000)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2, save_last=True),
