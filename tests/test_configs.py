@@ -61,3 +61,21 @@ def test_table4_rows_are_the_switches():
     assert isinstance(row2.attn_mask, BidirectionalMask) and row2.spectral_supervision
     assert not row1.spectral_supervision and row1.prefix_sampler.distribution == 'full'
     assert isinstance(row1.attn_mask, BidirectionalMask)
+
+
+def test_titok_parameter_groups_skip_decay_on_norms_biases_embeddings_and_tokens():
+    from mmengine.optim import build_optim_wrapper
+    cfg = load_config(os.path.join(ROOT, 'configs/spectralar/spectralar-tiny_16tok_1xb32-2k_shapes-64.py'))
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            decay[names[id(p)]] = group['weight_decay']
+    assert decay['tokenizer.encoder.transformer.0.attn.qkv.weight'] == pytest.approx(1e-4)
+    assert decay['tokenizer.decoder.transformer.0.mlp.fc1.weight'] == pytest.approx(1e-4)
+    for name in ('tokenizer.latent_tokens', 'tokenizer.decoder.mask_token', 'tokenizer.encoder.positional_embedding',
+                 'tokenizer.encoder.patch_embed.weight', 'tokenizer.quantizer.embedding.weight',
+                 'tokenizer.encoder.ln_pre.weight', 'tokenizer.encoder.transformer.0.attn.qkv.bias'):
+        assert decay[name] == 0, name

@@ -2,6 +2,7 @@
 from typing import Optional
 
 import torch.nn as nn
+from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapperDict
 
 from mmspectral.registry import OPTIM_WRAPPER_CONSTRUCTORS
@@ -30,18 +31,27 @@ class MultiOptimWrapperConstructor:
             if not isinstance(cfg, dict) or 'module' not in cfg:
                 raise ValueError(f'optim_wrapper.{name} needs module=<dotted path of the sub-module it trains>.')
 
+    @staticmethod
+    def _submodule(model: nn.Module, path: str) -> nn.Module:
+        # Walk the dotted path through DDP wrappers (MMSeparateDistributedDataParallel wraps each child).
+        module = model
+        for name in path.split('.'):
+            if is_model_wrapper(module):
+                module = module.module
+            module = getattr(module, name)
+        return module.module if is_model_wrapper(module) else module
+
     def __call__(self, model: nn.Module) -> OptimWrapperDict:
-        if hasattr(model, 'module'):  # a DDP wrapper
-            model = model.module
         wrappers = {}
         for name, cfg in self.entries.items():
             cfg = dict(cfg)
             path = cfg.pop('module')
             paramwise = cfg.pop('paramwise_cfg', None)
             try:
-                module = model.get_submodule(path)
+                module = self._submodule(model, path)
             except AttributeError as exc:
                 raise ValueError(f'optim_wrapper.{name}.module={path!r} is not a sub-module of '
-                                 f'{type(model).__name__}.') from exc
+                                 f'{type(model).__name__}; check the name (e.g. "tokenizer", '
+                                 '"gan_loss.discriminator").') from exc
             wrappers[name] = DefaultOptimWrapperConstructor(cfg, paramwise)(module)
         return OptimWrapperDict(**wrappers)

@@ -38,3 +38,18 @@ def test_tiny_tokenizer_trains_validates_and_tests(tmp_path, repo_root, subproce
     log = run([sys.executable, 'tools/test.py', CONFIG, str(work / 'iter_4.pth'), '--work-dir', str(tmp_path / 't'),
                '--cfg-options', *SMALL], subprocess_env, repo_root)
     assert re.search(r'recon/psnr: \d', log)
+
+
+@pytest.mark.slow
+def test_gan_recipe_trains_on_two_processes(tmp_path, repo_root, subprocess_env, free_port):
+    """Generator and discriminator steps under separate DDP wrappers (gloo, 2 CPU processes), then resume."""
+    config = 'tests/data/tiny_gan_tokenizer_config.py'
+    env = dict(subprocess_env, PYTHON=sys.executable, PORT=str(free_port))
+    log = run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path)], env, repo_root)
+    assert 'rank 1 of 2' in log
+    steps = re.findall(r'Iter\(train\) \[\d/4\].*', log)
+    assert len(steps) == 4 and all('loss_disc' in s and 'loss_gan' in s for s in steps)
+    assert 'recon/psnr' in log and os.path.isfile(tmp_path / 'iter_4.pth')
+    log = run([sys.executable, 'tools/train.py', config, '--work-dir', str(tmp_path), '--resume',
+               '--cfg-options', 'train_cfg.max_iters=5'], subprocess_env, repo_root)
+    assert 'resumed epoch: 0, iter: 4' in log and 'Iter(train) [5/5]' in log
