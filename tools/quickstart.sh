@@ -21,9 +21,16 @@ for cls in 0 6 8; do
 done
 
 echo "[quickstart] 2/2 training the tiny nested spectral tokenizer (log: $WORK_DIR/tokenizer/*/*.log)"
+set +e
 "$PY" tools/train.py "$TOKENIZER_CONFIG" --work-dir "$WORK_DIR/tokenizer" "$@" 2>&1 \
-    | grep --line-buffered -E "Iter\(train\) \[ *[0-9]*[05]00/|Iter\(val\)|Error|error" | cut -c1-240 || true
-test -f "$WORK_DIR/tokenizer/vis/val_reconstructions.png" || { echo "[quickstart] training failed" >&2; exit 1; }
+    | grep --line-buffered -E "Iter\(train\) \[ *[0-9]*[05]00/|Iter\(val\)|Error|Traceback" \
+    | awk '{ print substr($0, 1, 240); fflush() }'
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+    echo "[quickstart] tokenizer training failed (exit $status); the full log is in $WORK_DIR/tokenizer/" >&2
+    exit "$status"
+fi
 cp "$WORK_DIR/tokenizer/vis/val_reconstructions.png" "$WORK_DIR/tokenizer_reconstructions.png"
 cp "$WORK_DIR/tokenizer/vis/val_psnr_vs_k.png" "$WORK_DIR/tokenizer_psnr_vs_k.png"
 "$PY" - "$WORK_DIR" <<'PY'

@@ -96,7 +96,9 @@ class SpectralReconstructionHook(Hook):
         out_dir: optional folder (relative to the work dir) for the latest pictures.
     """
 
-    priority = 'LOW'
+    # Above EMAHook (ABOVE_NORMAL), which swaps the training weights back in its own after_val_epoch: the
+    # pictures then show the same (EMA) weights as the metrics.
+    priority = 'HIGH'
 
     def __init__(self, num_images: int = 4, prefix_lengths: Optional[Sequence[int]] = None,
                  metric_prefix: str = 'recon', out_dir: Optional[str] = None) -> None:
