@@ -4,6 +4,7 @@ A schedule holds ``omegas = (w_1, ..., w_N)``: strictly increasing ints ending a
 prefix reconstructs the full image (paper eq. 5). Token ``k`` (1-based) adds the L-shaped band of frequencies
 ``(u, v)`` with ``w_{k-1} <= max(u, v) < w_k`` (``w_0 = 0``). Every schedule is validated when built.
 """
+from abc import ABC, abstractmethod
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -30,7 +31,7 @@ def _fill_segments(knots: Sequence[Tuple[int, int]]) -> List[int]:
     return values
 
 
-class BaseFreqSchedule:
+class BaseFreqSchedule(ABC):
     """A validated sequence of cut-offs ``w_1 < ... < w_N = image_size``.
 
     Args:
@@ -51,8 +52,9 @@ class BaseFreqSchedule:
         self.omegas: Tuple[int, ...] = tuple(int(w) for w in self._compute_omegas())
         self._validate()
 
+    @abstractmethod
     def _compute_omegas(self) -> Sequence[int]:
-        raise NotImplementedError(f'{type(self).__name__} must implement _compute_omegas().')
+        """The N cut-offs, before validation."""
 
     def _validate(self) -> None:
         name, om = type(self).__name__, self.omegas

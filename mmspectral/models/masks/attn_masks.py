@@ -13,6 +13,7 @@ A per-sample prefix length ``k_b`` marks latents ``j >= k_b`` (0-based) absent: 
 absent latent attends only to itself, so that no softmax row is empty (an empty row gives NaN). Samples in one
 batch may use different prefix lengths.
 """
+from abc import ABC, abstractmethod
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -24,7 +25,7 @@ __all__ = ['BaseAttnMask', 'BidirectionalMask', 'SpectralCausalMask', 'BlockCaus
 LAYOUTS = ('encoder', 'decoder', 'sequence')
 
 
-class BaseAttnMask:
+class BaseAttnMask(ABC):
     """Shared machinery of the mask builders: layouts, presence of latents, caching.
 
     Args:
@@ -43,9 +44,9 @@ class BaseAttnMask:
                                      if context_sees_latents is None else bool(context_sees_latents))
         self._cache: Dict[Tuple, Tuple[torch.Tensor, bool]] = {}
 
+    @abstractmethod
     def latent_pattern(self, num_latents: int, device: Union[str, torch.device, None] = None) -> torch.Tensor:
         """``(N, N)`` bool: may latent i attend to latent j (all latents present)."""
-        raise NotImplementedError(f'{type(self).__name__} must implement latent_pattern().')
 
     @property
     def is_plain_causal(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Dict, Optional, Union
 import torch
 import torch.nn as nn
 
-from mmspectral.registry import ATTN_MASKS, QUANTIZERS, TOKENIZERS
+from mmspectral.registry import ATTN_MASKS, MODELS, QUANTIZERS, TOKENIZERS
 from mmspectral.spectral import build_freq_schedule, lowpass
 from mmspectral.utils import build_component
 from ..masks import BaseAttnMask, SpectralCausalMask
@@ -139,7 +139,6 @@ class TiTokTokenizer(nn.Module):
         self.quantizer = build_component(quantizer, QUANTIZERS)
         self.pixel_decoder = None
         if pixel_decoder is not None:
-            from mmspectral.registry import MODELS
             self.pixel_decoder = build_component(pixel_decoder, MODELS)
 
     def _init_weights(self, module: nn.Module) -> None:
