@@ -23,6 +23,7 @@ TINY_DEFAULTS = {
     'VectorQuantizer': dict(codebook_size=16, token_size=4),
     'TiTokTokenizer': dict(image_size=32, patch_size=8, num_tokens=4, width=32, depth=1, num_heads=2,
                            token_size=4, codebook_size=16),
+    'SpectralARGenerator': dict(depth=1, vocab_size=16, num_tokens=4, num_classes=2),
     'NestedSpectralTokenizer': dict(image_size=32, patch_size=8, num_tokens=4, width=32, depth=1, num_heads=2,
                                     token_size=4, codebook_size=16, freq_schedule=dict(type='UniformFreqSchedule')),
 }

@@ -1,7 +1,8 @@
-from . import algorithms, losses, masks, quantizers, tokenizers  # noqa: F401
+from . import algorithms, generators, losses, masks, quantizers, tokenizers  # noqa: F401
 from .algorithms import TokenizerModel
 from .losses import ConvNeXtPerceptualLoss, GANLoss, LPIPSLoss, PatchGANDiscriminator
 from .data_preprocessor import ImageDataPreprocessor
+from .generators import SpectralARGenerator
 from .layers import Attention, TransformerBlock
 from .masks import BidirectionalMask, BlockCausalMask, SpectralCausalMask, build_attn_mask
 from .quantizers import VectorQuantizer
@@ -9,4 +10,5 @@ from .tokenizers import NestedSpectralTokenizer, TiTokTokenizer
 
 __all__ = ['ImageDataPreprocessor', 'Attention', 'TransformerBlock', 'BidirectionalMask', 'SpectralCausalMask',
            'BlockCausalMask', 'build_attn_mask', 'VectorQuantizer', 'TiTokTokenizer', 'NestedSpectralTokenizer',
-           'TokenizerModel', 'GANLoss', 'PatchGANDiscriminator', 'ConvNeXtPerceptualLoss', 'LPIPSLoss']
+           'TokenizerModel', 'GANLoss', 'PatchGANDiscriminator', 'ConvNeXtPerceptualLoss', 'LPIPSLoss',
+           'SpectralARGenerator']

@@ -1,4 +1,4 @@
-from .attention import Attention
-from .blocks import TransformerBlock
+from .attention import Attention, StaticKVCache
+from .blocks import AdaLNBlock, TransformerBlock
 
-__all__ = ['Attention', 'TransformerBlock']
+__all__ = ['Attention', 'StaticKVCache', 'TransformerBlock', 'AdaLNBlock']

@@ -1,11 +1,12 @@
-"""Pre-LayerNorm transformer block (ViT / TiTok style)."""
-from typing import Optional
+"""Transformer blocks: pre-LayerNorm (ViT / TiTok) and AdaLN-modulated (VAR)."""
+from functools import partial
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, Mlp
 
-from .attention import Attention
+from .attention import Attention, StaticKVCache
 
 
 class TransformerBlock(nn.Module):
@@ -33,3 +34,49 @@ class TransformerBlock(nn.Module):
         """x: (B, L, C); attn_mask as in :class:`Attention`."""
         x = x + self.drop_path(self.attn(self.ln_1(x), attn_mask=attn_mask))
         return x + self.drop_path(self.mlp(self.ln_2(x)))
+
+
+class AdaLNBlock(nn.Module):
+    """VAR's block: both sub-layers modulated by the condition through adaptive LayerNorm.
+
+    ``ada_lin(cond)`` gives six vectors (gamma1, gamma2, scale1, scale2, shift1, shift2) and the block computes
+    ``x + gamma1 * attn(ln(x) * (1 + scale1) + shift1)``, then the same with the MLP. LayerNorms have no
+    parameters; attention l2-normalises q and k with a learnable per-head logit scale and has q / v biases only;
+    the MLP uses tanh-GELU.
+
+    Args:
+        dim: width C.
+        num_heads: attention heads.
+        cond_dim: width of the condition (default C).
+        mlp_ratio: MLP hidden width relative to C.
+        drop_path: stochastic-depth rate.
+        norm_eps: LayerNorm epsilon.
+    """
+
+    def __init__(self, dim: int, num_heads: int, cond_dim: Optional[int] = None, mlp_ratio: float = 4.0,
+                 drop_path: float = 0.0, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.dim = dim
+        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim or dim, 6 * dim))
+        self.norm = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=False)
+        self.attn = Attention(dim, num_heads, qkv_bias=True, k_bias=False, qk_norm=True)
+        self.ffn = Mlp(dim, hidden_features=round(dim * mlp_ratio), act_layer=partial(nn.GELU, approximate='tanh'))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def modulation(self, cond: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """cond (B, D) -> six (B, 1, C) tensors: gamma1, gamma2, scale1, scale2, shift1, shift2.
+
+        Depends on the condition only, so a sampler computes it once per image, not once per token.
+        """
+        return self.ada_lin(cond).view(-1, 1, 6, self.dim).unbind(2)
+
+    def forward(self, x: torch.Tensor, cond: Optional[torch.Tensor] = None,
+                modulation: Optional[Tuple[torch.Tensor, ...]] = None, attn_mask: Optional[torch.Tensor] = None,
+                is_causal: bool = False, cache: Optional[StaticKVCache] = None, cache_start: int = 0):
+        """x (B, L, C); either ``cond`` (B, D) or its precomputed ``modulation``."""
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation if modulation is not None else \
+            self.modulation(cond)
+        h = self.attn(self.norm(x) * (1 + scale1) + shift1, attn_mask=attn_mask, is_causal=is_causal, cache=cache,
+                      cache_start=cache_start)
+        x = x + self.drop_path(h * gamma1)
+        return x + self.drop_path(self.ffn(self.norm(x) * (1 + scale2) + shift2) * gamma2)

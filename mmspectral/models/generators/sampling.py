@@ -1,0 +1,55 @@
+"""Token sampling: classifier-free guidance, temperature, top-k and top-p, reproducible with a torch.Generator."""
+from typing import Optional
+
+import torch
+
+
+def cfg_weight(scale: float, schedule: str, step: int, num_steps: int) -> float:
+    """The guidance weight t of step ``step`` (0-based) out of ``num_steps``.
+
+    ``'constant'``: t = scale at every step. ``'linear'`` (VAR): t ramps from 0 at the first step to ``scale``
+    at the last one.
+    """
+    if schedule == 'constant':
+        return scale
+    if schedule == 'linear':
+        return scale * step / max(num_steps - 1, 1)
+    raise ValueError(f"cfg_schedule must be 'constant' or 'linear', got {schedule!r}.")
+
+
+def guide(logits: torch.Tensor, weight: float) -> torch.Tensor:
+    """Combine a doubled batch (conditional rows first, unconditional rows last): (1 + t) cond - t uncond."""
+    cond, uncond = logits.chunk(2)
+    return (1 + weight) * cond - weight * uncond
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (nucleus) filtering over the last dim; removed entries become -inf.
+
+    top-k keeps every logit at least as large as the k-th largest. top-p removes the least likely tokens whose
+    probabilities sum to at most ``1 - top_p`` (the most likely token always stays). 0 disables either.
+    """
+    if temperature <= 0:
+        raise ValueError(f'temperature must be positive, got {temperature}.')
+    logits = logits.float() / temperature
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float('-inf'))
+    if 0.0 < top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1)  # ascending
+        tail = sorted_logits.softmax(-1).cumsum(-1) <= 1 - top_p
+        tail[..., -1] = False
+        logits = logits.masked_fill(tail.scatter(-1, order, tail), float('-inf'))
+    return logits
+
+
+def sample_tokens(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Draw one token per row of ``logits`` (..., V) -> (...) long."""
+    probs = filter_logits(logits, top_k, top_p, temperature).softmax(-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    if generator is not None and generator.device != flat.device:
+        # Draw on the generator's device so that the same seed gives the same tokens on every device.
+        return torch.multinomial(flat.to(generator.device), 1, generator=generator).to(flat.device).view(
+            probs.shape[:-1])
+    return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])

@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from mmspectral.models import SpectralARGenerator
+from mmspectral.models.generators import cfg_weight, filter_logits, guide
+
+TINY = dict(depth=2, vocab_size=32, num_tokens=8, num_classes=4, init_adaln_gamma=1.0, init_head=1.0,
+            drop_path_rate=0.0)
+
+
+def tiny(**kwargs):
+    torch.manual_seed(0)
+    return SpectralARGenerator(**{**TINY, **kwargs}).eval()
+
+
+@pytest.mark.parametrize('preset,params', [('d16', 310e6), ('d20', 600e6), ('d24', 1.0e9), ('d30', 2.0e9)])
+def test_presets_match_the_papers_sizes(preset, params):
+    with torch.device('meta'):
+        model = SpectralARGenerator.from_preset(preset, vocab_size=4096, num_tokens=64)
+    count = sum(p.numel() for p in model.parameters())
+    assert abs(count / params - 1) < 0.05
+    depth = int(preset[1:])
+    assert model.width == 64 * depth and model.num_heads == depth
+
+
+@pytest.mark.parametrize('mask', [None, dict(type='BlockCausalMask', block_size=4)])
+def test_position_i_sees_only_earlier_tokens(mask):
+    model = tiny(attn_mask=mask)
+    p = model.block_size
+    tokens = torch.randint(0, 32, (2, 8))
+    labels = torch.tensor([1, 2])
+    logits = model(tokens, labels)
+    for j in range(8):
+        changed = tokens.clone()
+        changed[:, j] = (changed[:, j] + 1) % 32
+        out = model(changed, labels)
+        first_affected = (j // p + 1) * p  # positions of later groups read token j
+        assert torch.allclose(out[:, :first_affected], logits[:, :first_affected], atol=1e-5)
+        if first_affected < 8:
+            assert not torch.allclose(out[:, first_affected:], logits[:, first_affected:], atol=1e-4)
+
+
+@pytest.mark.parametrize('mask', [None, dict(type='BlockCausalMask', block_size=4)])
+@pytest.mark.parametrize('cfg', [0.0, 1.5])
+def test_cached_sampling_equals_uncached(mask, cfg):
+    model = tiny(attn_mask=mask)
+    labels = torch.tensor([0, 3, 1])
+    kwargs = dict(cfg_scale=cfg, top_k=10, top_p=0.9, temperature=1.3, return_logits=True)
+    cached = model.generate(labels, seed=7, **kwargs)
+    uncached = model.generate(labels, seed=7, use_cache=False, **kwargs)
+    assert torch.equal(cached['tokens'], uncached['tokens'])
+    assert torch.allclose(cached['logits'], uncached['logits'], atol=1e-5)
+    # And both equal teacher forcing on the sampled tokens (guidance off).
+    if cfg == 0:
+        forced = model(cached['tokens'], labels)
+        assert torch.allclose(forced, cached['logits'], atol=1e-4)
+
+
+def test_seed_truncation_prefix_and_callback():
+    model = tiny()
+    labels = torch.tensor([0, 1])
+    a = model.generate(labels, seed=3)
+    assert a.shape == (2, 8) and a.dtype == torch.long
+    assert torch.equal(a, model.generate(labels, seed=3))
+    assert not torch.equal(a, model.generate(labels, seed=4))
+    assert torch.equal(model.generate(labels, seed=3, num_tokens=5), a[:, :5])  # truncation = an early stop
+    prefix = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    varied = model.generate(labels, seed=11, prefix=prefix)
+    assert torch.equal(varied[:, :3], prefix)
+    seen = []
+    model.generate(labels, seed=3, callback=lambda step, toks: seen.append(toks.shape[1]))
+    assert seen == list(range(1, 9))
+    p4 = tiny(attn_mask=dict(type='BlockCausalMask', block_size=4))
+    seen = []
+    p4.generate(labels, seed=3, callback=lambda step, toks: seen.append(toks.shape[1]))
+    assert seen == [4, 8]  # 2 steps of 4 tokens
+
+
+def test_label_dropout_and_checks():
+    model = tiny()
+    model.train()
+    labels = torch.zeros(4000, dtype=torch.long)
+    torch.manual_seed(0)
+    dropped = (model.condition(labels, drop=True) == model.class_emb.weight[4]).all(-1).float().mean()
+    assert 0.08 < dropped < 0.12
+    with pytest.raises(ValueError, match=r'\(B, 8\)'):
+        model(torch.zeros(2, 7, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match='causal mask'):
+        tiny(attn_mask=dict(type='BidirectionalMask'))
+    with pytest.raises(ValueError, match='divisible'):
+        tiny(attn_mask=dict(type='BlockCausalMask', block_size=3))
+
+
+def test_guidance_and_filters():
+    assert cfg_weight(1.5, 'constant', 3, 10) == 1.5
+    assert cfg_weight(1.5, 'linear', 0, 10) == 0 and cfg_weight(1.5, 'linear', 9, 10) == 1.5
+    cond, uncond = torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    assert torch.allclose(guide(torch.cat([cond, uncond]), 0.5), torch.tensor([[2.5, -0.5]]))
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
+    kept = torch.isfinite(filter_logits(logits, top_k=2))
+    assert kept.tolist() == [[True, True, False, False, False]]
+    probs = logits.softmax(-1)[0]  # 0.64, 0.23, 0.09, 0.03, 0.01: nucleus = the fewest tokens reaching p
+    assert probs[:2].sum() < 0.9 < probs[:3].sum() and probs[:1].sum() < 0.85 < probs[:2].sum()
+    assert torch.isfinite(filter_logits(logits, top_p=0.9)).tolist() == [[True, True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, top_p=0.85)).tolist() == [[True, True, False, False, False]]
+    assert torch.isfinite(filter_logits(logits, top_p=0.01)).sum() == 1
+    assert torch.allclose(filter_logits(logits, temperature=2.0), logits / 2)
