@@ -18,7 +18,7 @@ WEIGHT_KEYS = {'pretrained': None, 'weights_path': None, 'vgg_weights_path': Non
 def without_weights(node):
     """Drop weight paths and allow random initialisation, wherever a component takes them."""
     if isinstance(node, dict):
-        node = {k: without_weights(v) for k, v in node.items()}
+        node = {k: (None if k == 'tokenizer_checkpoint' else without_weights(v)) for k, v in node.items()}
         if any(k in node for k in WEIGHT_KEYS):
             node.update({k: None for k in WEIGHT_KEYS if k in node})
             node['allow_random_init'] = True
@@ -31,6 +31,7 @@ def without_weights(node):
 def test_there_are_configs():
     names = [os.path.basename(p) for p in CONFIGS]
     assert 'spectralar-tiny_16tok_1xb32-2k_shapes-64.py' in names
+    assert 'spectralar-d16_64tok_8xb96-333k_in1k-256.py' in names
     assert sum('ablation' in p for p in CONFIGS) >= 6
 
 

@@ -74,7 +74,7 @@ def load_torch_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool
             'newest complete one) or delete this file.') from exc
 
 
-def _load_local(filename: str, map_location=None) -> Any:
+def load_from_local(filename: str, map_location=None) -> Any:
     return load_torch_file(filename, map_location=map_location)
 
 
@@ -83,5 +83,5 @@ def _refuse_download(filename: str, map_location=None, **kwargs) -> Any:
                               'Download the file yourself and pass its local path.')
 
 
-CheckpointLoader.register_scheme(prefixes='', loader=_load_local, force=True)
+CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 CheckpointLoader.register_scheme(prefixes=_DOWNLOAD_SCHEMES, loader=_refuse_download, force=True)

@@ -1,4 +1,4 @@
 from .functional import psnr, ssim
-from .metrics import ReconstructionMetric
+from .metrics import ReconstructionMetric, TokenPredictionMetric
 
-__all__ = ['psnr', 'ssim', 'ReconstructionMetric']
+__all__ = ['psnr', 'ssim', 'ReconstructionMetric', 'TokenPredictionMetric']

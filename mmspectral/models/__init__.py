@@ -1,5 +1,5 @@
 from . import algorithms, generators, losses, masks, quantizers, tokenizers  # noqa: F401
-from .algorithms import TokenizerModel
+from .algorithms import GeneratorModel, TokenizerModel
 from .losses import ConvNeXtPerceptualLoss, GANLoss, LPIPSLoss, PatchGANDiscriminator
 from .data_preprocessor import ImageDataPreprocessor
 from .generators import SpectralARGenerator
@@ -11,4 +11,4 @@ from .tokenizers import NestedSpectralTokenizer, TiTokTokenizer
 __all__ = ['ImageDataPreprocessor', 'Attention', 'TransformerBlock', 'BidirectionalMask', 'SpectralCausalMask',
            'BlockCausalMask', 'build_attn_mask', 'VectorQuantizer', 'TiTokTokenizer', 'NestedSpectralTokenizer',
            'TokenizerModel', 'GANLoss', 'PatchGANDiscriminator', 'ConvNeXtPerceptualLoss', 'LPIPSLoss',
-           'SpectralARGenerator']
+           'SpectralARGenerator', 'GeneratorModel']

@@ -1,3 +1,4 @@
 from .reconstruction import ReconstructionMetric
+from .token_prediction import TokenPredictionMetric
 
-__all__ = ['ReconstructionMetric']
+__all__ = ['ReconstructionMetric', 'TokenPredictionMetric']

@@ -1,0 +1,115 @@
+"""Token ids extracted once by ``tools/extract_tokens.py``, memory-mapped (DATASETS)."""
+import json
+import os.path as osp
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmengine.dataset import BaseDataset
+from mmengine.structures import BaseDataElement
+
+from mmspectral.registry import DATASETS, TRANSFORMS
+
+META_FILE = 'meta.json'
+
+
+def shard_paths(root: str, rank: int, world_size: int) -> dict:
+    """The files of one extraction shard: token ids, labels, and the done-marks that make it resumable."""
+    stem = osp.join(root, f'shard{rank:03d}-of-{world_size:03d}')
+    return dict(tokens=stem + '_tokens.npy', labels=stem + '_labels.npy', done=stem + '_done.npy')
+
+
+def read_meta(root: str) -> dict:
+    path = osp.join(root, META_FILE)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{root!r} holds no extracted tokens ({META_FILE} missing). Run '
+                                'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out <this folder> first.')
+    with open(path) as f:
+        meta = json.load(f)
+    if not meta.get('complete'):
+        raise RuntimeError(f'The token extraction in {root!r} is unfinished ({meta.get("done", "?")} of '
+                           f'{meta.get("num_images", "?")} images). Run the same tools/extract_tokens.py command '
+                           'again: it continues where it stopped.')
+    return meta
+
+
+@TRANSFORMS.register_module()
+class PackTokenInputs(BaseTransform):
+    """``tokens`` (N,) -> ``inputs`` LongTensor (N,); ``gt_label`` into a data sample."""
+
+    def transform(self, results: dict) -> dict:
+        sample = BaseDataElement(metainfo=dict(sample_idx=results.get('sample_idx')))
+        sample.gt_label = torch.as_tensor(results['gt_label'], dtype=torch.long)
+        return dict(inputs=torch.from_numpy(np.asarray(results['tokens'], dtype=np.int64)), data_samples=sample)
+
+
+@DATASETS.register_module()
+class TokenDataset(BaseDataset):
+    """Class-labelled token sequences: ``(num_images, num_variants, N)`` ids in memory-mapped shards.
+
+    Each image may have several variants (e.g. the tokens of the image and of its horizontal flip); training
+    draws one at random per access, evaluation uses the first.
+
+    Args:
+        data_root: the folder ``tools/extract_tokens.py --out`` wrote.
+        variant: 'random', 'first', or a variant index.
+        expected_num_tokens / expected_vocab_size: if given, must match the extraction (a clear error if not).
+        pipeline: defaults to ``[PackTokenInputs]``.
+        test_mode, lazy_init, indices, serialize_data, max_refetch: as MMEngine's BaseDataset.
+    """
+
+    def __init__(self, data_root: str, variant: Union[str, int] = 'random',
+                 expected_num_tokens: Optional[int] = None, expected_vocab_size: Optional[int] = None,
+                 pipeline: Sequence = (dict(type='PackTokenInputs'),), test_mode: bool = False,
+                 lazy_init: bool = False, indices=None, serialize_data: bool = True, max_refetch: int = 1000):
+        self.meta = read_meta(data_root)
+        for key, want in (('num_tokens', expected_num_tokens), ('vocab_size', expected_vocab_size)):
+            if want is not None and self.meta[key] != want:
+                raise ValueError(f'Tokens in {data_root!r} have {key}={self.meta[key]} but the model expects '
+                                 f'{want}: they were extracted with another tokenizer. Extract again with the '
+                                 'tokenizer the generator is configured for.')
+        if variant not in ('random', 'first') and not (isinstance(variant, int)
+                                                        and 0 <= variant < self.meta['num_variants']):
+            raise ValueError(f"variant must be 'random', 'first' or an index below {self.meta['num_variants']}, "
+                             f'got {variant!r}.')
+        self.variant = variant
+        self._arrays = None
+        super().__init__(data_root=data_root, pipeline=list(pipeline), test_mode=test_mode, lazy_init=lazy_init,
+                         indices=indices, serialize_data=serialize_data, max_refetch=max_refetch,
+                         metainfo=dict(classes=tuple(self.meta.get('classes', ()))))
+
+    def _open(self):
+        # Opened lazily in each worker process: memory maps do not survive pickling.
+        if self._arrays is None:
+            world = self.meta['world_size']
+            self._arrays = [(np.load(shard_paths(self.data_root, r, world)['tokens'], mmap_mode='r'),
+                             np.load(shard_paths(self.data_root, r, world)['labels'], mmap_mode='r'))
+                            for r in range(world)]
+        return self._arrays
+
+    def load_data_list(self) -> List[dict]:
+        data_list = []
+        for shard, (_, labels) in enumerate(self._open()):
+            labels = np.asarray(labels)
+            for row in np.flatnonzero(labels >= 0):  # label -1: an image that could not be read
+                data_list.append(dict(shard=shard, row=int(row), gt_label=int(labels[row])))
+        self._arrays = None
+        return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        tokens = self._open()[info['shard']][0][info['row']]  # (V, N)
+        if self.variant == 'random' and not self.test_mode:
+            v = np.random.randint(tokens.shape[0])
+        elif self.variant in ('random', 'first'):
+            v = 0
+        else:
+            v = self.variant
+        info['tokens'] = np.array(tokens[v])
+        return info
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state['_arrays'] = None
+        return state

@@ -1,0 +1,133 @@
+"""``GeneratorModel``: trains a GENERATORS model on token sequences under MMEngine.
+
+Tokens come either from a TokenDataset (extracted once with ``tools/extract_tokens.py``; inputs are (B, N) ids)
+or, with ``encode_on_the_fly=True``, from images encoded by a frozen tokenizer in every step. The loss is the
+cross-entropy of next-token prediction; the log also carries the loss and accuracy of each range of positions,
+which shows which spectral positions are hard.
+"""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel, is_model_wrapper
+
+from mmspectral.registry import GENERATORS, MODELS
+from mmspectral.utils import build_component
+from ..tokenizers.loading import load_tokenizer
+from ..utils import keep_out_of_checkpoints
+
+
+def position_bins(num_tokens: int, num_bins: int) -> List[range]:
+    """Split positions 0..N-1 into ``num_bins`` contiguous ranges (fewer if N is small)."""
+    num_bins = max(1, min(num_bins, num_tokens))
+    edges = [round(i * num_tokens / num_bins) for i in range(num_bins + 1)]
+    return [range(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+@MODELS.register_module()
+class GeneratorModel(BaseModel):
+    """Next-token training of an autoregressive generator over a tokenizer's 1D tokens.
+
+    Args:
+        generator: a GENERATORS config.
+        tokenizer: optional TOKENIZERS config of the tokenizer the tokens come from; needed to decode samples
+            and for ``encode_on_the_fly``. Its ``num_tokens`` and ``vocab_size`` must match the generator's.
+        tokenizer_checkpoint: the trained tokenizer (a TokenizerModel checkpoint), loaded frozen.
+        encode_on_the_fly: inputs are images, encoded by the frozen tokenizer in every step.
+        num_position_bins: ranges of positions whose loss / accuracy are logged separately.
+        sampling: keyword arguments of ``generator.generate`` used by ``sample`` (cfg_scale, top_k, ...).
+        image_value_range: the value range the tokenizer was trained in (decoded images are mapped to [0, 1]).
+        data_preprocessor: default moves token batches to the device; use ``ImageDataPreprocessor`` with
+            ``encode_on_the_fly``.
+    """
+
+    def __init__(self, generator: dict, tokenizer: Optional[dict] = None, tokenizer_checkpoint: Optional[str] = None,
+                 encode_on_the_fly: bool = False, num_position_bins: int = 8, sampling: Optional[dict] = None,
+                 image_value_range: Sequence[float] = (0.0, 1.0), data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='ImageDataPreprocessor') if encode_on_the_fly else \
+                dict(type='BaseDataPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.generator = build_component(generator, GENERATORS)
+        self.tokenizer = None
+        if tokenizer is not None:
+            self.tokenizer = keep_out_of_checkpoints(load_tokenizer(tokenizer, tokenizer_checkpoint))
+            for key, mine, theirs in (('num_tokens', self.generator.num_tokens, self.tokenizer.num_tokens),
+                                      ('vocab_size', self.generator.vocab_size, self.tokenizer.vocab_size)):
+                if mine != theirs:
+                    raise ValueError(f'The generator has {key}={mine} but the tokenizer has {key}={theirs}; set '
+                                     f'generator.{key}={theirs} (or use the tokenizer the tokens came from).')
+        if encode_on_the_fly and self.tokenizer is None:
+            raise ValueError('encode_on_the_fly=True needs tokenizer=... and tokenizer_checkpoint=...')
+        self.encode_on_the_fly = encode_on_the_fly
+        self.bins = position_bins(self.generator.num_tokens, num_position_bins)
+        self.sampling = dict(sampling or {})
+        self.image_value_range = tuple(float(v) for v in image_value_range)
+
+    @property
+    def gen(self):
+        return self.generator.module if is_model_wrapper(self.generator) else self.generator
+
+    def train(self, mode: bool = True) -> 'GeneratorModel':
+        super().train(mode)
+        if self.tokenizer is not None:
+            self.tokenizer.eval()  # always frozen
+        return self
+
+    def _tokens_and_labels(self, inputs, data_samples: Sequence):
+        if isinstance(inputs, (list, tuple)):  # pseudo_collate keeps samples in a list
+            inputs = torch.stack(list(inputs))
+        labels = torch.stack([s.gt_label for s in data_samples]).to(inputs.device).view(-1)
+        if self.encode_on_the_fly:
+            with torch.no_grad():
+                return self.tokenizer.encode(inputs), labels
+        return inputs.long(), labels
+
+    def token_stats(self, logits: torch.Tensor, tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Mean cross-entropy and accuracy per range of positions, for logging and evaluation."""
+        ce = F.cross_entropy(logits.transpose(1, 2), tokens, reduction='none')  # (B, N)
+        hit = (logits.argmax(-1) == tokens).float()
+        stats = {}
+        for rng in self.bins:
+            name = f'pos{rng.start + 1}-{rng.stop}' if len(rng) > 1 else f'pos{rng.start + 1}'
+            stats[f'ce_{name}'] = ce[:, rng].mean().detach()
+            stats[f'acc_{name}'] = hit[:, rng].mean()
+        stats['acc'] = hit.mean()
+        return stats
+
+    def forward(self, inputs: torch.Tensor, data_samples: Optional[list] = None, mode: str = 'tensor'):
+        tokens, labels = self._tokens_and_labels(inputs, data_samples)
+        logits = self.generator(tokens, labels)  # (B, N, V)
+        if mode == 'loss':
+            losses = dict(loss_ce=F.cross_entropy(logits.transpose(1, 2), tokens))
+            with torch.no_grad():
+                losses.update(self.token_stats(logits.detach(), tokens))
+            return losses
+        if mode == 'predict':
+            ce = F.cross_entropy(logits.transpose(1, 2), tokens, reduction='none')
+            hit = logits.argmax(-1) == tokens
+            out = []
+            for i, sample in enumerate(data_samples):
+                sample.token_ce = ce[i].detach()  # (N,) teacher-forced cross-entropy per position
+                sample.token_hit = hit[i]
+                out.append(sample)
+            return out
+        if mode == 'tensor':
+            return logits
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}.")
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, decode: bool = True, **kwargs) -> Dict[str, torch.Tensor]:
+        """Generate tokens for ``labels`` with the configured sampling settings (overridable by ``kwargs``) and,
+        with ``decode``, the images in [0, 1]."""
+        options = {**self.sampling, **kwargs}
+        tokens = self.gen.generate(labels, **options)
+        out = dict(tokens=tokens)
+        if decode:
+            if self.tokenizer is None:
+                raise RuntimeError('Decoding samples needs the tokenizer: set tokenizer=... and tokenizer_checkpoint=...')
+            lo, hi = self.image_value_range
+            images = self.tokenizer.to_images(self.tokenizer.decode(self.tokenizer.quantizer.lookup(tokens)))
+            out['images'] = ((images.float() - lo) / (hi - lo)).clamp(0, 1)
+        return out
+

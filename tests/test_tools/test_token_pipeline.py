@@ -1,0 +1,133 @@
+"""Token extraction -> TokenDataset -> generator training -> class-balanced sampling, through the real tools."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mmspectral.datasets import TokenDataset
+from mmspectral.models import GeneratorModel, TokenizerModel
+
+TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-2k_shapes-64.py'
+GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
+SMALL_TOKENIZER = dict(width=32, depth=1, num_heads=2)
+
+
+def run(args, env, cwd, timeout=600):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def small_tokenizer_options():
+    return [f'model.tokenizer.{k}={v}' for k, v in SMALL_TOKENIZER.items()]
+
+
+@pytest.fixture(scope='module')
+def tokenizer_checkpoint(tmp_path_factory):
+    """A tiny TokenizerModel saved the way the Runner saves it."""
+    from mmspectral.utils import load_config
+    cfg = load_config(TOKENIZER_CONFIG)
+    cfg.model.tokenizer.update(SMALL_TOKENIZER)
+    torch.manual_seed(0)
+    model = TokenizerModel(**{k: v for k, v in cfg.model.items() if k != 'type'})
+    path = tmp_path_factory.mktemp('tok') / 'tokenizer.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(iter=1)), path)
+    return str(path)
+
+
+def extract(out, ckpt, env, repo_root, n=24, extra=(), launcher=None):
+    args = [sys.executable, 'tools/extract_tokens.py', TOKENIZER_CONFIG, ckpt, '--out', str(out), '--augment',
+            'flip', '--batch-size', '5', '--num-workers', '0', '--cfg-options',
+            f'train_dataloader.dataset.num_samples={n}', *small_tokenizer_options(), *extra]
+    if launcher:
+        args = ['bash', '-c', f'{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port '
+                f'{launcher} ' + ' '.join(args[1:]) + ' --launcher pytorch']
+    return run(args, env, repo_root)
+
+
+@pytest.mark.slow
+def test_extraction_is_sharded_resumable_and_read_back(tmp_path, repo_root, subprocess_env, tokenizer_checkpoint,
+                                                       free_port):
+    single = tmp_path / 'single'
+    extract(single, tokenizer_checkpoint, subprocess_env, repo_root)
+    meta = json.load(open(single / 'meta.json'))
+    assert meta['complete'] and meta['num_images'] == 24 and meta['num_variants'] == 2
+    ds = TokenDataset(str(single), variant='first', test_mode=True)
+    assert len(ds) == 24 and ds[0]['inputs'].shape == (16,) and ds[0]['inputs'].dtype == torch.long
+    labels = sorted(int(ds[i]['data_samples'].gt_label) for i in range(24))
+    assert labels == sorted(i % 10 for i in range(24))
+    # The flip variant is the tokens of the flipped image, not a copy.
+    both = np.load(single / 'shard000-of-001_tokens.npy')
+    assert both.shape == (24, 2, 16) and (both[:, 0] != both[:, 1]).any()
+
+    # Two processes give exactly the same token for every image.
+    sharded = tmp_path / 'sharded'
+    extract(sharded, tokenizer_checkpoint, subprocess_env, repo_root, launcher=free_port)
+    a = TokenDataset(str(single), variant='first', test_mode=True)
+    b = TokenDataset(str(sharded), variant='first', test_mode=True)
+    rows_b = {(info['shard'], info['row']): info['tokens'] for info in map(b.get_data_info, range(len(b)))}
+    for i in range(24):  # image i sits in shard i % 2, row i // 2 of the sharded run
+        assert np.array_equal(a.get_data_info(i)['tokens'], rows_b[(i % 2, i // 2)])
+
+    # An interrupted run: marks removed for half of the images are redone, the rest skipped.
+    done = np.load(single / 'shard000-of-001_done.npy', mmap_mode='r+')
+    done[12:] = False
+    done.flush()
+    meta['complete'] = False
+    json.dump(meta, open(single / 'meta.json', 'w'))
+    with pytest.raises(RuntimeError, match='unfinished'):
+        TokenDataset(str(single))
+    log = extract(single, tokenizer_checkpoint, subprocess_env, repo_root)
+    assert '12 already done' in log and json.load(open(single / 'meta.json'))['complete']
+    with pytest.raises(ValueError, match='num_tokens=16 but the model expects 64'):
+        TokenDataset(str(single), expected_num_tokens=64)
+
+
+@pytest.mark.slow
+def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_root, subprocess_env,
+                                                                 tokenizer_checkpoint, free_port):
+    tokens = tmp_path / 'tokens'
+    extract(tokens, tokenizer_checkpoint, subprocess_env, repo_root, n=40)
+    common = [f'model.tokenizer_checkpoint={tokenizer_checkpoint}', *small_tokenizer_options(),
+              'model.generator.depth=1', 'model.generator.width=32', 'model.generator.num_heads=2',
+              f'train_dataloader.dataset.data_root={tokens}', f'val_dataloader.dataset.data_root={tokens}',
+              f'test_dataloader.dataset.data_root={tokens}', 'train_dataloader.batch_size=8',
+              'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False']
+    work = tmp_path / 'gen'
+    log = run([sys.executable, 'tools/train.py', GENERATOR_CONFIG, '--work-dir', str(work), '--cfg-options',
+               *common, 'train_cfg.max_iters=6', 'train_cfg.val_interval=6', 'default_hooks.logger.interval=2'],
+              subprocess_env, repo_root)
+    assert 'loss_ce' in log and 'acc_pos1-2' in log and 'tokens/ce_pos13-16' in log
+    ckpt = str(work / 'iter_6.pth')
+    sample = [sys.executable, 'tools/sample.py', GENERATOR_CONFIG, ckpt, '--per-class', '2', '--num-classes', '3',
+              '--batch-size', '4', '--cfg-options', *common]
+    run(sample + ['--out', str(tmp_path / 's1')], subprocess_env, repo_root)
+    npz = np.load(tmp_path / 's1' / 'samples_6x64x64x3.npz')
+    assert npz['arr_0'].shape == (6, 64, 64, 3) and npz['arr_0'].dtype == np.uint8
+    assert npz['labels'].tolist() == [0, 0, 1, 1, 2, 2]
+    # Two processes write the same images; a finished batch is not sampled again.
+    run(['bash', '-c', f'{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port {free_port} '
+         + ' '.join(sample[1:]) + f' --out {tmp_path / "s2"} --launcher pytorch'], subprocess_env, repo_root)
+    assert np.array_equal(np.load(tmp_path / 's2' / 'samples_6x64x64x3.npz')['arr_0'], npz['arr_0'])
+    log = run(sample + ['--out', str(tmp_path / 's1')], subprocess_env, repo_root)
+    assert '2 batches of this rank already done' in log
+
+
+def test_generator_model_checks_the_tokenizer(tokenizer_checkpoint):
+    from mmspectral.utils import load_config
+    cfg = load_config(GENERATOR_CONFIG)
+    cfg.model.tokenizer.update(SMALL_TOKENIZER)
+    cfg.model.tokenizer_checkpoint = tokenizer_checkpoint
+    cfg.model.generator.update(depth=1, width=32, num_heads=2, num_tokens=8)
+    with pytest.raises(ValueError, match='num_tokens=8 but the tokenizer has num_tokens=16'):
+        GeneratorModel(**{k: v for k, v in cfg.model.items() if k != 'type'})
+    cfg.model.generator.num_tokens = 16
+    model = GeneratorModel(**{k: v for k, v in cfg.model.items() if k != 'type'})
+    assert not any(k.startswith('tokenizer.') for k in model.state_dict())  # frozen, not checkpointed
+    out = model.sample(torch.tensor([0, 9]), seed=0)
+    assert out['tokens'].shape == (2, 16) and out['images'].shape == (2, 3, 64, 64)
+    assert out['images'].min() >= 0 and out['images'].max() <= 1

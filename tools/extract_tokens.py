@@ -1,0 +1,170 @@
+"""Encode a dataset once with a trained tokenizer, for generator training.
+
+    python tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out data/tokens/NAME [--split train]
+        [--augment none|flip] [--batch-size 64] [--num-workers 4]
+    torchrun --nproc_per_node 8 tools/extract_tokens.py ... --launcher pytorch     # sharded across ranks
+
+Images go through the split's evaluation pipeline (deterministic: resize and centre crop), then the tokenizer's
+``encode``; ``--augment flip`` also encodes each image's horizontal flip (two variants per image; the
+TokenDataset draws one at random while training). Each rank writes its own memory-mapped shard and marks the
+images it finished, so an interrupted run continues where it stopped when started again with the same command.
+An unreadable image is reported with its path and gets label -1 (the TokenDataset skips it).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.dataset import pseudo_collate  # noqa: E402
+from mmengine.registry import DATASETS as MMENGINE_DATASETS  # noqa: E402
+from mmengine.utils import ProgressBar  # noqa: E402
+
+from mmspectral.datasets.token_dataset import META_FILE, shard_paths  # noqa: E402
+from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
+from mmspectral.engine import init_distributed, shutdown_distributed  # noqa: E402
+from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
+from mmspectral.registry import MODELS  # noqa: E402
+from mmspectral.utils import load_config, register_all_modules  # noqa: E402
+
+
+class _Tolerant(torch.utils.data.Dataset):
+    """Index -> (index, packed sample or None for an unreadable image)."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        idx = int(self.indices[i])
+        try:
+            return idx, self.dataset.prepare_data(idx)
+        except CorruptImageError as exc:
+            print(f'\nwarning: {exc}', flush=True)
+            return idx, None
+
+
+def build_dataset(cfg, split: str):
+    """The split's dataset with the deterministic evaluation pipeline."""
+    key = f'{split}_dataloader'
+    if cfg.get(key) is None:
+        raise KeyError(f'The config has no {key}; choose --split train, val or test.')
+    dataset_cfg = cfg[key].dataset.copy()
+    dataset_cfg.pipeline = cfg.test_dataloader.dataset.pipeline
+    dataset_cfg.pop('test_mode', None)
+    dataset = MMENGINE_DATASETS.build(dataset_cfg)
+    dataset.full_init()
+    return dataset
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Encode a dataset into token files for generator training.')
+    parser.add_argument('config', help='the tokenizer config (a TokenizerModel)')
+    parser.add_argument('checkpoint', help='the trained tokenizer checkpoint')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--split', default='train', choices=['train', 'val', 'test'])
+    parser.add_argument('--augment', default='none', choices=['none', 'flip'])
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config entries, e.g. train_dataloader.dataset.num_samples=1000')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    register_all_modules()
+    init_distributed(args.launcher)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    device = torch.device(args.device)
+    if device.type == 'cuda':
+        device = torch.device('cuda', torch.cuda.current_device())
+    cfg = load_config(args.config, args.cfg_options)
+    if cfg.model.get('type') != 'TokenizerModel':
+        raise ValueError(f'{args.config} is not a tokenizer config (model.type={cfg.model.get("type")!r}).')
+    tokenizer = load_tokenizer(cfg.model.tokenizer, args.checkpoint, device=device)
+    preprocessor = MODELS.build(cfg.model.get('data_preprocessor') or dict(type='ImageDataPreprocessor')).to(device)
+    dataset = build_dataset(cfg, args.split)
+    num_images, n = len(dataset), tokenizer.num_tokens
+    variants = 2 if args.augment == 'flip' else 1
+    os.makedirs(args.out, exist_ok=True)
+    meta_path = osp.join(args.out, META_FILE)
+    meta = dict(num_images=num_images, done=0, complete=False, num_tokens=n, vocab_size=tokenizer.vocab_size,
+                num_variants=variants, world_size=world, augment=args.augment, split=args.split,
+                tokenizer_config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
+                classes=list(dataset.metainfo.get('classes', ())))
+    if osp.isfile(meta_path):
+        with open(meta_path) as f:
+            old = json.load(f)
+        keys = ('world_size', 'num_images', 'num_variants', 'num_tokens', 'vocab_size')
+        if any(old.get(k) != meta[k] for k in keys):
+            raise RuntimeError(f'{args.out} holds an extraction with ' +
+                               ', '.join(f'{k}={old.get(k)}' for k in keys) + '; this run has ' +
+                               ', '.join(f'{k}={meta[k]}' for k in keys) + '. Resume with the same settings, '
+                               'or use another --out folder.')
+    elif rank == 0:
+        with open(meta_path, 'w') as f:
+            json.dump(meta, f, indent=1)
+    if dist.is_initialized():
+        dist.barrier()
+    # Rank r takes images r, r + world, ...
+    mine = np.arange(rank, num_images, world)
+    paths = shard_paths(args.out, rank, world)
+    dtype = np.int16 if tokenizer.vocab_size <= np.iinfo(np.int16).max else np.int32
+    mode = 'r+' if osp.isfile(paths['done']) else 'w+'
+    tokens = np.lib.format.open_memmap(paths['tokens'], mode=mode, dtype=dtype, shape=(len(mine), variants, n))
+    labels = np.lib.format.open_memmap(paths['labels'], mode=mode, dtype=np.int64, shape=(len(mine),))
+    done = np.lib.format.open_memmap(paths['done'], mode=mode, dtype=np.bool_, shape=(len(mine),))
+    todo = np.flatnonzero(~done)
+    if rank == 0:
+        print(f'encoding {num_images} images of the {args.split} split into {n} tokens x {variants} variant(s) '
+              f'with {world} process(es); {len(mine) - len(todo)} already done on this rank', flush=True)
+    loader = torch.utils.data.DataLoader(_Tolerant(dataset, mine[todo]), batch_size=args.batch_size,
+                                         num_workers=args.num_workers, collate_fn=list)
+    bar = ProgressBar(len(todo)) if rank == 0 and len(todo) else None
+    row_of = {int(idx): row for row, idx in enumerate(mine)}
+    with torch.no_grad():
+        for batch in loader:
+            good = [(idx, sample) for idx, sample in batch if sample is not None]
+            for idx, sample in batch:
+                if sample is None:
+                    labels[row_of[idx]] = -1
+                    done[row_of[idx]] = True
+            if good:
+                data = preprocessor(pseudo_collate([s for _, s in good]), False)
+                images = data['inputs']
+                codes = [tokenizer.encode(images)]
+                if variants == 2:
+                    codes.append(tokenizer.encode(images.flip(-1)))
+                codes = torch.stack(codes, 1).cpu().numpy().astype(dtype)  # (b, V, N)
+                rows = [row_of[idx] for idx, _ in good]
+                tokens[rows] = codes
+                labels[rows] = [int(s['data_samples'].gt_label) for _, s in good]
+                done[rows] = True
+            tokens.flush(), labels.flush(), done.flush()  # a killed run loses at most this batch
+            if bar is not None:
+                bar.update(len(batch))
+    if dist.is_initialized():
+        dist.barrier()
+    if rank == 0:
+        finished = sum(int(np.load(shard_paths(args.out, r, world)['done'], mmap_mode='r').sum())
+                       for r in range(world))
+        meta.update(done=finished, complete=finished == num_images)
+        with open(meta_path, 'w') as f:
+            json.dump(meta, f, indent=1)
+        print(f'\nwrote {finished} of {num_images} images to {args.out}', flush=True)
+    shutdown_distributed()
+
+
+if __name__ == '__main__':
+    main()

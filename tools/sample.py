@@ -1,0 +1,126 @@
+"""Class-balanced sampling for evaluation: PNG files plus the npz the ADM evaluator reads.
+
+    python tools/sample.py GENERATOR_CONFIG CHECKPOINT --out samples/NAME [--per-class 50] [--batch-size 32]
+        [--cfg 1.5] [--cfg-schedule linear] [--top-k 900] [--top-p 0.96] [--temperature 1.0] [--seed 0]
+        [--num-tokens N]     # truncated generation: only the first N tokens
+    torchrun --nproc_per_node 8 tools/sample.py ... --launcher pytorch
+
+Writes ``<out>/images/<index>_<class>.png`` for ``per_class`` samples of every class (50 x 1000 = 50,000 for
+ImageNet, the protocol of docs/evaluation.md) and, when all are there, ``<out>/samples_<M>x<H>x<W>x3.npz`` with
+``arr_0`` (uint8, M x H x W x 3, in index order) and ``labels``. Batch b uses seed ``seed + b`` whichever rank
+runs it, so the images do not depend on the number of processes; batches whose PNGs all exist are skipped, so an
+interrupted run continues where it stopped. Sampling settings default to the config's ``model.sampling``.
+"""
+import argparse
+import os
+import os.path as osp
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.runner import load_checkpoint  # noqa: E402
+from mmengine.utils import ProgressBar  # noqa: E402
+
+from mmspectral.engine import init_distributed, shutdown_distributed, trusted_checkpoints  # noqa: E402
+from mmspectral.registry import MODELS  # noqa: E402
+from mmspectral.utils import load_config, register_all_modules  # noqa: E402
+
+
+def image_path(out: str, index: int, label: int) -> str:
+    return osp.join(out, 'images', f'{index:06d}_{label:04d}.png')
+
+
+def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
+    """0, 0, ..., 1, 1, ...: exactly ``per_class`` samples of every class."""
+    return np.repeat(np.arange(num_classes), per_class)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Class-balanced sampling to PNG + npz.')
+    parser.add_argument('config', help='generator config (a GeneratorModel with a tokenizer)')
+    parser.add_argument('checkpoint', help='trained generator checkpoint')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--per-class', type=int, default=50)
+    parser.add_argument('--num-classes', type=int, default=None, help='use the first C classes (default: all)')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--cfg', type=float, default=None, help='guidance weight (default: the config)')
+    parser.add_argument('--cfg-schedule', choices=['linear', 'constant'], default=None)
+    parser.add_argument('--top-k', type=int, default=None)
+    parser.add_argument('--top-p', type=float, default=None)
+    parser.add_argument('--temperature', type=float, default=None)
+    parser.add_argument('--num-tokens', type=int, default=None, help='truncated generation')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--no-npz', action='store_true', help='only the PNG files')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def build_model(args, device):
+    cfg = load_config(args.config, args.cfg_options)
+    if cfg.model.get('type') != 'GeneratorModel' or cfg.model.get('tokenizer') is None:
+        raise ValueError(f'{args.config} must configure a GeneratorModel with its tokenizer (to decode images).')
+    model = MODELS.build(cfg.model)
+    with trusted_checkpoints():
+        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False, logger='current')
+    return model.eval().to(device)
+
+
+def main():
+    args = parse_args()
+    register_all_modules()
+    init_distributed(args.launcher)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    device = torch.device(args.device)
+    if device.type == 'cuda':
+        device = torch.device('cuda', torch.cuda.current_device())
+    model = build_model(args, device)
+    options = {key: value for key, value in (('cfg_scale', args.cfg), ('cfg_schedule', args.cfg_schedule),
+                                            ('top_k', args.top_k), ('top_p', args.top_p),
+                                            ('temperature', args.temperature), ('num_tokens', args.num_tokens))
+               if value is not None}
+    num_classes = args.num_classes or model.gen.num_classes
+    labels = balanced_labels(num_classes, args.per_class)
+    os.makedirs(osp.join(args.out, 'images'), exist_ok=True)
+    batches = [np.arange(s, min(s + args.batch_size, len(labels))) for s in range(0, len(labels), args.batch_size)]
+    mine = [b for b in range(len(batches)) if b % world == rank]
+    todo = [b for b in mine if not all(osp.isfile(image_path(args.out, i, labels[i])) for i in batches[b])]
+    if rank == 0:
+        print(f'{len(labels)} samples ({args.per_class} per class, {num_classes} classes) in {len(batches)} batches '
+              f'on {world} process(es); {len(mine) - len(todo)} batches of this rank already done. Sampling: '
+              f'{ {**model.sampling, **options} }', flush=True)
+    bar = ProgressBar(len(todo)) if rank == 0 and todo else None
+    for b in todo:
+        idx = batches[b]
+        gen = torch.Generator().manual_seed(args.seed + b)
+        out = model.sample(torch.as_tensor(labels[idx], device=device), generator=gen, **options)
+        images = (out['images'] * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, 3)
+        for i, img in zip(idx, images):
+            path = image_path(args.out, i, labels[i])
+            tmp = path[:-4] + '.tmp.png'  # write, then rename: a killed run leaves no half-written PNG
+            cv2.imwrite(tmp, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            os.replace(tmp, path)
+        if bar is not None:
+            bar.update()
+    if dist.is_initialized():
+        dist.barrier()
+    if rank == 0 and not args.no_npz:
+        first = cv2.imread(image_path(args.out, 0, labels[0]))
+        h, w = first.shape[:2]
+        arr = np.empty((len(labels), h, w, 3), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            arr[i] = cv2.cvtColor(cv2.imread(image_path(args.out, i, label)), cv2.COLOR_BGR2RGB)
+        path = osp.join(args.out, f'samples_{len(labels)}x{h}x{w}x3.npz')
+        np.savez(path, arr_0=arr, labels=labels)
+        print(f'\nwrote {path}', flush=True)
+    shutdown_distributed()
+
+
+if __name__ == '__main__':
+    main()
