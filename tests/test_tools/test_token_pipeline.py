@@ -131,3 +131,28 @@ def test_generator_model_checks_the_tokenizer(tokenizer_checkpoint):
     out = model.sample(torch.tensor([0, 9]), seed=0)
     assert out['tokens'].shape == (2, 16) and out['images'].shape == (2, 3, 64, 64)
     assert out['images'].min() >= 0 and out['images'].max() <= 1
+
+
+def test_applications(tokenizer_checkpoint):
+    from mmspectral.utils import load_config
+    cfg = load_config(GENERATOR_CONFIG)
+    cfg.model.tokenizer.update(SMALL_TOKENIZER)
+    cfg.model.tokenizer_checkpoint = tokenizer_checkpoint
+    cfg.model.generator.update(depth=1, width=32, num_heads=2)
+    torch.manual_seed(0)
+    model = GeneratorModel(**{k: v for k, v in cfg.model.items() if k != 'type'}).eval()
+    labels = torch.tensor([1, 4])
+    # Coarse-to-fine: one decoded image per step, the last equal to decoding the sample.
+    prog = model.progression(labels, seed=1)
+    assert [k for k, _ in prog['steps']] == list(range(1, 17))
+    assert torch.allclose(prog['steps'][-1][1], model.decode(prog['tokens']), atol=1e-6)
+    # Truncation keeps a prefix of the full sample.
+    assert torch.equal(model.sample(labels, seed=1, num_tokens=11)['tokens'], prog['tokens'][:, :11])
+    images = torch.rand(2, 3, 64, 64)
+    var = model.variations(images, labels, keep=5, num=3, seed=2)
+    assert var.shape == (2, 3, 3, 64, 64)
+    for mode in ('stride', 'patch'):
+        big = model.super_resolve(images, labels, mode=mode, seed=3)
+        assert big.shape == (2, 3, 128, 128) and 0 <= big.min() and big.max() <= 1
+    with pytest.raises(ValueError, match='stride'):
+        model.super_resolve(images, labels, mode='tiles')

@@ -116,18 +116,83 @@ class GeneratorModel(BaseModel):
             return logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}.")
 
+    # ------------------------------------------------------------------ sampling and applications
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, k), any prefix -> images in [0, 1] (B, 3, H, W)."""
+        if self.tokenizer is None:
+            raise RuntimeError('Decoding needs the tokenizer: set tokenizer=... and tokenizer_checkpoint=...')
+        lo, hi = self.image_value_range
+        images = self.tokenizer.to_images(self.tokenizer.decode(self.tokenizer.quantizer.lookup(tokens)))
+        return ((images.float() - lo) / (hi - lo)).clamp(0, 1)
+
+    def encode(self, images: torch.Tensor, num_tokens: Optional[int] = None) -> torch.Tensor:
+        """Images in [0, 1] (B, 3, H, W) -> token ids (B, k) with the frozen tokenizer."""
+        lo, hi = self.image_value_range
+        return self.tokenizer.encode(images * (hi - lo) + lo, num_tokens)
+
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, decode: bool = True, **kwargs) -> Dict[str, torch.Tensor]:
-        """Generate tokens for ``labels`` with the configured sampling settings (overridable by ``kwargs``) and,
-        with ``decode``, the images in [0, 1]."""
-        options = {**self.sampling, **kwargs}
-        tokens = self.gen.generate(labels, **options)
+        """Generate tokens for ``labels`` with the configured sampling settings (overridable by ``kwargs``,
+        e.g. ``num_tokens`` for truncated generation) and, with ``decode``, the images in [0, 1]."""
+        tokens = self.gen.generate(labels, **{**self.sampling, **kwargs})
         out = dict(tokens=tokens)
         if decode:
-            if self.tokenizer is None:
-                raise RuntimeError('Decoding samples needs the tokenizer: set tokenizer=... and tokenizer_checkpoint=...')
-            lo, hi = self.image_value_range
-            images = self.tokenizer.to_images(self.tokenizer.decode(self.tokenizer.quantizer.lookup(tokens)))
-            out['images'] = ((images.float() - lo) / (hi - lo)).clamp(0, 1)
+            out['images'] = self.decode(tokens)
         return out
 
+    @torch.no_grad()
+    def progression(self, labels: torch.Tensor, **kwargs) -> Dict[str, object]:
+        """Sample and decode the prefix after every step: the coarse-to-fine sequence of images.
+
+        Returns ``tokens`` and ``steps``, a list of (prefix length, images (B, 3, H, W) in [0, 1]).
+        """
+        steps = []
+        tokens = self.gen.generate(labels, callback=lambda step, prefix: steps.append(
+            (prefix.shape[1], self.decode(prefix))), **{**self.sampling, **kwargs})
+        return dict(tokens=tokens, steps=steps)
+
+    @torch.no_grad()
+    def variations(self, images: torch.Tensor, labels: torch.Tensor, keep: int, num: int = 4,
+                   **kwargs) -> torch.Tensor:
+        """Spectral variations: keep the first ``keep`` tokens of real images (their coarse content) and let the
+        generator sample the rest ``num`` times. images in [0, 1] (B, 3, H, W) -> (B, num, 3, H, W)."""
+        prefix = self.encode(images, keep)
+        b = images.shape[0]
+        tokens = self.gen.generate(labels.repeat_interleave(num), prefix=prefix.repeat_interleave(num, 0),
+                                   **{**self.sampling, **kwargs})
+        return self.decode(tokens).view(b, num, *images.shape[1:])
+
+    @torch.no_grad()
+    def super_resolve(self, images: torch.Tensor, labels: torch.Tensor, mode: str = 'stride',
+                      keep_cutoff: Optional[int] = None, **kwargs) -> torch.Tensor:
+        """Twice the resolution by spectral completion (paper section 4.4).
+
+        The image is upsampled 2x (bicubic) and cut into four sub-images of the original size, either strided
+        (pixels (i::2, j::2), 'stride') or as quadrants ('patch'). Each sub-image keeps the tokens whose
+        frequencies the upsampled image really has, those with ``w_k <= keep_cutoff`` (default: half the image
+        size, the band a 2x upsampling leaves filled), and the generator completes the rest for the class. The
+        four results are put back together. images in [0, 1] (B, 3, S, S) -> (B, 3, 2S, 2S).
+        """
+        if mode not in ('stride', 'patch'):
+            raise ValueError(f"super_resolve mode must be 'stride' or 'patch', got {mode!r}.")
+        b, _, s, _ = images.shape
+        up = F.interpolate(images, scale_factor=2, mode='bicubic', align_corners=False).clamp(0, 1)
+        if mode == 'stride':
+            subs = [up[..., i::2, j::2] for i in (0, 1) for j in (0, 1)]
+        else:
+            subs = [up[..., i * s:(i + 1) * s, j * s:(j + 1) * s] for i in (0, 1) for j in (0, 1)]
+        subs = torch.stack(subs, 1).flatten(0, 1)  # (B * 4, 3, S, S)
+        schedule = self.tokenizer.freq_schedule
+        cutoff = s // 2 if keep_cutoff is None else keep_cutoff
+        keep = sum(w <= cutoff for w in schedule.omegas) if schedule is not None else self.gen.num_tokens // 2
+        keep = max(1, min(keep, self.gen.num_tokens))
+        prefix = self.encode(subs, keep)
+        tokens = self.gen.generate(labels.repeat_interleave(4), prefix=prefix, **{**self.sampling, **kwargs})
+        done = self.decode(tokens).view(b, 4, 3, s, s)
+        out = torch.empty(b, 3, 2 * s, 2 * s, device=images.device)
+        for n, (i, j) in enumerate((i, j) for i in (0, 1) for j in (0, 1)):
+            if mode == 'stride':
+                out[..., i::2, j::2] = done[:, n]
+            else:
+                out[..., i * s:(i + 1) * s, j * s:(j + 1) * s] = done[:, n]
+        return out
