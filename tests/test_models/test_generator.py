@@ -105,3 +105,22 @@ def test_guidance_and_filters():
     assert torch.isfinite(filter_logits(logits, top_p=0.85)).tolist() == [[True, True, False, False, False]]
     assert torch.isfinite(filter_logits(logits, top_p=0.01)).sum() == 1
     assert torch.allclose(filter_logits(logits, temperature=2.0), logits / 2)
+
+
+def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
+    model = tiny()
+    labels = torch.tensor([0, 2])
+    kwargs = dict(seed=5, cfg_scale=1.5, return_logits=True)
+    plain = model.generate(labels, pack_weights=False, **kwargs)
+    packed = model.generate(labels, **kwargs)
+    assert model._packed_weights  # the packed copies were made (CPU, fp32)
+    assert torch.equal(plain['tokens'], packed['tokens'])
+    assert torch.allclose(plain['logits'], packed['logits'], atol=1e-4)
+    with torch.no_grad():
+        model.head.weight.mul_(3.0)  # an optimiser step changes weights in place
+    changed = model.generate(labels, **kwargs)
+    assert torch.allclose(changed['logits'], model.generate(labels, pack_weights=False, **kwargs)['logits'],
+                          atol=1e-4)
+    assert isinstance(model.head.forward.__self__, torch.nn.Linear)  # the layers are restored afterwards
+    model.release_packed_weights()
+    assert not model._packed_weights

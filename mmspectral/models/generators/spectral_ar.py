@@ -7,6 +7,7 @@ group. The start group is the class embedding plus learned start positions; the 
 block's adaptive LayerNorm. Width 64 * depth, heads = depth, as VAR; ``depth`` is the one scaling knob.
 """
 import math
+from contextlib import nullcontext
 from typing import Callable, Dict, Optional, Sequence, Union
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn as nn
 from mmspectral.registry import ATTN_MASKS, GENERATORS
 from mmspectral.utils import build_component
 from ..layers import AdaLNBlock, StaticKVCache
+from ..layers.packed_linear import packed_linears
 from ..masks import BaseAttnMask, SpectralCausalMask
 from .sampling import cfg_weight, guide, sample_tokens
 
@@ -101,6 +103,7 @@ class SpectralARGenerator(nn.Module):
         self.head_nm = AdaLNBeforeHead(c, c, norm_eps)
         self.head = nn.Linear(c, vocab_size)
         self._init_weights(init_std or math.sqrt(1 / (3 * c)), init_head, init_adaln, init_adaln_gamma)
+        self._packed_weights = {}  # oneDNN-packed copies for CPU sampling (layers/packed_linear.py)
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> 'SpectralARGenerator':
@@ -189,7 +192,7 @@ class SpectralARGenerator(nn.Module):
                  seed: Optional[int] = None, num_tokens: Optional[int] = None, use_cache: bool = True,
                  prefix: Optional[torch.Tensor] = None,
                  callback: Optional[Callable[[int, torch.Tensor], None]] = None,
-                 return_logits: bool = False) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+                 return_logits: bool = False, pack_weights: bool = True) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         """Sample token sequences for ``labels`` (B,).
 
         Args:
@@ -202,6 +205,8 @@ class SpectralARGenerator(nn.Module):
             prefix: (B, k) token ids to keep; generation continues after them (spectral variations).
             callback: called as ``callback(step, tokens_so_far)`` after every step (coarse-to-fine previews).
             return_logits: also return the guided logits of every position (B, n, V).
+            pack_weights: on the CPU in fp32, run the linear layers with oneDNN-packed weights (about twice as
+                fast for few rows; the packed copies are kept until ``release_packed_weights``).
 
         Returns:
             token ids (B, n), or a dict with ``tokens`` and ``logits``.
@@ -211,6 +216,16 @@ class SpectralARGenerator(nn.Module):
             raise ValueError(f'num_tokens must lie in [1, {self.num_tokens}], got {n}.')
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
+        with packed_linears(self, self._packed_weights) if pack_weights else nullcontext():
+            return self._generate(labels, cfg_scale, cfg_schedule, top_k, top_p, temperature, generator, n,
+                                  use_cache, prefix, callback, return_logits)
+
+    def release_packed_weights(self) -> None:
+        """Free the packed weight copies that CPU sampling keeps."""
+        self._packed_weights.clear()
+
+    def _generate(self, labels, cfg_scale, cfg_schedule, top_k, top_p, temperature, generator, n, use_cache,
+                  prefix, callback, return_logits):
         p, b, device = self.block_size, labels.shape[0], labels.device
         steps = -(-n // p)
         guided = cfg_scale != 0

@@ -71,11 +71,9 @@ class Attention(nn.Module):
     def project_qkv(self, x: torch.Tensor):
         """x (B, L, C) -> q, k, v (B, H, L, D), normalised and scaled as configured."""
         b, n, _ = x.shape
+        qkv = self.qkv(x)  # through the module, so that a packed (sampling) Linear replaces it
         if self.separate_qv_bias:
-            bias = torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
-            qkv = F.linear(x, self.qkv.weight, bias)
-        else:
-            qkv = self.qkv(x)
+            qkv = qkv + torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
         q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if self.qk_norm:
             scale = self.scale_mul.clamp(max=math.log(100.0)).exp()

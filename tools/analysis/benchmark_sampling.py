@@ -1,0 +1,147 @@
+"""Sampling speed of SpectralAR generators: images per second, memory, and achieved GFLOP/s.
+
+    python tools/analysis/benchmark_sampling.py [--presets d16 d16-p4] [--batch-sizes 1 8 32]
+        [--dtypes fp32 bf16] [--no-uncached] [--device cpu|cuda]
+
+Random weights (speed does not depend on them), ImageNet sizes (4096 codes, 64 tokens, 1000 classes), the
+paper's sampling settings (cfg 1.5 with VAR's linear ramp, top-k 900, top-p 0.96). The transformer alone is
+timed: decoding tokens to pixels is the tokenizer's cost and is measured by benchmark_tokenizers.py. Each figure
+is the median of ``--repeats`` runs after a warm-up, on an idle machine (the script waits for one and reports
+the CPU time other processes used). FLOPs are counted for the work really done: per generated position, the
+transformer's matmuls for every row of the (doubled, with guidance) batch, attention over the cached length, the
+output head; the AdaLN projections once per image; uncached sampling recomputes every earlier position.
+"""
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_tokenizers import cpu_busy_seconds, wait_until_idle  # noqa: E402
+
+from mmspectral.models import SpectralARGenerator  # noqa: E402
+from mmspectral.utils import register_all_modules  # noqa: E402
+
+PRESETS = {'d16': dict(depth=16), 'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),
+           'd20': dict(depth=20), 'd24': dict(depth=24), 'd30': dict(depth=30)}
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a square matmul whose operands stay in cache: the machine's practical peak."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / min(times) / 1e9
+
+
+def sampling_flops(model: SpectralARGenerator, batch: int, guided: bool, cached: bool) -> float:
+    """Floating-point operations of one ``generate`` call (multiply-add = 2)."""
+    c, n, p, v = model.width, model.num_tokens, model.block_size, model.vocab_size
+    rows = batch * (2 if guided else 1)
+    per_token_matmul = 2 * model.depth * 12 * c * c + 2 * c * v  # qkv, proj, fc1, fc2; head
+    adaln = 2 * rows * (model.depth * 6 * c * c + 2 * c * c)  # once per image
+    total = adaln
+    for step in range(n // p):
+        end = (step + 1) * p
+        new = p if cached else end  # positions computed in this step
+        total += rows * new * per_token_matmul
+        total += rows * model.depth * 2 * 2 * new * end * c  # q.k and attention-weighted v
+    return total
+
+
+def run(model, labels, options, bf16, repeats, device):
+    """Median seconds of ``generate`` (after a warm-up), peak memory in MiB, foreign CPU seconds."""
+    def once():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            model.generate(labels, **options)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    once()
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    foreign = cpu_busy_seconds()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda'
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 20
+    return statistics.median(times), peak, cpu_busy_seconds() - foreign
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--presets', nargs='+', default=['d16', 'd16-p4'], choices=sorted(PRESETS))
+    parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 8, 32])
+    parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    parser.add_argument('--uncached-batch-sizes', nargs='*', type=int, default=[1],
+                        help='batch sizes also timed without the KV cache (slow)')
+    parser.add_argument('--no-cfg', action='store_true', help='also time sampling without guidance')
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--no-wait', action='store_true')
+    args = parser.parse_args()
+    register_all_modules()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    peaks = {dt: matmul_peak(device, torch.float32 if dt == 'fp32' else torch.bfloat16) for dt in args.dtypes}
+    print(f'# {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak '
+          + ', '.join(f'{dt} {peak:.0f} GFLOP/s' for dt, peak in peaks.items()))
+    print('| model | dtype | batch | cache | cfg | s / image | images / s | GFLOP / image | GFLOP/s | % peak | '
+          'peak MiB | foreign CPU s |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+    results = {}
+    for preset in args.presets:
+        model = SpectralARGenerator(vocab_size=4096, num_tokens=64, num_classes=1000,
+                                    **PRESETS[preset]).to(device).eval()
+        for dt in args.dtypes:
+            for batch in args.batch_sizes:
+                cases = [(True, True)]
+                if args.no_cfg:
+                    cases.append((True, False))
+                if batch in args.uncached_batch_sizes:
+                    cases.append((False, True))
+                for cached, guided in cases:
+                    if not args.no_wait and device.type == 'cpu':
+                        wait_until_idle()
+                    labels = torch.randint(0, 1000, (batch,), device=device)
+                    options = dict(cfg_scale=1.5 if guided else 0.0, cfg_schedule='linear', top_k=900, top_p=0.96,
+                                   use_cache=cached, seed=0)
+                    seconds, peak_mib, foreign = run(model, labels, options, dt == 'bf16', args.repeats, device)
+                    flops = sampling_flops(model, batch, guided, cached) / batch
+                    rate = flops / (seconds / batch) / 1e9
+                    results[(preset, dt, batch, cached, guided)] = seconds / batch
+                    print(f'| {preset} | {dt} | {batch} | {"yes" if cached else "no"} | {1.5 if guided else 0} | '
+                          f'{seconds / batch:.3f} | {batch / seconds:.2f} | {flops / 1e9:.1f} | {rate:.0f} | '
+                          f'{100 * rate / peaks[dt]:.0f}% | {peak_mib:.0f} | {foreign:.1f} |', flush=True)
+        del model
+    print()
+    for dt in args.dtypes:
+        key = ('d16', dt, 1, True, True)
+        if key in results and ('d16', dt, 1, False, True) in results:
+            print(f'{dt}: KV cache speed-up at d16, B=1: {results[("d16", dt, 1, False, True)] / results[key]:.1f}x '
+                  '(target >= 10x)')
+        if key in results and ('d16-p4', dt, 1, True, True) in results:
+            print(f'{dt}: d16-p4 over d16 at B=1: {results[key] / results[("d16-p4", dt, 1, True, True)]:.1f}x '
+                  '(target >= 3x)')
+
+
+if __name__ == '__main__':
+    main()
