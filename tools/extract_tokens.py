@@ -27,10 +27,10 @@ from mmengine.utils import ProgressBar  # noqa: E402
 
 from mmspectral.datasets.token_dataset import META_FILE, shard_paths  # noqa: E402
 from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
-from mmspectral.engine import init_distributed, shutdown_distributed  # noqa: E402
+from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.utils import load_config, register_all_modules  # noqa: E402
+from mmspectral.utils import load_config, register_all_modules, write_json  # noqa: E402
 
 
 class _Tolerant(torch.utils.data.Dataset):
@@ -84,11 +84,7 @@ def parse_args():
 def main():
     args = parse_args()
     register_all_modules()
-    init_distributed(args.launcher)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    device = torch.device(args.device)
-    if device.type == 'cuda':
-        device = torch.device('cuda', torch.cuda.current_device())
+    rank, world, device = setup_worker(args.launcher, args.device)
     cfg = load_config(args.config, args.cfg_options)
     if cfg.model.get('type') != 'TokenizerModel':
         raise ValueError(f'{args.config} is not a tokenizer config (model.type={cfg.model.get("type")!r}).')
@@ -112,11 +108,10 @@ def main():
                                ', '.join(f'{k}={old.get(k)}' for k in keys) + '; this run has ' +
                                ', '.join(f'{k}={meta[k]}' for k in keys) + '. Resume with the same settings, '
                                'or use another --out folder.')
-    elif rank == 0:
-        with open(meta_path, 'w') as f:
-            json.dump(meta, f, indent=1)
     if dist.is_initialized():
-        dist.barrier()
+        dist.barrier()  # every rank has read the old meta file before rank 0 may write a new one
+    if rank == 0 and not osp.isfile(meta_path):
+        write_json(meta_path, meta)
     # Rank r takes images r, r + world, ...
     mine = np.arange(rank, num_images, world)
     paths = shard_paths(args.out, rank, world)
@@ -160,8 +155,7 @@ def main():
         finished = sum(int(np.load(shard_paths(args.out, r, world)['done'], mmap_mode='r').sum())
                        for r in range(world))
         meta.update(done=finished, complete=finished == num_images)
-        with open(meta_path, 'w') as f:
-            json.dump(meta, f, indent=1)
+        write_json(meta_path, meta)
         print(f'\nwrote {finished} of {num_images} images to {args.out}', flush=True)
     shutdown_distributed()
 

@@ -25,7 +25,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
-from mmspectral.engine import init_distributed, shutdown_distributed, trusted_checkpoints  # noqa: E402
+from mmspectral.engine import setup_worker, shutdown_distributed, trusted_checkpoints  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 from mmspectral.utils import load_config, register_all_modules  # noqa: E402
 
@@ -75,11 +75,7 @@ def build_model(args, device):
 def main():
     args = parse_args()
     register_all_modules()
-    init_distributed(args.launcher)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    device = torch.device(args.device)
-    if device.type == 'cuda':
-        device = torch.device('cuda', torch.cuda.current_device())
+    rank, world, device = setup_worker(args.launcher, args.device)
     model = build_model(args, device)
     options = {key: value for key, value in (('cfg_scale', args.cfg), ('cfg_schedule', args.cfg_schedule),
                                             ('top_k', args.top_k), ('top_p', args.top_p),

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.logging import print_log
 
-__all__ = ['init_distributed', 'default_backend', 'shutdown_distributed']
+__all__ = ['init_distributed', 'default_backend', 'shutdown_distributed', 'setup_worker']
 
 
 def default_backend() -> str:
@@ -81,3 +81,17 @@ def shutdown_distributed() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+
+
+def setup_worker(launcher: str, device: str):
+    """For tools that shard work over ranks: initialise the process group, return (rank, world size, device).
+
+    A 'cuda' device becomes this rank's GPU.
+    """
+    init_distributed(launcher)
+    initialised = torch_dist.is_available() and torch_dist.is_initialized()
+    rank, world = (torch_dist.get_rank(), torch_dist.get_world_size()) if initialised else (0, 1)
+    dev = torch.device(device)
+    if dev.type == 'cuda':
+        dev = torch.device('cuda', torch.cuda.current_device())
+    return rank, world, dev
