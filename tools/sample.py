@@ -22,12 +22,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.runner import load_checkpoint  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
-from mmspectral.engine import setup_worker, shutdown_distributed, trusted_checkpoints  # noqa: E402
-from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.utils import load_config, register_all_modules  # noqa: E402
+from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
+from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
+from mmspectral.utils import register_all_modules  # noqa: E402
 
 
 def image_path(out: str, index: int, label: int) -> str:
@@ -47,12 +46,7 @@ def parse_args():
     parser.add_argument('--per-class', type=int, default=50)
     parser.add_argument('--num-classes', type=int, default=None, help='use the first C classes (default: all)')
     parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--cfg', type=float, default=None, help='guidance weight (default: the config)')
-    parser.add_argument('--cfg-schedule', choices=['linear', 'constant'], default=None)
-    parser.add_argument('--top-k', type=int, default=None)
-    parser.add_argument('--top-p', type=float, default=None)
-    parser.add_argument('--temperature', type=float, default=None)
-    parser.add_argument('--num-tokens', type=int, default=None, help='truncated generation')
+    add_sampling_args(parser)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-npz', action='store_true', help='only the PNG files')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
@@ -62,25 +56,12 @@ def parse_args():
     return parser.parse_args()
 
 
-def build_model(args, device):
-    cfg = load_config(args.config, args.cfg_options)
-    if cfg.model.get('type') != 'GeneratorModel' or cfg.model.get('tokenizer') is None:
-        raise ValueError(f'{args.config} must configure a GeneratorModel with its tokenizer (to decode images).')
-    model = MODELS.build(cfg.model)
-    with trusted_checkpoints():
-        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False, logger='current')
-    return model.eval().to(device)
-
-
 def main():
     args = parse_args()
     register_all_modules()
     rank, world, device = setup_worker(args.launcher, args.device)
-    model = build_model(args, device)
-    options = {key: value for key, value in (('cfg_scale', args.cfg), ('cfg_schedule', args.cfg_schedule),
-                                            ('top_k', args.top_k), ('top_p', args.top_p),
-                                            ('temperature', args.temperature), ('num_tokens', args.num_tokens))
-               if value is not None}
+    model = init_generator(args.config, args.checkpoint, device, args.cfg_options)
+    options = sampling_options(args)
     num_classes = args.num_classes or model.gen.num_classes
     labels = balanced_labels(num_classes, args.per_class)
     os.makedirs(osp.join(args.out, 'images'), exist_ok=True)

@@ -1,0 +1,101 @@
+"""A small classifier of the EmbeddedShapes classes, trained on real images: a judge of generated samples.
+
+ImageNet generators are judged by an Inception network trained on ImageNet; the embedded dataset has no such
+network to download, so mmspectral trains one in about a minute on the CPU. Its accuracy on samples says whether
+a class-conditional generator draws the class it was asked for (its accuracy on held-out real images is the
+ceiling), and its penultimate features can stand in for Inception features on this dataset.
+"""
+import os.path as osp
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmspectral.datasets.embedded import CLASSES, render_shape
+
+__all__ = ['ShapesClassifier', 'train_shapes_classifier', 'load_or_train_shapes_classifier', 'render_batch']
+
+
+class ShapesClassifier(nn.Module):
+    """Four conv stages (3x3 conv, BatchNorm, ReLU, 2x2 max-pool), global average pooling, a linear head.
+
+    Takes images in [0, 1], (B, 3, H, W), any H = W >= 16; ``features`` gives the pooled (B, 128) vectors.
+    """
+
+    def __init__(self, num_classes: int = len(CLASSES), width: int = 32) -> None:
+        super().__init__()
+        layers, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width, 4 * width):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, num_classes)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(2.0 * images - 1.0).mean((2, 3))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+
+def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes: int = len(CLASSES)):
+    """EmbeddedShapes images ``indices`` (label = index % num_classes) as (B, 3, S, S) floats in [0, 1]."""
+    labels = np.asarray(indices) % num_classes
+    images = np.stack([render_shape(seed, int(i), int(c), image_size) for i, c in zip(indices, labels)])
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(labels).long()
+
+
+def train_shapes_classifier(image_size: int = 64, num_classes: int = len(CLASSES), steps: int = 600,
+                            batch_size: int = 64, seed: int = 1234, num_val: int = 500) -> tuple:
+    """Train a ShapesClassifier on freshly drawn images (a seed no tokenizer config uses); CPU, about a minute.
+
+    Returns the model (eval mode) and its accuracy on ``num_val`` held-out real images.
+    """
+    torch.manual_seed(seed)
+    model = ShapesClassifier(num_classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(steps):
+        images, labels = render_batch(rng.integers(0, 10 ** 9, batch_size), image_size, seed, num_classes)
+        flip = torch.rand(batch_size) < 0.5
+        images[flip] = images[flip].flip(-1)
+        loss = F.cross_entropy(model(images), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    images, labels = render_batch(range(num_val), image_size, seed + 1, num_classes)
+    return model, accuracy(model, images, labels)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Share of ``images`` (B, 3, H, W) in [0, 1] that ``model`` assigns to their ``labels``."""
+    hits = sum(int((model(images[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum())
+               for i in range(0, len(images), batch_size))
+    return hits / max(len(images), 1)
+
+
+def load_or_train_shapes_classifier(path: Optional[str], image_size: int = 64, **kwargs) -> tuple:
+    """The classifier saved at ``path`` (with its held-out accuracy), or a new one trained and saved there."""
+    if path and osp.isfile(path):
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        model = ShapesClassifier(int(state['num_classes']))
+        model.load_state_dict(state['state_dict'])
+        if int(state['image_size']) != image_size:
+            raise ValueError(f'{path} holds a classifier for {int(state["image_size"])} px images, not '
+                             f'{image_size} px; delete it or pass another path.')
+        return model.eval(), float(state['real_accuracy'])
+    model, acc = train_shapes_classifier(image_size, **kwargs)
+    if path:
+        from mmspectral.utils import atomic_write
+        with atomic_write(path, 'wb') as f:
+            torch.save(dict(state_dict=model.state_dict(), num_classes=model.head.out_features,
+                            image_size=image_size, real_accuracy=acc), f)
+    return model, acc
