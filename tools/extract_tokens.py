@@ -1,12 +1,14 @@
 """Encode a dataset once with a trained tokenizer, for generator training.
 
     python tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out data/tokens/NAME [--split train]
-        [--augment none|flip] [--batch-size 64] [--num-workers 4]
+        [--augment none|flip|tencrop] [--crop-range 1.1] [--batch-size 64] [--num-workers 4]
     torchrun --nproc_per_node 8 tools/extract_tokens.py ... --launcher pytorch     # sharded across ranks
 
 Images go through the split's evaluation pipeline (deterministic: resize and centre crop), then the tokenizer's
 ``encode``; ``--augment flip`` also encodes each image's horizontal flip (two variants per image; the
-TokenDataset draws one at random while training). Each rank writes its own memory-mapped shard and marks the
+TokenDataset draws one at random while training); ``--augment tencrop`` enlarges the image by ``--crop-range``
+(bicubic, antialiased), takes its four corner crops and its centre crop at the original size, and their flips
+(ten variants, as LlamaGen's code extraction). Each rank writes its own memory-mapped shard and marks the
 images it finished, so an interrupted run continues where it stopped when started again with the same command.
 An unreadable image is reported with its path and gets label -1 (the TokenDataset skips it).
 """
@@ -20,6 +22,7 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import DATASETS as MMENGINE_DATASETS  # noqa: E402
@@ -64,13 +67,32 @@ def build_dataset(cfg, split: str):
     return dataset
 
 
+NUM_VARIANTS = dict(none=1, flip=2, tencrop=10)
+
+
+def augmented_views(images: torch.Tensor, augment: str, crop_range: float = 1.1) -> list:
+    """The variants of a batch (B, 3, S, S) that ``augment`` encodes, each (B, 3, S, S), in a fixed order."""
+    if augment == 'none':
+        return [images]
+    if augment == 'flip':
+        return [images, images.flip(-1)]
+    size = images.shape[-1]
+    big = max(size, round(size * crop_range))
+    up = F.interpolate(images, size=(big, big), mode='bicubic', antialias=True, align_corners=False)
+    m = big - size
+    crops = [up[..., y:y + size, x:x + size] for y, x in ((0, 0), (0, m), (m, 0), (m, m), (m // 2, m // 2))]
+    return crops + [c.flip(-1) for c in crops]
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description='Encode a dataset into token files for generator training.')
     parser.add_argument('config', help='the tokenizer config (a TokenizerModel)')
     parser.add_argument('checkpoint', help='the trained tokenizer checkpoint')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--split', default='train', choices=['train', 'val', 'test'])
-    parser.add_argument('--augment', default='none', choices=['none', 'flip'])
+    parser.add_argument('--augment', default='none', choices=sorted(NUM_VARIANTS))
+    parser.add_argument('--crop-range', type=float, default=1.1,
+                        help='tencrop: enlarge the image by this factor before cropping (>= 1)')
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--num-workers', type=int, default=2)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
@@ -92,17 +114,20 @@ def main():
     preprocessor = MODELS.build(cfg.model.get('data_preprocessor') or dict(type='ImageDataPreprocessor')).to(device)
     dataset = build_dataset(cfg, args.split)
     num_images, n = len(dataset), tokenizer.num_tokens
-    variants = 2 if args.augment == 'flip' else 1
+    if args.crop_range < 1:
+        raise ValueError(f'--crop-range must be >= 1 (the enlargement before cropping), got {args.crop_range}.')
+    variants = NUM_VARIANTS[args.augment]
     os.makedirs(args.out, exist_ok=True)
     meta_path = osp.join(args.out, META_FILE)
     meta = dict(num_images=num_images, done=0, complete=False, num_tokens=n, vocab_size=tokenizer.vocab_size,
-                num_variants=variants, world_size=world, augment=args.augment, split=args.split,
+                num_variants=variants, world_size=world, augment=args.augment,
+                crop_range=args.crop_range if args.augment == 'tencrop' else None, split=args.split,
                 tokenizer_config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
                 classes=list(dataset.metainfo.get('classes', ())))
     if osp.isfile(meta_path):
         with open(meta_path) as f:
             old = json.load(f)
-        keys = ('world_size', 'num_images', 'num_variants', 'num_tokens', 'vocab_size')
+        keys = ('world_size', 'num_images', 'num_variants', 'num_tokens', 'vocab_size', 'augment')
         if any(old.get(k) != meta[k] for k in keys):
             raise RuntimeError(f'{args.out} holds an extraction with ' +
                                ', '.join(f'{k}={old.get(k)}' for k in keys) + '; this run has ' +
@@ -138,9 +163,7 @@ def main():
             if good:
                 data = preprocessor(pseudo_collate([s for _, s in good]), False)
                 images = data['inputs']
-                codes = [tokenizer.encode(images)]
-                if variants == 2:
-                    codes.append(tokenizer.encode(images.flip(-1)))
+                codes = [tokenizer.encode(view) for view in augmented_views(images, args.augment, args.crop_range)]
                 codes = torch.stack(codes, 1).cpu().numpy().astype(dtype)  # (b, V, N)
                 rows = [row_of[idx] for idx, _ in good]
                 tokens[rows] = codes

@@ -5,11 +5,12 @@
 #   2. train the tiny nested spectral tokenizer (reconstruction grid, PSNR-vs-k plot, metrics);
 #   3. encode the training and validation images into token files (tools/extract_tokens.py);
 #   4. train the tiny class-conditional SpectralAR generator on those tokens;
-#   5. sample a class-by-class grid and a coarse-to-fine progression figure, and write metrics.json.
+#   5. sample a class-by-class grid and a coarse-to-fine progression figure, measure how often samples are of
+#      the class asked for (a small classifier trained on real images judges), and write metrics.json.
 # Outputs go to work_dirs/quickstart/ (override with WORK_DIR=...). A stage whose result exists is skipped, and
 # an interrupted stage resumes from its last checkpoint, so running the command again continues the pipeline.
 # Shorter runs for a smoke test: TOKENIZER_ITERS, GENERATOR_ITERS, NUM_TRAIN_IMAGES, NUM_VAL_IMAGES,
-# SAMPLES_PER_CLASS.
+# SAMPLES_PER_CLASS, ACCURACY_PER_CLASS.
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO_ROOT/tools/setup_env.sh"
@@ -24,6 +25,7 @@ GENERATOR_ITERS=${GENERATOR_ITERS:-3000}
 NUM_TRAIN_IMAGES=${NUM_TRAIN_IMAGES:-10000}
 NUM_VAL_IMAGES=${NUM_VAL_IMAGES:-500}
 SAMPLES_PER_CLASS=${SAMPLES_PER_CLASS:-8}
+ACCURACY_PER_CLASS=${ACCURACY_PER_CLASS:-20}
 TOKENIZER_CKPT="$WORK_DIR/tokenizer/iter_$TOKENIZER_ITERS.pth"
 GENERATOR_CKPT="$WORK_DIR/generator/iter_$GENERATOR_ITERS.pth"
 mkdir -p "$WORK_DIR"
@@ -96,6 +98,9 @@ stage_done generator
 echo "[quickstart] 5/5 sampling: class grid, coarse-to-fine progression, metrics"
 "$PY" tools/analysis/visualize_generation.py "$GENERATOR_CONFIG" "$GENERATOR_CKPT" --out-dir "$WORK_DIR" \
     --per-class "$SAMPLES_PER_CLASS" --cfg-options "${GENERATOR_OPTIONS[@]}"
+"$PY" tools/analysis/shapes_class_accuracy.py "$GENERATOR_CONFIG" "$GENERATOR_CKPT" --per-class "$ACCURACY_PER_CLASS" \
+    --classifier "$WORK_DIR/shapes_classifier_64px.pth" --out "$WORK_DIR/class_accuracy.json" \
+    --cfg-options "${GENERATOR_OPTIONS[@]}"
 stage_done sampling
 
 "$PY" - "$WORK_DIR" "${stage_times[@]}" <<'PY'
@@ -111,7 +116,9 @@ def last_val(run):
 
 
 tokenizer, generator = last_val('tokenizer'), last_val('generator')
-metrics = dict(tokenizer=tokenizer, generator=generator,
+with open(os.path.join(work, 'class_accuracy.json')) as f:
+    class_accuracy = json.load(f)
+metrics = dict(tokenizer=tokenizer, generator=generator, class_accuracy=class_accuracy,
                stage_seconds={k: int(v) for k, v in times.items()},
                total_seconds=sum(int(v) for v in times.values()))
 with open(os.path.join(work, 'metrics.json'), 'w') as f:

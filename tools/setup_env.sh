@@ -4,7 +4,13 @@
 # requirements/pinned.txt or setup.cfg changed). Needs Python >= 3.10 and pip, nothing else.
 #   MMSPECTRAL_VENV  where the environment lives (default: <repo>/.venv)
 #   PYTHON           the interpreter that creates it (default: python3)
+#   MMSPECTRAL_USE_PYTHON  skip all of this and use that interpreter (an environment of your own that has
+#                    mmspectral installed; the tests run the quick start this way)
 set -euo pipefail
+if [ -n "${MMSPECTRAL_USE_PYTHON:-}" ]; then
+    export MMSPECTRAL_PYTHON="$MMSPECTRAL_USE_PYTHON"
+    return 0 2>/dev/null || exit 0
+fi
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${MMSPECTRAL_VENV:-$REPO_ROOT/.venv}
 BASE_PYTHON=${PYTHON:-python3}

@@ -156,3 +156,24 @@ def test_applications(tokenizer_checkpoint):
         assert big.shape == (2, 3, 128, 128) and 0 <= big.min() and big.max() <= 1
     with pytest.raises(ValueError, match='stride'):
         model.super_resolve(images, labels, mode='tiles')
+
+
+def test_tencrop_views_are_corner_and_centre_crops_and_their_flips(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('extract_tokens', f'{repo_root}/tools/extract_tokens.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = torch.rand(2, 3, 20, 20)
+    assert [v.shape for v in module.augmented_views(images, 'none')] == [images.shape]
+    flip = module.augmented_views(images, 'flip')
+    assert torch.equal(flip[1], images.flip(-1))
+    views = module.augmented_views(images, 'tencrop', crop_range=1.2)  # enlarged to 24 px
+    assert len(views) == 10 and all(v.shape == images.shape for v in views)
+    up = torch.nn.functional.interpolate(images, size=(24, 24), mode='bicubic', antialias=True, align_corners=False)
+    assert torch.equal(views[0], up[..., :20, :20]) and torch.equal(views[3], up[..., 4:, 4:])
+    assert torch.equal(views[4], up[..., 2:22, 2:22])
+    for crop, flipped in zip(views[:5], views[5:]):
+        assert torch.equal(flipped, crop.flip(-1))
+    assert len({tuple(v.flatten()[:8].tolist()) for v in views}) == 10  # ten different views
+    centre = module.augmented_views(images, 'tencrop', crop_range=1.0)[4]
+    assert torch.allclose(centre, images, atol=1e-5)  # no enlargement: the crops are the image itself

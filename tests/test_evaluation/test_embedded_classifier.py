@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from mmspectral.evaluation.embedded_classifier import (ShapesClassifier, accuracy, load_or_train_shapes_classifier,
+                                                       render_batch)
+
+
+def test_render_batch_labels_follow_indices():
+    images, labels = render_batch([0, 1, 12], image_size=32, seed=3)
+    assert images.shape == (3, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+    assert labels.tolist() == [0, 1, 2]
+
+
+def test_accuracy_counts_matches():
+    model = ShapesClassifier(num_classes=3).eval()
+    images = torch.rand(5, 3, 32, 32)
+    predicted = model(images).argmax(1)
+    assert accuracy(model, images, predicted) == 1.0
+    assert accuracy(model, images, (predicted + 1) % 3) == 0.0
+
+
+def test_saved_classifier_round_trip_and_size_check(tmp_path):
+    path = str(tmp_path / 'judge.pth')
+    model, acc = load_or_train_shapes_classifier(path, image_size=32, steps=3, num_val=20)
+    again, acc_again = load_or_train_shapes_classifier(path, image_size=32)
+    images, _ = render_batch(range(4), 32, seed=5)
+    assert acc == acc_again and torch.equal(model(images), again(images))
+    with pytest.raises(ValueError, match='32 px'):
+        load_or_train_shapes_classifier(path, image_size=64)
+
+
+@pytest.mark.slow
+def test_classifier_recognises_real_shapes():
+    _, acc = load_or_train_shapes_classifier(None, image_size=64, steps=150, num_val=200)
+    assert acc > 0.9

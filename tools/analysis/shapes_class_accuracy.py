@@ -1,0 +1,71 @@
+"""Is each generated EmbeddedShapes sample of the class it was asked for? A classifier trained on real images says.
+
+    python tools/analysis/shapes_class_accuracy.py GENERATOR_CONFIG CHECKPOINT [--per-class 20]
+        [--classifier work_dirs/shapes_classifier_64px.pth] [--out accuracy.json] [--cfg 3.0] [--seed 0]
+
+Trains the small ShapesClassifier (mmspectral.evaluation.embedded_classifier; under a minute on a CPU) unless
+``--classifier`` names a saved one, then reports its accuracy on three sets of the same classes:
+held-out real images (the ceiling), the tokenizer's reconstructions of real validation images from all N tokens
+(what the tokenizer can deliver to a generator at best), and class-balanced generated samples.
+"""
+import argparse
+import json
+import os
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import accuracy, load_or_train_shapes_classifier, render_batch  # noqa: E402,E501
+from mmspectral.utils import write_json  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Class accuracy of EmbeddedShapes samples and reconstructions.')
+    parser.add_argument('config', help='generator config (a GeneratorModel with a tokenizer)')
+    parser.add_argument('checkpoint', help='trained generator checkpoint')
+    parser.add_argument('--per-class', type=int, default=20)
+    parser.add_argument('--classifier', default=None, help='saved classifier (trained and saved here if missing)')
+    parser.add_argument('--out', default=None, help='write the accuracies to this JSON file')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--batch-size', type=int, default=50)
+    add_sampling_args(parser)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    return parser.parse_args()
+
+
+@torch.no_grad()
+def main():
+    args = parse_args()
+    model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
+    tokenizer = model.tokenizer
+    size, num_classes = tokenizer.image_size, model.gen.num_classes
+    classifier, real_acc = load_or_train_shapes_classifier(args.classifier, size)
+
+    # Tokenizer reconstructions of validation-seed images (the embedded configs' validation split uses seed 1).
+    images, labels = render_batch(range(args.per_class * num_classes), size, seed=1, num_classes=num_classes)
+    recons = torch.cat([model.decode(model.encode(images[i:i + args.batch_size]))
+                        for i in range(0, len(images), args.batch_size)])
+    recon_acc = accuracy(classifier, recons, labels)
+
+    # Class-balanced samples; batch b uses seed + b, as tools/sample.py.
+    options = sampling_options(args)
+    wanted = torch.arange(num_classes).repeat_interleave(args.per_class)
+    samples = torch.cat([model.sample(wanted[i:i + args.batch_size],
+                                      generator=torch.Generator().manual_seed(args.seed + b), **options)['images']
+                         for b, i in enumerate(range(0, len(wanted), args.batch_size))])
+    sample_acc = accuracy(classifier, samples, wanted)
+    result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
+                  per_class=args.per_class, num_classes=num_classes, chance=1.0 / num_classes,
+                  sampling={**model.sampling, **options}, seed=args.seed)
+    print('class accuracy of the ShapesClassifier: real images {:.1%}, tokenizer reconstructions {:.1%}, '
+          'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc, 1.0 / num_classes),
+          flush=True)
+    if args.out:
+        write_json(args.out, result)
+
+
+if __name__ == '__main__':
+    main()
