@@ -58,6 +58,13 @@ def train_shapes_classifier(image_size: int = 64, num_classes: int = len(CLASSES
 
     Returns the model (eval mode) and its accuracy on ``num_val`` held-out real images.
     """
+    with torch.enable_grad():  # also when called under no_grad
+        model = _fit(num_classes, image_size, steps, batch_size, seed)
+    images, labels = render_batch(range(num_val), image_size, seed + 1, num_classes)
+    return model, accuracy(model, images, labels)
+
+
+def _fit(num_classes: int, image_size: int, steps: int, batch_size: int, seed: int) -> ShapesClassifier:
     torch.manual_seed(seed)
     model = ShapesClassifier(num_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -73,9 +80,7 @@ def train_shapes_classifier(image_size: int = 64, num_classes: int = len(CLASSES
         loss.backward()
         opt.step()
         sched.step()
-    model.eval()
-    images, labels = render_batch(range(num_val), image_size, seed + 1, num_classes)
-    return model, accuracy(model, images, labels)
+    return model.eval()
 
 
 @torch.no_grad()

@@ -21,7 +21,8 @@ def test_accuracy_counts_matches():
 
 def test_saved_classifier_round_trip_and_size_check(tmp_path):
     path = str(tmp_path / 'judge.pth')
-    model, acc = load_or_train_shapes_classifier(path, image_size=32, steps=3, num_val=20)
+    with torch.no_grad():  # training switches gradients back on for itself
+        model, acc = load_or_train_shapes_classifier(path, image_size=32, steps=3, num_val=20)
     again, acc_again = load_or_train_shapes_classifier(path, image_size=32)
     images, _ = render_batch(range(4), 32, seed=5)
     assert acc == acc_again and torch.equal(model(images), again(images))
