@@ -122,5 +122,9 @@ def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
     assert torch.allclose(changed['logits'], model.generate(labels, pack_weights=False, **kwargs)['logits'],
                           atol=1e-4)
     assert isinstance(model.head.forward.__self__, torch.nn.Linear)  # the layers are restored afterwards
+    # Another batch size repacks for its row count and still agrees.
+    five = torch.tensor([0, 1, 2, 3, 4])
+    assert torch.equal(model.generate(five, **kwargs)['tokens'],
+                       model.generate(five, pack_weights=False, **kwargs)['tokens'])
     model.release_packed_weights()
     assert not model._packed_weights

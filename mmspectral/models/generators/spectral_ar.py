@@ -216,7 +216,8 @@ class SpectralARGenerator(nn.Module):
             raise ValueError(f'num_tokens must lie in [1, {self.num_tokens}], got {n}.')
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
-        with packed_linears(self, self._packed_weights) if pack_weights else nullcontext():
+        rows = labels.shape[0] * (2 if cfg_scale != 0 else 1) * self.block_size  # rows of a cached step
+        with packed_linears(self, self._packed_weights, rows) if pack_weights else nullcontext():
             return self._generate(labels, cfg_scale, cfg_schedule, top_k, top_p, temperature, generator, n,
                                   use_cache, prefix, callback, return_logits)
 

@@ -2,9 +2,10 @@
 
 A sampler multiplies a handful of rows (the batch, doubled for guidance) by every weight matrix at every step,
 so it is bound by how fast the weights stream from memory. In fp32 on CPUs, oneDNN's linear with a weight
-packed once into its blocked layout streams about twice as fast as the default kernel for 2-16 rows (measured:
+packed once into its blocked layout (for the expected number of rows) streams two to three times as fast as the
+default kernel for 2-16 rows and takes dense inputs, so nothing is converted per call (measured:
 docs/results.md). :func:`packed_linears` swaps the forward of every ``nn.Linear`` of a module for the packed one
-inside a ``with`` block; packed copies are cached and redone when a weight changes.
+inside a ``with`` block; packed copies are cached and redone when a weight changes or the row count differs.
 """
 from contextlib import contextmanager
 from typing import Dict, Iterator, Tuple
@@ -23,21 +24,36 @@ def packing_available(module: nn.Module) -> bool:
             and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled('cpu'))
 
 
+_POINTWISE = hasattr(torch.ops.mkldnn, '_reorder_linear_weight') and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+
+
+def _pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    if _POINTWISE:
+        return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+    return weight.to_mkldnn()
+
+
 def _packed_forward(weight: torch.Tensor, bias):
     def forward(x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        y = torch._C._nn.mkldnn_linear(x.reshape(-1, shape[-1]).contiguous().to_mkldnn(), weight, bias)
-        return y.to_dense().view(*shape[:-1], -1)
+        x = x.reshape(-1, shape[-1]).contiguous()
+        if _POINTWISE:
+            y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+        else:  # older torch: the oneDNN tensor path
+            y = torch._C._nn.mkldnn_linear(x.to_mkldnn(), weight, bias).to_dense()
+        return y.view(*shape[:-1], -1)
     return forward
 
 
 @contextmanager
-def packed_linears(module: nn.Module, cache: Dict[int, Tuple[int, torch.Tensor]]) -> Iterator[bool]:
+def packed_linears(module: nn.Module, cache: Dict[int, Tuple[tuple, torch.Tensor]],
+                   rows: int = 1) -> Iterator[bool]:
     """Within the block, ``module``'s Linear layers use packed weights (no gradients). Yields whether it did.
 
     Args:
         module: the model whose ``nn.Linear`` layers to pack.
-        cache: a dict kept by the caller between calls: layer id -> (weight version, packed weight).
+        cache: a dict kept by the caller between calls: layer id -> ((weight version, rows), packed weight).
+        rows: the number of rows most calls will multiply (the layout is chosen for it; others work too).
     """
     if not packing_available(module):
         yield False
@@ -47,10 +63,10 @@ def packed_linears(module: nn.Module, cache: Dict[int, Tuple[int, torch.Tensor]]
         for layer in module.modules():
             if not isinstance(layer, nn.Linear):
                 continue
-            version = layer.weight._version
+            key = (layer.weight._version, rows)
             entry = cache.get(id(layer))
-            if entry is None or entry[0] != version:
-                entry = cache[id(layer)] = (version, layer.weight.detach().to_mkldnn())
+            if entry is None or entry[0] != key:
+                entry = cache[id(layer)] = (key, _pack(layer.weight.detach(), rows))
             bias = layer.bias.detach() if layer.bias is not None else None
             layer.forward = _packed_forward(entry[1], bias)
             swapped.append(layer)
