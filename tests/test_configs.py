@@ -30,7 +30,7 @@ def without_weights(node):
 
 def test_there_are_configs():
     names = [os.path.basename(p) for p in CONFIGS]
-    assert 'spectralar-tiny_16tok_1xb32-2k_shapes-64.py' in names
+    assert 'spectralar-tiny_16tok_1xb32-5k_shapes-64.py' in names
     assert 'spectralar-d16_64tok_8xb96-333k_in1k-256.py' in names
     assert sum('ablation' in p for p in CONFIGS) >= 6
 
@@ -53,7 +53,7 @@ def test_table4_rows_are_the_switches():
     rows = {}
     for suffix in ('', '_uniform', '_nomask', '_nospectral'):
         folder = 'configs/spectralar/' + ('ablation/' if suffix else '')
-        cfg = load_config(os.path.join(ROOT, folder, f'spectralar-tiny_16tok_1xb32-2k_shapes-64{suffix}.py'))
+        cfg = load_config(os.path.join(ROOT, folder, f'spectralar-tiny_16tok_1xb32-5k_shapes-64{suffix}.py'))
         rows[suffix] = MODELS.build(cfg.model).tokenizer
     full, row3, row2, row1 = rows[''], rows['_uniform'], rows['_nomask'], rows['_nospectral']
     assert isinstance(full.freq_schedule, NonUniformFreqSchedule) and isinstance(full.attn_mask, SpectralCausalMask)
@@ -66,7 +66,7 @@ def test_table4_rows_are_the_switches():
 
 def test_titok_parameter_groups_skip_decay_on_norms_biases_embeddings_and_tokens():
     from mmengine.optim import build_optim_wrapper
-    cfg = load_config(os.path.join(ROOT, 'configs/spectralar/spectralar-tiny_16tok_1xb32-2k_shapes-64.py'))
+    cfg = load_config(os.path.join(ROOT, 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'))
     model = MODELS.build(cfg.model)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     decay = {}

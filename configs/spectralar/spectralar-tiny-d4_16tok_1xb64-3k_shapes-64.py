@@ -20,8 +20,8 @@ model = dict(
     tokenizer=dict(
         type='NestedSpectralTokenizer',
         arch='B',
-        width=128,
-        depth=4,
+        width=64,
+        depth=2,
         num_heads=4,
         image_size=64,
         patch_size=16,
@@ -31,7 +31,8 @@ model = dict(
         init_std='fan_in',
         quantizer=dict(type='VectorQuantizer', commitment_cost=0.25, use_l2_norm=True, restart_dead_codes=True),
     ),
-    tokenizer_checkpoint='work_dirs/spectralar-tiny_16tok_1xb32-2k_shapes-64/iter_2000.pth',
+    tokenizer_checkpoint='work_dirs/spectralar-tiny_16tok_1xb32-5k_shapes-64/iter_5000.pth',
+    image_value_range=(-1.0, 1.0),  # the tokenizer's input range
     sampling=dict(cfg_scale=3.0, cfg_schedule='linear', top_k=0, top_p=0.0),
 )
 train_dataloader = dict(

@@ -1,6 +1,6 @@
 # A tiny nested spectral tokenizer trained with the GAN recipe's machinery: two optimisers, separate DDP
 # wrappers for tokenizer and discriminator, the adversarial terms on from the first iteration.
-_base_ = ['../../configs/spectralar/spectralar-tiny_16tok_1xb32-2k_shapes-64.py']
+_base_ = ['../../configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py']
 model = dict(
     tokenizer=dict(width=32, depth=1, num_heads=2),
     gan_loss=dict(

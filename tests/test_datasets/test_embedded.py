@@ -66,3 +66,14 @@ def test_dataset_is_balanced_and_packs():
     assert EmbeddedShapesDataset(num_samples=8, num_classes=4).metainfo['classes'] == EMBEDDED_CLASSES[:4]
     with pytest.raises(ValueError, match='num_classes'):
         EmbeddedShapesDataset(num_classes=11)
+
+
+def test_cached_images_are_the_drawn_ones_and_not_shared():
+    from mmspectral.datasets import EmbeddedShapesDataset
+    plain = EmbeddedShapesDataset(num_samples=4, image_size=16, seed=3)
+    cached = EmbeddedShapesDataset(num_samples=4, image_size=16, seed=3, cache_images=True)
+    first = cached.get_data_info(2)['img']
+    assert np.array_equal(first, plain.get_data_info(2)['img'])
+    first[:] = 0  # a transform writing into its input must not change the cache
+    assert np.array_equal(cached.get_data_info(2)['img'], plain.get_data_info(2)['img'])
+    assert len(cached._cache) == 1

@@ -11,7 +11,7 @@ import torch
 from mmspectral.datasets import TokenDataset
 from mmspectral.models import GeneratorModel, TokenizerModel
 
-TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-2k_shapes-64.py'
+TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
 SMALL_TOKENIZER = dict(width=32, depth=1, num_heads=2)
 

@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-2k_shapes-64.py'
+CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 SMALL = ['model.tokenizer.width=32', 'model.tokenizer.depth=1', 'model.tokenizer.num_heads=2',
          'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
          'val_dataloader.dataset.num_samples=8', 'val_dataloader.batch_size=4', 'val_dataloader.num_workers=0',

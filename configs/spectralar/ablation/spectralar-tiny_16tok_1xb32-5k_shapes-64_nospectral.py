@@ -1,5 +1,5 @@
 # Tiny ablation on EmbeddedShapes: TiTok tokens (no spectral supervision, no causal mask, all N tokens every step): Table 4 row 1.
-_base_ = ['../spectralar-tiny_16tok_1xb32-2k_shapes-64.py']
+_base_ = ['../spectralar-tiny_16tok_1xb32-5k_shapes-64.py']
 model = dict(tokenizer=dict(freq_schedule=dict(type='UniformFreqSchedule'),
                             attn_mask=dict(type='BidirectionalMask'),
                             spectral_supervision=False, prefix_sampling=dict(distribution='full')))
