@@ -2,7 +2,9 @@
 # the tiny nested spectral tokenizer, on EmbeddedShapes tokens extracted with tools/extract_tokens.py. CPU, fp32.
 _base_ = [
     '../_base_/default_runtime.py',
+    '../_base_/datasets/imagenet_tokens.py',
     '../_base_/schedules/generator_adamw_linear.py',
+    '../_base_/models/spectralar_tokenizer_tiny.py',
 ]
 model = dict(
     type='GeneratorModel',
@@ -17,69 +19,21 @@ model = dict(
         drop_path_rate=0.0,
         init_adaln_gamma=1e-3,
     ),
-    tokenizer=dict(
-        type='NestedSpectralTokenizer',
-        arch='B',
-        width=64,
-        depth=2,
-        num_heads=4,
-        image_size=64,
-        patch_size=16,
-        num_tokens=16,
-        token_size=8,
-        codebook_size=512,
-        init_std='fan_in',
-        quantizer=dict(type='VectorQuantizer', commitment_cost=0.25, use_l2_norm=True, restart_dead_codes=True),
-    ),
+    tokenizer={{_base_.tiny_tokenizer}},
     tokenizer_checkpoint='work_dirs/spectralar-tiny_16tok_1xb32-5k_shapes-64/iter_5000.pth',
-    image_value_range=(-1.0, 1.0),  # the tokenizer's input range
+    image_value_range={{_base_.tiny_value_range}},  # the tokenizer's input range
     sampling=dict(cfg_scale=3.0, cfg_schedule='linear', top_k=0, top_p=0.0),
 )
-train_dataloader = dict(
-    batch_size=64,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TokenDataset', data_root='data/tokens/spectralar-tiny_16tok_shapes-64_train', variant='random'),
-)
-val_dataloader = dict(
-    batch_size=100,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TokenDataset', data_root='data/tokens/spectralar-tiny_16tok_shapes-64_val', variant='first',
-                 test_mode=True),
-)
-test_dataloader = dict(
-    batch_size=100,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TokenDataset', data_root='data/tokens/spectralar-tiny_16tok_shapes-64_val', variant='first',
-                 test_mode=True),
-)
-val_evaluator = dict(type='TokenPredictionMetric', num_bins=4)
-test_evaluator = dict(type='TokenPredictionMetric', num_bins=4)
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',  # fp32: the tiny model gains little from bf16 on a CPU
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
-    clip_grad=dict(max_norm=2.0),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        flat_decay_mult=0.0,
-        custom_keys={
-            'embed': dict(decay_mult=0.0),
-            'pos_start': dict(decay_mult=0.0),
-            'pos_1LC': dict(decay_mult=0.0),
-            'scale_mul': dict(decay_mult=0.0),
-        },
-    ),
-)
+train_dataloader = dict(batch_size=64, num_workers=1, pin_memory=False,
+                        dataset=dict(data_root='data/tokens/spectralar-tiny_16tok_shapes-64_train'))
+val_dataloader = dict(batch_size=100, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root='data/tokens/spectralar-tiny_16tok_shapes-64_val'))
+test_dataloader = dict(batch_size=100, num_workers=0, persistent_workers=False,
+                       dataset=dict(data_root='data/tokens/spectralar-tiny_16tok_shapes-64_val'))
+val_evaluator = dict(num_bins=4)
+test_evaluator = dict(num_bins=4)
+# fp32: the tiny model gains little from bf16 on a CPU.
+optim_wrapper = dict(dtype='float32', optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='LinearLR', start_factor=1.0, end_factor=0.1, by_epoch=False, begin=100, end=3000),

@@ -1,31 +1,15 @@
 # The quick start's tokenizer: a tiny nested spectral tokenizer on EmbeddedShapes at 64 px, 16 tokens, about
 # 7.5 minutes on 2 CPU cores. Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then 28..64).
-# Patch 16 (a 4x4 grid) keeps the sequences short; width 64 and depth 2 make a step cheap enough for 5,000 of
-# them, which is what it takes a ViT tokenizer to start drawing outlines (docs/design.md).
+# The network itself is _base_/models/spectralar_tokenizer_tiny.py (patch 16, width 64, depth 2, inputs in
+# [-1, 1]); 5,000 steps are what it takes a ViT tokenizer to start drawing outlines (docs/design.md).
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/embedded_shapes_64.py',
     '../_base_/models/spectralar_tokenizer_b64.py',
+    '../_base_/models/spectralar_tokenizer_tiny.py',
     '../_base_/schedules/tokenizer_adamw_cosine_1000k.py',
 ]
-model = dict(
-    # Zero-centred inputs: with [0, 1] the encoder's latents start nearly identical for every image.
-    data_preprocessor=dict(value_range=(-1.0, 1.0)),
-    tokenizer=dict(
-        arch='B',
-        width=64,
-        depth=2,
-        num_heads=4,
-        image_size=64,
-        patch_size=16,
-        num_tokens=16,
-        token_size=8,
-        codebook_size=512,
-        init_std='fan_in',  # TiTok's fixed 0.02 stalls small widths for thousands of steps
-        # A tiny model trained for minutes collapses onto one code per position without restarts.
-        quantizer=dict(type='VectorQuantizer', commitment_cost=0.25, use_l2_norm=True, restart_dead_codes=True),
-    ),
-)
+model = dict(data_preprocessor=dict(value_range={{_base_.tiny_value_range}}), tokenizer={{_base_.tiny_tokenizer}})
 # Drawing an image costs more than this model's step: keep them (in the main process, no worker to feed).
 train_dataloader = dict(batch_size=32, num_workers=0, persistent_workers=False,
                         dataset=dict(num_samples=20000, cache_images=True))

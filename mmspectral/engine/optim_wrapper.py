@@ -7,7 +7,8 @@ from mmengine.optim import OptimWrapper
 
 from mmspectral.registry import OPTIM_WRAPPERS
 
-_DTYPES = {'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16}
+_DTYPES = {'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16,
+           'float32': None, 'fp32': None}
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -18,7 +19,8 @@ class AutocastOptimWrapper(OptimWrapper):
     AVX512-BF16 / AMX as well as GPUs. For fp16 on GPU use ``AmpOptimWrapper``, whose loss scaling fp16 needs.
 
     Args:
-        dtype: 'bfloat16' (default) or 'float16'.
+        dtype: 'bfloat16' (default), 'float16', or 'float32' (autocast off: plain fp32 training, so that a config
+            switches precision with this one key).
         **kwargs: as MMEngine's OptimWrapper (optimizer, clip_grad, accumulative_counts).
     """
 
@@ -36,5 +38,6 @@ class AutocastOptimWrapper(OptimWrapper):
             print_log('AutocastOptimWrapper: float16 autocast on CPU is slow and unscaled; bfloat16 is the CPU '
                       'choice.', logger='current', level=30)
         self._announced = True
-        with super().optim_context(model), torch.autocast(device_type=device_type, dtype=self.cast_dtype):
+        with super().optim_context(model), torch.autocast(device_type=device_type, dtype=self.cast_dtype,
+                                                          enabled=self.cast_dtype is not None):
             yield

@@ -61,6 +61,9 @@ def test_autocast_optim_wrapper_casts_forward():
     with wrapper.optim_context(model):
         assert model(torch.randn(2, 4)).dtype == torch.bfloat16
     assert model(torch.randn(2, 4)).dtype == torch.float32
+    plain = AutocastOptimWrapper(dtype='float32', optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with plain.optim_context(model):
+        assert model(torch.randn(2, 4)).dtype == torch.float32
     with pytest.raises(ValueError, match='dtype'):
         AutocastOptimWrapper(dtype='int8', optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
 
