@@ -6,8 +6,9 @@ Two kinds live here:
   hooks, loops, ...). With ``default_scope='mmspectral'`` the Runner looks in these first and falls back to
   MMEngine's own classes;
 * domain registries for the parts a researcher swaps in an ablation: tokenizers, quantizers, token-frequency
-  schedules, attention masks and generators. Build them with :func:`mmspectral.utils.build_component`, which
-  takes a config dict or an object that is already built.
+  schedules, attention masks, generators, and the feature extractors of the generative metrics (FID, IS,
+  precision, recall). Build them with :func:`mmspectral.utils.build_component`, which takes a config dict or
+  an object that is already built.
 
 An unknown ``type`` raises :class:`RegistryKeyError`, which names the registry and the registered types closest
 to the typo (see :func:`explain_missing_key`).
@@ -176,9 +177,12 @@ QUANTIZERS = SpectralRegistry('quantizer', scope='mmspectral', locations=['mmspe
 FREQ_SCHEDULES = SpectralRegistry('freq_schedule', scope='mmspectral', locations=['mmspectral.spectral'])
 ATTN_MASKS = SpectralRegistry('attn_mask', scope='mmspectral', locations=['mmspectral.models'])
 GENERATORS = SpectralRegistry('generator', scope='mmspectral', locations=['mmspectral.models'])
+FEATURE_EXTRACTORS = SpectralRegistry('feature_extractor', scope='mmspectral',
+                                      locations=['mmspectral.evaluation.generative'])
 
 ALL_REGISTRIES = (RUNNERS, LOOPS, HOOKS, MODEL_WRAPPERS, STRATEGIES, OPTIMIZERS, OPTIM_WRAPPERS,
                   OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, LOG_PROCESSORS, FUNCTIONS, WEIGHT_INITIALIZERS,
                   DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS, METRICS, EVALUATOR, VISUALIZERS, VISBACKENDS,
-                  TOKENIZERS, QUANTIZERS, FREQ_SCHEDULES, ATTN_MASKS, GENERATORS)
+                  TOKENIZERS, QUANTIZERS, FREQ_SCHEDULES, ATTN_MASKS, GENERATORS,
+                  FEATURE_EXTRACTORS)
 _MMENGINE_ROOTS = tuple(reg.parent for reg in ALL_REGISTRIES if reg.parent is not None)

@@ -1,9 +1,11 @@
-"""A small classifier of the EmbeddedShapes classes, trained on real images: a judge of generated samples.
+"""A small classifier of the EmbeddedShapes classes, trained on real images: the probe that judges samples.
 
 ImageNet generators are judged by an Inception network trained on ImageNet; the embedded dataset has no such
-network to download, so mmspectral trains one in about a minute on the CPU. Its accuracy on samples says whether
-a class-conditional generator draws the class it was asked for (its accuracy on held-out real images is the
-ceiling), and its penultimate features can stand in for Inception features on this dataset.
+network to download, so mmspectral trains one in about a minute on the CPU (tools/train_probe.py). Its accuracy
+on samples says whether a class-conditional generator draws the class it was asked for (its accuracy on
+held-out real images is the ceiling), and its pooled features stand in for Inception features on this dataset:
+``ShapesProbe`` is the FEATURE_EXTRACTORS entry that gives them to the Frechet distance, IS and precision /
+recall code (``tools/eval_fid.py --extractor ShapesProbe --extractor-options checkpoint=PATH``).
 """
 import os.path as osp
 from typing import Optional, Sequence
@@ -14,8 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmspectral.datasets.embedded import CLASSES, render_shape
+from mmspectral.registry import FEATURE_EXTRACTORS
+from .generative.extractors import BaseFeatureExtractor
 
-__all__ = ['ShapesClassifier', 'train_shapes_classifier', 'load_or_train_shapes_classifier', 'render_batch']
+__all__ = ['ShapesClassifier', 'ShapesProbe', 'train_shapes_classifier', 'load_or_train_shapes_classifier',
+           'load_shapes_classifier', 'render_batch']
 
 
 class ShapesClassifier(nn.Module):
@@ -91,16 +96,27 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return hits / max(len(images), 1)
 
 
+def load_shapes_classifier(path: str, image_size: Optional[int] = None) -> tuple:
+    """(classifier in eval mode, its held-out accuracy, the image size it was trained at) from ``path``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'No EmbeddedShapes probe at {path!r}: train one with '
+                                f'`python tools/train_probe.py --out {path}` (about a minute on a CPU).')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(state, dict) or 'state_dict' not in state:
+        raise ValueError(f'{path} is not a probe file written by tools/train_probe.py (no state_dict entry).')
+    model = ShapesClassifier(int(state['num_classes']))
+    model.load_state_dict(state['state_dict'])
+    if image_size is not None and int(state['image_size']) != image_size:
+        raise ValueError(f'{path} holds a classifier for {int(state["image_size"])} px images, not '
+                         f'{image_size} px; delete it or pass another path.')
+    return model.eval(), float(state['real_accuracy']), int(state['image_size'])
+
+
 def load_or_train_shapes_classifier(path: Optional[str], image_size: int = 64, **kwargs) -> tuple:
     """The classifier saved at ``path`` (with its held-out accuracy), or a new one trained and saved there."""
     if path and osp.isfile(path):
-        state = torch.load(path, map_location='cpu', weights_only=True)
-        model = ShapesClassifier(int(state['num_classes']))
-        model.load_state_dict(state['state_dict'])
-        if int(state['image_size']) != image_size:
-            raise ValueError(f'{path} holds a classifier for {int(state["image_size"])} px images, not '
-                             f'{image_size} px; delete it or pass another path.')
-        return model.eval(), float(state['real_accuracy'])
+        model, acc, _ = load_shapes_classifier(path, image_size)
+        return model, acc
     model, acc = train_shapes_classifier(image_size, **kwargs)
     if path:
         from mmspectral.utils import atomic_write
@@ -108,3 +124,30 @@ def load_or_train_shapes_classifier(path: Optional[str], image_size: int = 64, *
             torch.save(dict(state_dict=model.state_dict(), num_classes=model.head.out_features,
                             image_size=image_size, real_accuracy=acc), f)
     return model, acc
+
+
+@FEATURE_EXTRACTORS.register_module()
+class ShapesProbe(BaseFeatureExtractor):
+    """The EmbeddedShapes probe as a feature extractor: ``pool`` (N, 64) pooled features, ``logits`` (N, 10).
+
+    Args:
+        checkpoint: a probe saved by tools/train_probe.py (required: a missing file says how to make one).
+        device: where it runs.
+    """
+
+    def __init__(self, checkpoint: Optional[str] = None, device='cpu') -> None:
+        super().__init__(device)
+        if checkpoint is None:
+            raise FileNotFoundError('ShapesProbe needs checkpoint=PATH, a probe saved by '
+                                    '`python tools/train_probe.py --out PATH`.')
+        self.checkpoint = checkpoint
+        model, self.real_accuracy, self.image_size = load_shapes_classifier(checkpoint)
+        self.model = model.to(self.device)
+
+    def describe(self) -> dict:
+        return dict(extractor=self.name, weights=osp.basename(self.checkpoint),
+                    probe_real_accuracy=f'{self.real_accuracy:.4f}')
+
+    def forward_features(self, images: torch.Tensor) -> dict:
+        feats = self.model.features(images)
+        return dict(pool=feats, logits=self.model.head(feats))

@@ -15,19 +15,17 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import time
 
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_tokenizers import cpu_busy_seconds, wait_until_idle  # noqa: E402
 
 from mmspectral.models import SpectralARGenerator  # noqa: E402
 from mmspectral.models.layers.packed_linear import packed_linears  # noqa: E402
 from mmspectral.utils import register_all_modules  # noqa: E402
+from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle  # noqa: E402
 
 PRESETS = {'d16': dict(depth=16), 'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),
            'd20': dict(depth=20), 'd24': dict(depth=24), 'd30': dict(depth=30)}

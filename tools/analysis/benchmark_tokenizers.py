@@ -13,9 +13,6 @@ report the CPU time other processes used meanwhile (a busy machine makes CPU tim
 import argparse
 import multiprocessing
 import os
-import resource
-import statistics
-import time
 
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
@@ -23,52 +20,7 @@ import torch  # noqa: E402
 
 from mmspectral.models import TokenizerModel  # noqa: E402
 from mmspectral.utils import register_all_modules  # noqa: E402
-
-
-def cpu_busy_seconds() -> float:
-    """CPU seconds all processes except this one have used so far (from /proc/stat and this process's times)."""
-    try:
-        with open('/proc/stat') as f:
-            fields = [float(v) for v in f.readline().split()[1:8]]
-        ticks = os.sysconf('SC_CLK_TCK')
-        busy = (sum(fields) - fields[3] - fields[4]) / ticks  # minus idle and iowait
-        own = sum(os.times()[:4])
-        return busy - own
-    except (OSError, ValueError):
-        return 0.0
-
-
-def wait_until_idle(threshold: float = 0.05, window: float = 2.0, timeout: float = 60.0) -> None:
-    """Wait until other processes use under ``threshold`` of one core for ``window`` seconds."""
-    start = time.time()
-    while time.time() - start < timeout:
-        before = cpu_busy_seconds()
-        time.sleep(window)
-        if (cpu_busy_seconds() - before) / window < threshold:
-            return
-    print(f'warning: the machine did not become idle within {timeout:.0f} s; CPU timings are unreliable')
-
-
-def measure(fn, iters: int, device: torch.device) -> dict:
-    """Median wall time of ``fn`` over ``iters`` runs after one warm-up, peak memory, and foreign CPU time."""
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    foreign = cpu_busy_seconds()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    foreign = cpu_busy_seconds() - foreign
-    if device.type == 'cuda':
-        peak = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB, whole process so far
-    return dict(seconds=statistics.median(times), peak_mib=peak, foreign_cpu_s=foreign)
+from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
 
 
 def build(kind: str, args, device):

@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from ..layers import TransformerBlock
@@ -76,7 +77,11 @@ class ViTTokenEncoder(_ViTTrunk):
         if self.legacy_token_projection and k != self.num_tokens:
             raise ValueError('The legacy token projection mixes all tokens; encode all N and slice instead.')
         b = images.shape[0]
-        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, h*w, C)
+        # The strided patch convolution as one matmul over flattened patches: the same numbers, several times
+        # faster to differentiate on CPU than the convolution kernels; the Conv2d keeps the checkpoint layout.
+        p = self.patch_embed.kernel_size[0]
+        patches = rearrange(images, 'b c (h p1) (w p2) -> b (h w) (c p1 p2)', p1=p, p2=p)
+        x = F.linear(patches, self.patch_embed.weight.flatten(1), self.patch_embed.bias)  # (B, h*w, C)
         x = torch.cat([self.class_embedding.expand(b, -1, -1).to(x.dtype), x], dim=1) + self.positional_embedding
         latents = (latent_tokens[:k] + self.latent_token_positional_embedding[:k]).to(x.dtype)
         x = torch.cat([x, latents.expand(b, -1, -1)], dim=1)  # (B, 1 + h*w + k, C)
@@ -143,5 +148,6 @@ class ViTTokenDecoder(_ViTTrunk):
         if self.head == 'pixels':
             x = rearrange(self.pixel_head(x), 'b (h w) (p1 p2 c) -> b c (h p1) (w p2)', h=self.grid,
                           p1=self.patch_size, p2=self.patch_size)
-            return self.conv_out(x)  # (B, 3, H, W)
+            # Channels-last input: the 3-channel convolution's backward is ~5x faster on CPU, same numbers.
+            return self.conv_out(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, 3, H, W)
         return rearrange(self.ffn(x), 'b (h w) k -> b k h w', h=self.grid)  # (B, K, h, w)

@@ -1,0 +1,113 @@
+"""FID, sFID, Inception Score, precision and recall of a samples npz against a reference, as ADM's evaluator.
+
+    python tools/eval_fid.py SAMPLES.npz --ref VIRTUAL_imagenet256_labeled.npz \
+        --inception-weights checkpoints/pt_inception-2015-12-05-6726825d.pth \
+        [--batch-size 50] [--out metrics.json] [--save-ref-stats ref_stats.npz] [--device cuda]
+    python tools/eval_fid.py SAMPLES.npz --ref ref_stats.npz --inception-weights ...   # reuse the statistics
+
+SAMPLES.npz is what tools/sample.py writes (``arr_0``: uint8 N x H x W x 3) or a statistics file. ``--ref``
+is an ADM reference batch (images and the TF graph's mu/sigma), an images npz, or a statistics file written
+by ``--save-ref-stats`` (``--save-sample-stats`` keeps the samples'). By default the reference images go
+through the same network as the samples; ``--use-ref-stats`` takes the reference file's stored
+mu/sigma/mu_s/sigma_s for FID and sFID instead. The network is the PyTorch port of the 2015-12-05 TF Inception
+(see mmspectral/evaluation/generative/inception.py): its numbers are close to, not identical with, the TF
+evaluator's. ``--extractor NAME`` picks another registered extractor (``--extractor-options key=value`` for
+its arguments, ``--custom-imports my_module`` to register one of your own). Prints the metrics and writes
+them as JSON (default: next to SAMPLES.npz).
+"""
+import argparse
+import importlib
+import os
+import os.path as osp
+import time
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,  # noqa: E402
+                                              features_from_npz, save_feature_set)
+from mmspectral.utils import register_all_modules, write_json  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='FID / sFID / IS / precision / recall of a samples npz.')
+    parser.add_argument('samples', help='samples npz (arr_0: uint8 N x H x W x 3) or a statistics file')
+    parser.add_argument('--ref', required=True,
+                        help='reference npz: ADM reference batch, images, or statistics')
+    parser.add_argument('--inception-weights', default=None,
+                        help='path to pt_inception-2015-12-05-6726825d.pth (InceptionV3FID)')
+    parser.add_argument('--batch-size', type=int, default=50)
+    parser.add_argument('--out', default=None, help='metrics JSON (default: <samples>_metrics.json)')
+    parser.add_argument('--save-ref-stats', '--save-stats', dest='save_ref_stats', default=None,
+                        help='write the reference statistics and features here, to pass as --ref next time')
+    parser.add_argument('--save-sample-stats', default=None,
+                        help="write the samples' statistics and features")
+    parser.add_argument('--use-ref-stats', action='store_true',
+                        help="FID/sFID against the mu/sigma stored in --ref (the TF graph's for ADM batches)")
+    parser.add_argument('--extractor', default='InceptionV3FID', help='a FEATURE_EXTRACTORS type')
+    parser.add_argument('--extractor-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
+                        help='extra constructor arguments of the extractor')
+    parser.add_argument('--custom-imports', nargs='+', default=[], help='modules that register extractors')
+    parser.add_argument('--k', type=int, default=3, help='nearest neighbours of precision/recall (ADM: 3)')
+    parser.add_argument('--split-size', type=int, default=5000, help='IS split size (ADM: 5000)')
+    parser.add_argument('--no-sfid', action='store_true', help='skip sFID (saves a 2023 x 2023 sqrtm)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--random-weights-for-tests', action='store_true',
+                        help='tests only: a randomly initialised Inception; the numbers mean nothing')
+    return parser.parse_args(argv)
+
+
+def build_extractor(args):
+    cfg = dict(type=args.extractor, device=args.device, **args.extractor_options)
+    if args.extractor == 'InceptionV3FID':
+        cfg.setdefault('weights', args.inception_weights)
+        if args.random_weights_for_tests:
+            cfg.update(weights=None, allow_random_init=True)
+    return build_feature_extractor(cfg)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    register_all_modules()
+    for module in args.custom_imports:
+        importlib.import_module(module)
+    extractor = build_extractor(args)
+    start = time.time()
+    print(f'reference: {args.ref}', flush=True)
+    ref = features_from_npz(args.ref, extractor, args.batch_size, use_stored_stats=args.use_ref_stats,
+                            progress=True)
+    if args.save_ref_stats:
+        save_feature_set(args.save_ref_stats, ref)
+        print(f'wrote {args.save_ref_stats}', flush=True)
+    print(f'samples: {args.samples}', flush=True)
+    samples = features_from_npz(args.samples, extractor, args.batch_size, progress=True)
+    if args.save_sample_stats:
+        save_feature_set(args.save_sample_stats, samples)
+        print(f'wrote {args.save_sample_stats}', flush=True)
+    metrics = evaluate_feature_sets(samples, ref, k=args.k, split_size=args.split_size, device=args.device,
+                                    spatial=not args.no_sfid)
+    metrics.update(extractor.describe(), samples=osp.abspath(args.samples), ref=osp.abspath(args.ref),
+                   seconds=round(time.time() - start, 1))
+
+    def show(value, digits=4):
+        return 'n/a' if value is None else f'{value:.{digits}f}'
+
+    print(f'FID: {show(metrics["fid"])}')
+    print(f'sFID: {show(metrics["sfid"])}')
+    is_std = '' if metrics['inception_score'] is None else (
+        f' (std over {metrics["inception_score_splits"]} splits: {show(metrics["inception_score_std"])})')
+    print(f'Inception Score: {show(metrics["inception_score"])}{is_std}')
+    print(f'Precision: {show(metrics["precision"])}')
+    print(f'Recall: {show(metrics["recall"])}')
+    for note in metrics['notes']:
+        print(f'note: {note}')
+    out = args.out or osp.splitext(args.samples)[0] + '_metrics.json'
+    write_json(out, metrics)
+    print(f'wrote {out}', flush=True)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,77 @@
+"""Train the EmbeddedShapes probe classifier, and judge sample files with it.
+
+    python tools/train_probe.py [--out work_dirs/shapes_probe_64px.pth] [--image-size 64] [--steps 250]
+    python tools/train_probe.py --out PROBE.pth --samples samples/NAME/samples_200x64x64x3.npz [--num-real 1000]
+
+The embedded dataset has no Inception network that knows it, so mmspectral trains a small CNN on freshly drawn
+real images (about a minute on a CPU) and uses it twice: its class accuracy on samples says whether the generator
+draws the class it was asked for, and its pooled features replace Inception features for a Frechet distance and
+precision / recall (k = 3) against real images. ``--samples`` takes the npz of tools/sample.py (``arr_0`` uint8
+N x H x W x 3 and ``labels``) and prints and writes (``--json``) those figures. An existing ``--out`` file is
+reused unless ``--retrain``. The same probe plugs into tools/eval_fid.py as
+``--extractor ShapesProbe --extractor-options checkpoint=PROBE.pth``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
+
+from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier  # noqa: E402,E501
+import numpy as np  # noqa: E402
+
+from mmspectral.evaluation.generative.npz_io import check_images, npz_arrays  # noqa: E402
+from mmspectral.evaluation.sample_quality import probe_quality  # noqa: E402
+from mmspectral.utils import write_json  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train the EmbeddedShapes probe; judge samples with it.')
+    parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth', help='probe file (reused if present)')
+    parser.add_argument('--image-size', type=int, default=64, help='image size of a new probe')
+    parser.add_argument('--steps', type=int, default=250, help='training steps of batch 32')
+    parser.add_argument('--retrain', action='store_true', help='train again even if --out exists')
+    parser.add_argument('--samples', default=None, help='samples npz to judge (arr_0 images, labels)')
+    parser.add_argument('--num-real', type=int, default=None, help='real images to compare with (default: as many '
+                                                                   'as samples)')
+    parser.add_argument('--json', default=None, help='write the figures here (default: next to --samples)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.retrain and osp.isfile(args.out):
+        os.remove(args.out)
+    if osp.isfile(args.out):  # an existing probe keeps the size it was trained at
+        _, real_accuracy, size = load_shapes_classifier(args.out)
+    else:
+        size = args.image_size
+        _, real_accuracy = load_or_train_shapes_classifier(args.out, size, steps=args.steps)
+    print(f'probe {args.out}: {100 * real_accuracy:.1f}% on held-out real {size} px images')
+    if args.samples is None:
+        return dict(probe_real_accuracy=real_accuracy)
+    arrays = npz_arrays(args.samples)
+    check_images(args.samples, arrays)
+    if 'labels' not in arrays:
+        raise SystemExit(f'{args.samples} needs labels (N,) beside arr_0, as tools/sample.py writes; it has '
+                         f'{sorted(arrays)}.')
+    with np.load(args.samples) as data:
+        images, labels = data['arr_0'], data['labels']
+    if images.shape[1] != size:
+        raise SystemExit(f'The samples are {images.shape[1]} px but the probe {args.out} is for {size} px; train '
+                         f'one for them: --image-size {images.shape[1]} --out <another file>.')
+    result = probe_quality(images, labels, args.out, num_real=args.num_real)
+    result.update(samples=args.samples, num_samples=int(len(images)), probe=args.out)
+    print(json.dumps(result, indent=1))
+    out = args.json or osp.splitext(args.samples)[0] + '_probe.json'
+    write_json(out, result)
+    print(f'written {out}')
+    return result
+
+
+if __name__ == '__main__':
+    main()
