@@ -112,7 +112,7 @@ def split_indices(num: int, train_fraction: float = 0.75, seed: int = 0) -> Tupl
     n_train = int(round(num * train_fraction))
     if not 2 <= n_train <= num - 2:
         raise ValueError(f'A split of {num} images with train_fraction={train_fraction} leaves {n_train} for '
-                         'fitting and {num - n_train} for testing; both need at least 2 images.')
+                         f'fitting and {num - n_train} for testing; both need at least 2 images.')
     perm = torch.randperm(num, generator=torch.Generator().manual_seed(seed))
     return perm[:n_train].sort().values, perm[n_train:].sort().values
 
@@ -129,6 +129,7 @@ def _predictor_scores(x_train: torch.Tensor, x_test: torch.Tensor, pca_dim: int)
     xc_train, xc_test = x_train - mean, x_test - mean
     if pca_dim <= 0 or x_train.shape[1] <= pca_dim:
         return xc_train.double(), xc_test.double()
+    # The n x p products dominate the cost and run in float32; the eigenproblem is small and runs in float64.
     gram = (xc_train.float() @ xc_train.float().T).double()  # (n_train, n_train)
     evals, evecs = torch.linalg.eigh(gram)
     evals, evecs = evals.flip(0), evecs.flip(1)
@@ -157,9 +158,8 @@ def heldout_r2(x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor, test_i
     """
     x, y = _flat(x), _flat(y).double()
     z_train, z_test = _predictor_scores(x[train_idx], x[test_idx], pca_dim)
-    ones = torch.ones
-    a_train = torch.cat([ones(len(train_idx), 1, dtype=torch.float64), z_train], 1)  # (n_train, d + 1)
-    a_test = torch.cat([ones(len(test_idx), 1, dtype=torch.float64), z_test], 1)
+    a_train = torch.cat([torch.ones(len(train_idx), 1, dtype=torch.float64), z_train], 1)  # (n_train, d + 1)
+    a_test = torch.cat([torch.ones(len(test_idx), 1, dtype=torch.float64), z_test], 1)
     coef = torch.linalg.lstsq(a_train, y[train_idx], driver='gelsd').solution  # (d + 1, m)
     y_test = y[test_idx]
     sse = (y_test - a_test @ coef).pow(2).sum(0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_maps, heldout_r2, load_images,
-                                 raster_tokens, scale_tokens, sequence_r2, spectral_tokens, split_indices)
+                                 luminance_elements, raster_tokens, scale_tokens, sequence_r2, spectral_tokens, split_indices)
 from mmspectral.spectral import dct2
 
 SPECTRAL_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
@@ -100,8 +100,12 @@ def test_sequences_reconstruct_the_image(images):
     assert all(t.shape == (6, 3, 16, 16) for t in q)
     assert torch.equal(torch.cat([torch.cat(q[:2], -1), torch.cat(q[2:], -1)], -2), images)
 
-    for make, cuts in ((scale_tokens, [4, 8, 16, 32]), (spectral_tokens, [4, 8, 16, 32]), (spectral_tokens, [1, 3, 9, 32])):
+    for make, cuts in ((scale_tokens, [4, 8, 16, 32]), (spectral_tokens, [4, 8, 16, 32]),
+                       (spectral_tokens, [1, 3, 9, 32])):
         inc, cum = make(images, cuts), make(images, cuts, cumulative=True)
+        # Linear per channel: the tool builds sequences from the luminance image and gets the tokens' luminance.
+        grey = make(images.mean(1, keepdim=True), cuts)
+        assert all(torch.allclose(a, b[:, 0]) for a, b in zip(luminance_elements(inc), grey))
         assert len(inc) == 4 and all(t.shape == images.shape for t in inc)
         assert torch.allclose(sum(inc), images, atol=1e-10)
         assert torch.allclose(cum[-1], images, atol=1e-10)
