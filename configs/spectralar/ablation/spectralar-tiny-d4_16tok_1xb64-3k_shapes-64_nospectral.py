@@ -1,0 +1,6 @@
+# Table 4 at tiny scale: the quick-start generator over the tokens of the tiny tokenizer ablation
+# spectralar-tiny_16tok_1xb32-5k_shapes-64_nospectral.py (same tokenizer switches, for decoding).
+_base_ = ['../spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py']
+model = dict(tokenizer=dict(freq_schedule=dict(type='UniformFreqSchedule'),
+                            attn_mask=dict(type='BidirectionalMask'),
+                            spectral_supervision=False, prefix_sampling=dict(distribution='full')))
