@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Distributed evaluation on torchrun: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args ...]
 # GPUS is the number of processes on this node (CPU processes with gloo when there is no GPU).
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node (docs/distributed.md).
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node (docs/distributed.md);
+# defaults 1, 0, 127.0.0.1 and 29500. PYTHON picks the interpreter.
 set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args ...]" >&2
+    exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3

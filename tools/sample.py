@@ -26,16 +26,12 @@ from mmengine.utils import ProgressBar  # noqa: E402
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
+from mmspectral.evaluation.metrics.generation import balanced_labels  # noqa: E402
 from mmspectral.utils import register_all_modules  # noqa: E402
 
 
 def image_path(out: str, index: int, label: int) -> str:
     return osp.join(out, 'images', f'{index:06d}_{label:04d}.png')
-
-
-def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
-    """0, 0, ..., 1, 1, ...: exactly ``per_class`` samples of every class."""
-    return np.repeat(np.arange(num_classes), per_class)
 
 
 def parse_args():

@@ -7,10 +7,11 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.config import DictAction
 
-from mmspectral.engine import shutdown_distributed
+from mmspectral.engine import ConfigCheckError, check_config, check_runner_checkpoint, shutdown_distributed
 from mmspectral.utils import build_runner, default_work_dir, load_config, register_all_modules
 
 
@@ -40,7 +41,12 @@ def main():
                        'under configs/ for examples).')
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    try:
+        check_config(cfg, mode='test')
+    except ConfigCheckError as exc:
+        sys.exit(str(exc))  # the message, without a traceback, and exit status 1
     runner = build_runner(cfg)
+    check_runner_checkpoint(runner)  # the checkpoint fits the model, before any data is read
     runner.test()
     shutdown_distributed()
 

@@ -7,10 +7,11 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.config import DictAction
 
-from mmspectral.engine import shutdown_distributed
+from mmspectral.engine import ConfigCheckError, check_config, check_runner_checkpoint, shutdown_distributed
 from mmspectral.utils import build_runner, default_work_dir, load_config, register_all_modules
 
 
@@ -27,6 +28,8 @@ def parse_args():
                         help='override config entries, e.g. train_cfg.max_iters=1000')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='how processes were started (tools/dist_train.sh passes pytorch)')
+    parser.add_argument('--skip-checks', action='store_true',
+                        help='start without the checks of the config, data and weight files (docs/faq.md)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -55,7 +58,16 @@ def main():
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file.')
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.skip_checks:
+        cfg.skip_checks = True
+    else:
+        try:
+            check_config(cfg, mode='train')
+        except ConfigCheckError as exc:
+            sys.exit(str(exc))  # the message, without a traceback, and exit status 1
     runner = build_runner(cfg)
+    if not args.skip_checks:
+        check_runner_checkpoint(runner)  # the checkpoint to load fits the model, before any data is read
     runner.train()
     shutdown_distributed()
 

@@ -15,6 +15,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Stops the run at a NaN / Inf loss before EMA or a checkpoint sees it; action='skip' skips such
+    # steps (with AutocastOptimWrapper). A default hook, not a custom one: configs replace custom_hooks.
+    nonfinite_loss=dict(type='NonFiniteLossHook', action='raise'),
 )
 
 log_processor = dict(by_epoch=False, window_size=50)

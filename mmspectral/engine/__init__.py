@@ -1,13 +1,20 @@
-from .checkpoint import CheckpointLoadError, load_torch_file, trusted_checkpoints
+from .checkpoint import (CheckpointLoadError, atomic_write_path, checkpoint_defect, load_torch_file,
+                         trusted_checkpoints)
 from .dist import default_backend, init_distributed, setup_worker, shutdown_distributed
-from .hooks import SpectralReconstructionHook
+from .flexible import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_wrap_policy, set_tf32
+from .hooks import CheckpointHook, NonFiniteLossError, NonFiniteLossHook, SpectralReconstructionHook
+from .loops import GenerationTestLoop, GenerationValLoop, generate_for_metrics
 from .optim_constructor import MultiOptimWrapperConstructor
 from .optim_wrapper import AutocastOptimWrapper
-from .runner import SpectralRunner, find_latest_checkpoint
+from .preflight import ConfigCheckError, check_checkpoint_fits, check_config, check_runner_checkpoint
+from .runner import SpectralRunner, capture_rng_state, find_latest_checkpoint, restore_rng_state
 
-__all__ = ['SpectralReconstructionHook', 'SpectralRunner', 'find_latest_checkpoint', 'init_distributed', 'default_backend', 'shutdown_distributed', 'setup_worker',
-           'AutocastOptimWrapper', 'MultiOptimWrapperConstructor', 'trusted_checkpoints', 'load_torch_file', 'CheckpointLoadError']
-
-from .loops import GenerationTestLoop, GenerationValLoop, generate_for_metrics  # noqa: E402
-
-__all__ += ['GenerationValLoop', 'GenerationTestLoop', 'generate_for_metrics']
+__all__ = [
+    'SpectralRunner', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy', 'adaln_block_wrap_policy', 'set_tf32',
+    'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state', 'init_distributed', 'default_backend',
+    'shutdown_distributed', 'setup_worker', 'AutocastOptimWrapper', 'MultiOptimWrapperConstructor',
+    'trusted_checkpoints', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',
+    'SpectralReconstructionHook', 'CheckpointHook', 'NonFiniteLossHook', 'NonFiniteLossError', 'GenerationValLoop',
+    'GenerationTestLoop', 'generate_for_metrics', 'ConfigCheckError', 'check_config', 'check_checkpoint_fits',
+    'check_runner_checkpoint'
+]

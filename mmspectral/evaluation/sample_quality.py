@@ -17,6 +17,7 @@ from .embedded_classifier import load_or_train_shapes_classifier, render_batch
 from .generative import (InceptionV3FID, evaluate_feature_sets, features_from_npz, frechet_distance_from_features,
                          precision_recall)
 from .generative.statistics import FeatureSet
+from .metrics.generation import balanced_labels
 
 __all__ = ['class_balanced_samples', 'probe_quality', 'inception_quality', 'generator_quality',
            'PROBE_REAL_SEED']
@@ -34,7 +35,7 @@ def class_balanced_samples(model, per_class: int, batch_size: int = 50, seed: in
     Returns images (M, 3, H, W) in [0, 1] and labels (M,), in label order.
     """
     num_classes = num_classes or model.gen.num_classes
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    labels = torch.from_numpy(balanced_labels(num_classes, per_class))
     device = next(model.gen.parameters()).device
     images = []
     for b, start in enumerate(range(0, len(labels), batch_size)):

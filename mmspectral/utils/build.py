@@ -1,7 +1,89 @@
-from typing import Any, Optional
+import difflib
+import inspect
+import re
+from typing import Any, FrozenSet, Optional
 
+import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmengine.registry import Registry
+
+_UNEXPECTED_RE = re.compile(r"got an unexpected keyword argument '(\w+)'")
+
+
+class UnknownArgumentError(TypeError):
+    """A config key that the class being built does not take; the message names close valid arguments."""
+
+
+def _forwards_kwargs_to_super(init, kwargs_name: str) -> bool:
+    """Whether ``init`` passes ``**kwargs_name`` on in its ``super().__init__(...)`` call."""
+    try:
+        src = inspect.getsource(init)
+    except (OSError, TypeError):
+        return False
+    start = src.find('super().__init__(')
+    if start < 0:
+        return False
+    depth, i = 0, start + len('super().__init__')
+    for i in range(i, len(src)):
+        depth += {'(': 1, ')': -1}.get(src[i], 0)
+        if depth == 0:
+            break
+    return f'**{kwargs_name}' in src[start:i]
+
+
+def accepted_arguments(cls: Any) -> Optional[FrozenSet[str]]:
+    """The keyword arguments ``cls(...)`` takes, or None when that cannot be told (it takes ``**kwargs``).
+
+    ``**kwargs`` that a class hands to ``super().__init__`` are resolved through the parent classes, so a
+    subclass that only changes defaults (``NestedSpectralTokenizer``) is checked against its parent's
+    arguments.
+    """
+    if not inspect.isclass(cls):
+        try:
+            params = inspect.signature(cls).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            return None
+        return frozenset(p.name for p in params if p.kind != p.VAR_POSITIONAL)
+    names = set()
+    mro = [c for c in cls.__mro__ if '__init__' in c.__dict__]
+    for owner in mro:
+        if owner in (object, nn.Module):
+            return frozenset(names)
+        try:
+            params = list(inspect.signature(owner.__dict__['__init__']).parameters.values())[1:]
+        except (TypeError, ValueError):
+            return None
+        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        var_kw = [p.name for p in params if p.kind == p.VAR_KEYWORD]
+        if not var_kw:
+            return frozenset(names)
+        if not _forwards_kwargs_to_super(owner.__dict__['__init__'], var_kw[0]):
+            return None
+    return frozenset(names)
+
+
+def unknown_argument_message(name: str, key: str, accepted, where: str = '') -> str:
+    """'<where>: <name> has no argument <key>. Did you mean ...? Its arguments: ...'."""
+    close = difflib.get_close_matches(key, sorted(accepted), n=3, cutoff=0.6)
+    msg = f'{where + ": " if where else ""}{name} takes no argument {key!r}.'
+    if close:
+        msg += ' Did you mean ' + ' or '.join(repr(c) for c in close) + '?'
+    return msg + f' Its arguments: {", ".join(sorted(accepted))}. Rename or remove the key in the config.'
+
+
+def _explain_unexpected_argument(exc: TypeError, cfg: dict, registry: Registry) -> Optional[TypeError]:
+    """A clearer error for a ``cfg`` key that its class does not take; None if ``exc`` is something else."""
+    match = _UNEXPECTED_RE.search(str(exc))
+    if isinstance(exc, UnknownArgumentError) or match is None or match.group(1) not in cfg:
+        return None
+    cls = cfg['type'] if not isinstance(cfg['type'], str) else registry.get(cfg['type'])
+    accepted = accepted_arguments(cls) if cls is not None else None
+    if accepted is None or match.group(1) in accepted:
+        return None  # raised deeper down, by something this config does not name
+    return UnknownArgumentError(unknown_argument_message(
+        getattr(cls, '__name__', str(cls)), match.group(1), accepted, f'{registry.name} config'))
 
 
 def build_component(cfg: Any, registry: Registry, default_args: Optional[dict] = None,
@@ -20,7 +102,13 @@ def build_component(cfg: Any, registry: Registry, default_args: Optional[dict] =
         if 'type' not in cfg:
             raise KeyError(f'A config for the {registry.name} registry needs a "type" key; got keys '
                            f'{sorted(cfg)}. Example: dict(type=..., ...).')
-        obj = registry.build(cfg, default_args=default_args)
+        try:
+            obj = registry.build(cfg, default_args=default_args)
+        except TypeError as exc:
+            better = _explain_unexpected_argument(exc, cfg, registry)
+            if better is None:
+                raise
+            raise better from None
     else:
         obj = cfg
     if expected_type is not None and not isinstance(obj, expected_type):

@@ -124,3 +124,13 @@ def test_test_tool_evaluates_a_checkpoint(tmp_path, repo_root, subprocess_env):
     proc = subprocess.run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'missing.pth')], cwd=repo_root,
                           env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and 'missing.pth' in proc.stderr
+
+
+def test_env_cfg_allow_tf32_reaches_torch(tmp_path):
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        make_runner(tmp_path, **{'env_cfg.allow_tf32': True})
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

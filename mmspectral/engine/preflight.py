@@ -1,0 +1,473 @@
+"""Checks before a run builds anything, so that bad input fails in seconds rather than after the set-up.
+
+:func:`check_config` reads the config only (no network is built, no dataset loaded) and gathers every problem
+into one :class:`ConfigCheckError`, each saying what is wrong and what to do:
+
+* top-level keys that are close misspellings of keys the Runner reads (it ignores unknown keys silently), and
+  MMCV 1.x keys that MMEngine never reads;
+* config keys that the class named by ``type`` does not take (with the closest valid argument names);
+* weight and checkpoint files named in the config that do not exist, and URLs (nothing is downloaded);
+* data roots of the splits the run uses that do not exist or hold no images / no extracted tokens;
+* tokenizers: an image size not divisible by the patch size, a frequency schedule that does not fit the number
+  of tokens and the image size, a dataset whose image size differs from the tokenizer's;
+* a generator whose ``num_tokens`` / ``vocab_size`` differ from its tokenizer's or from its tokens'.
+
+:func:`check_runner_checkpoint` runs once the Runner is built, before it reads any data: the checkpoint it is
+about to load (``load_from``, or the newest one for ``resume``) must fit the model, shape for shape.
+"""
+import difflib
+import inspect
+import json
+import os
+import os.path as osp
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import is_model_wrapper
+from mmengine.runner import FlexibleRunner, Runner
+from torch.utils.data import DataLoader
+
+from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
+                                 HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
+                                 PARAM_SCHEDULERS, QUANTIZERS, TOKENIZERS, TRANSFORMS, VISBACKENDS,
+                                 VISUALIZERS, WEIGHT_INITIALIZERS)
+from mmspectral.utils.build import accepted_arguments, unknown_argument_message
+from .checkpoint import CheckpointLoadError, load_torch_file
+
+__all__ = ['ConfigCheckError', 'check_config', 'check_runner_checkpoint', 'check_checkpoint_fits']
+
+# Top-level keys the Runners read besides their __init__ arguments, and keys mmspectral's tools set.
+_EXTRA_KEYS = {'runner_type', 'custom_imports', 'work_dir', 'launcher', 'model_wrapper_cfg', 'strategy',
+               'find_unused_parameters', 'activation_checkpointing', 'efficient_conv_bn_eval', 'compile',
+               'skip_checks'}
+# MMCV 1.x keys that MMEngine ignores, with what replaces them.
+_LEGACY_KEYS = {
+    'optimizer': "optim_wrapper=dict(optimizer=dict(type='AdamW', ...))",
+    'optimizer_config': 'optim_wrapper=dict(clip_grad=...)',
+    'lr_config': 'param_scheduler=[...]',
+    'runner': "train_cfg=dict(type='IterBasedTrainLoop', max_iters=...)",
+    'checkpoint_config': 'default_hooks.checkpoint',
+    'log_config': 'default_hooks.logger',
+    'evaluation': 'train_cfg.val_interval and val_evaluator',
+    'data': 'train_dataloader / val_dataloader / test_dataloader',
+    'resume_from': 'load_from=PATH with resume=True (or tools/train.py --resume PATH)',
+    'total_iters': 'train_cfg.max_iters',
+}
+# Keys that name a file to read; checked where they hold a string.
+_PATH_KEYS = {'load_from', 'tokenizer_checkpoint', 'pretrained', 'weights_path', 'vgg_weights_path',
+              'lpips_weights_path', 'inception_weights', 'weights', 'checkpoint', 'reference'}
+_PATH_HINTS = {
+    'tokenizer_checkpoint': ' It is the checkpoint of a trained tokenizer: train one first (tools/train.py '
+                            'TOKENIZER_CONFIG) or point the key at yours.',
+    'load_from': ' It must be a checkpoint written by tools/train.py.',
+}
+_DEFAULT_HINT = (' Check the path; mmspectral never downloads weights (docs/faq.md says where each file '
+                 'comes from).')
+_DATALOADER_KEYS = {'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn',
+                    'num_batch_per_epoch', 'disable_subprocess_warning'}
+# Keys that MMEngine takes out of a component's config before it builds the component.
+_CONSUMED_KEYS = {'default_hooks': {'priority'}, 'custom_hooks': {'priority'},
+                  'optim_wrapper': {'paramwise_cfg', 'constructor', 'module'}}
+# Where the class named by ``type`` is looked up first, by the key that holds the dict.
+_CONTEXT_REGISTRIES = {
+    'model': MODELS, 'tokenizer': TOKENIZERS, 'generator': GENERATORS, 'quantizer': QUANTIZERS,
+    'freq_schedule': FREQ_SCHEDULES, 'attn_mask': ATTN_MASKS, 'dataset': DATASETS, 'datasets': DATASETS,
+    'pipeline': TRANSFORMS, 'sampler': DATA_SAMPLERS, 'collate_fn': FUNCTIONS, 'optimizer': OPTIMIZERS,
+    'optim_wrapper': OPTIM_WRAPPERS, 'param_scheduler': PARAM_SCHEDULERS, 'default_hooks': HOOKS,
+    'custom_hooks': HOOKS, 'val_evaluator': METRICS, 'test_evaluator': METRICS, 'visualizer': VISUALIZERS,
+    'vis_backends': VISBACKENDS, 'train_cfg': LOOPS, 'val_cfg': LOOPS, 'test_cfg': LOOPS,
+    'model_wrapper_cfg': MODEL_WRAPPERS, 'init_cfg': WEIGHT_INITIALIZERS}
+_ALL_LOOKUP = tuple(dict.fromkeys(_CONTEXT_REGISTRIES.values()))
+_IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+_SPLITS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+class ConfigCheckError(ValueError):
+    """Problems found in a config before the run started; the message lists each with what to do."""
+
+    def __init__(self, problems: Sequence[str], source: Optional[str] = None) -> None:
+        self.problems = list(problems)
+        count = f'{len(self.problems)} problem' + ('s' if len(self.problems) > 1 else '')
+        lines = [f'{count}{" in " + source if source else ""}, found before the run started:']
+        lines += [f'  {i}. {p}' for i, p in enumerate(self.problems, 1)]
+        lines.append('Fix the config (or --cfg-options) and run again; tools/train.py --skip-checks starts '
+                     'without these checks.')
+        super().__init__('\n'.join(lines))
+
+
+def _used_sections(cfg: Mapping, mode: str) -> List[str]:
+    """The top-level keys a run of ``mode`` ('train', 'test' or 'model') builds from."""
+    sections = ['model', 'data_preprocessor', 'model_wrapper_cfg', 'load_from']
+    if mode == 'train':
+        sections += ['train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler', 'default_hooks',
+                     'custom_hooks', 'visualizer']
+        if all(cfg.get(k) is not None for k in ('val_dataloader', 'val_cfg', 'val_evaluator')):
+            sections += ['val_dataloader', 'val_cfg', 'val_evaluator']
+    elif mode == 'test':
+        sections += ['test_dataloader', 'test_cfg', 'test_evaluator', 'default_hooks', 'custom_hooks',
+                     'visualizer']
+    elif mode != 'model':
+        raise ValueError(f"check_config mode must be 'train', 'test' or 'model', got {mode!r}.")
+    return [s for s in sections if cfg.get(s) is not None]
+
+
+def _walk(obj: Any, path: str, context: str) -> Iterator[Tuple[str, str, Mapping]]:
+    """Every dict under ``obj`` as (path, context, dict); the context is the key that holds the dict."""
+    if isinstance(obj, Mapping):
+        yield path, context, obj
+        for key, value in obj.items():
+            if isinstance(value, (Mapping, list, tuple)):
+                yield from _walk(value, f'{path}.{key}', str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _walk(value, f'{path}[{i}]', context)
+
+
+def _resolve(type_: Any, context: str) -> Any:
+    """The class (or function) a ``type`` names, looked up where ``context`` says first; None if unknown."""
+    if not isinstance(type_, str):
+        return type_ if callable(type_) else None
+    first = [_CONTEXT_REGISTRIES[context]] if context in _CONTEXT_REGISTRIES else []
+    for registry in first + [r for r in _ALL_LOOKUP if r not in first]:
+        try:
+            found = registry.get(type_)
+        except Exception:  # a scoped name of a package that is not installed
+            found = None
+        if found is not None:
+            return found
+    return None
+
+
+def _effective(cls: Any, cfg: Mapping) -> dict:
+    """``cfg`` over the defaults of ``cls`` and its parents (for the arguments that it does not set)."""
+    values = {}
+    for owner in reversed([c for c in getattr(cls, '__mro__', ()) if '__init__' in c.__dict__]):
+        try:
+            params = inspect.signature(owner.__dict__['__init__']).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        values.update({p.name: p.default for p in params if p.default is not p.empty})
+    values.update(cfg)
+    return values
+
+
+def _join(root: str, path: str) -> str:
+    """A path relative to ``root`` as MMEngine's BaseDataset resolves it."""
+    return path if osp.isabs(path) or not root else osp.join(root, path)
+
+
+class _Checker:
+    """Gathers the problems of one config."""
+
+    def __init__(self, cfg: Mapping, mode: str) -> None:
+        self.cfg = cfg
+        self.sections = _used_sections(cfg, mode)
+        self.problems: List[str] = []
+
+    def add(self, message: str) -> None:
+        self.problems.append(message)
+
+    def run(self) -> List[str]:
+        self.check_top_level_keys()
+        for section in self.sections:
+            self.check_arguments(section)
+            self.check_paths(section)
+        for section in _SPLITS:
+            if section in self.sections and isinstance(self.cfg[section], Mapping):
+                self.check_dataloader(section)
+        if 'model' in self.sections and isinstance(self.cfg['model'], Mapping):
+            self.check_model(self.cfg['model'])
+        return self.problems
+
+    # ------------------------------------------------------------------ keys and arguments
+    def check_top_level_keys(self) -> None:
+        known = set(_EXTRA_KEYS)
+        for runner in (Runner, FlexibleRunner):
+            known |= set(inspect.signature(runner.__init__).parameters) - {'self', 'cfg'}
+        for key in self.cfg:
+            if key in known or key.startswith('_'):
+                continue
+            if key in _LEGACY_KEYS:
+                self.add(f'{key}: an MMCV 1.x key that MMEngine never reads, so it has no effect. Use '
+                         f'{_LEGACY_KEYS[key]} instead.')
+                continue
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
+            if close:  # other unknown keys are variables shared by config files (tiny_tokenizer)
+                self.add(f'{key}: unknown top-level key; did you mean {close[0]!r}? The Runner ignores '
+                         'unknown keys, so this setting would have no effect. Rename it.')
+
+    def check_arguments(self, section: str) -> None:
+        consumed = _CONSUMED_KEYS.get(section, set())
+        for path, context, node in _walk(self.cfg[section], section, section):
+            if 'type' not in node:
+                continue
+            cls = _resolve(node['type'], context)
+            accepted = accepted_arguments(cls) if cls is not None else None
+            if accepted is None:  # an unknown type is reported, with close matches, by the registry
+                continue
+            name = getattr(cls, '__name__', str(node['type']))
+            for key in node:
+                if key != 'type' and not key.startswith('_') and key not in consumed and key not in accepted:
+                    self.add(unknown_argument_message(name, key, accepted, f'{path}.{key}'))
+
+    def check_dataloader(self, section: str) -> None:
+        loader = self.cfg[section]
+        accepted = (set(inspect.signature(DataLoader.__init__).parameters) - {'self'}) | _DATALOADER_KEYS
+        for key in loader:
+            if key not in accepted and not key.startswith('_'):
+                self.add(unknown_argument_message('the data loader', key, accepted, f'{section}.{key}'))
+        self.check_dataset(loader.get('dataset'), f'{section}.dataset')
+
+    # ------------------------------------------------------------------ files
+    def check_paths(self, section: str) -> None:
+        if section == 'load_from':
+            self.check_path('load_from', 'load_from', self.cfg['load_from'])
+            return
+        for path, _, node in _walk(self.cfg[section], section, section):
+            for key, value in node.items():
+                if key in _PATH_KEYS:
+                    self.check_path(f'{path}.{key}', key, value)
+
+    def check_path(self, where: str, key: str, value: Any) -> None:
+        if not isinstance(value, str) or not value:
+            return
+        if '://' in value:
+            self.add(f'{where}={value!r} would be downloaded, and mmspectral never downloads at run time. '
+                     'Download the file yourself and give its local path.')
+        elif not osp.isfile(osp.expanduser(value)):
+            self.add(f'{where}={value!r}: no such file (relative paths start from {os.getcwd()}).'
+                     + _PATH_HINTS.get(key, _DEFAULT_HINT))
+
+    # ------------------------------------------------------------------ data
+    def check_dataset(self, dataset: Any, where: str) -> None:
+        if not isinstance(dataset, Mapping):
+            return
+        for key in ('dataset', 'datasets'):  # dataset wrappers
+            inner = dataset.get(key)
+            for i, item in enumerate(inner if isinstance(inner, (list, tuple)) else [inner]):
+                self.check_dataset(item, f'{where}.{key}' + (f'[{i}]' if key == 'datasets' else ''))
+        cls = _resolve(dataset.get('type'), 'dataset')
+        name = getattr(cls, '__name__', '')
+        if name == 'ImageFolderDataset':
+            self.check_image_folder(_effective(cls, dataset), where)
+        elif name == 'TokenDataset':
+            self.check_tokens(_effective(cls, dataset), where)
+        else:
+            root = dataset.get('data_root')
+            if isinstance(root, str) and root and not osp.exists(osp.expanduser(root)):
+                self.add(f'{where}.data_root={root!r} does not exist. Set it to where the data is.')
+
+    def check_image_folder(self, ds: dict, where: str) -> None:
+        data_root = osp.expanduser(ds.get('data_root') or '')
+        root = _join(data_root, (ds.get('data_prefix') or {}).get('img_path') or '') or data_root
+        if not root or not osp.isdir(root):
+            self.add(f"{where}: image folder {root!r} (data_root + data_prefix['img_path']) does not exist. "
+                     'Set data_root (and data_prefix) to where the images are.')
+            return
+        if ds.get('ann_file'):
+            ann = _join(data_root, ds['ann_file'])
+            first = _first_listed(ann) if osp.isfile(ann) else None
+            if not osp.isfile(ann):
+                self.add(f'{where}.ann_file: list file {ann!r} does not exist. Set ann_file (relative to '
+                         'data_root) to the "path label" list, or drop it to read class sub-folders.')
+            elif first is None:
+                self.add(f'{where}.ann_file: {ann!r} lists no images. Expected "relative/path label" lines.')
+            elif not osp.isfile(osp.join(root, first)):
+                self.add(f'{where}: the first image of {ann!r}, {first!r}, is not under {root!r}. Is '
+                         "data_prefix['img_path'] right?")
+            return
+        extensions = tuple(e.lower() for e in ds.get('extensions') or _IMG_EXTENSIONS)
+        classes = ds.get('classes')
+        folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+        missing = sorted(set(classes or ()) - set(folders))
+        if missing:
+            self.add(f'{where}: classes {missing[:5]} have no folder under {root!r}. Fix classes or the '
+                     'folder names.')
+        elif not any(_has_image(osp.join(root, c), extensions) for c in (classes or folders)):
+            self.add(f'{where}: {root!r} holds no images with endings {extensions} in class sub-folders. '
+                     'Expected <root>/<class>/<image>, or pass ann_file with "path label" lines.')
+
+    def check_tokens(self, ds: dict, where: str) -> None:
+        root = osp.expanduser(str(ds.get('data_root') or ''))
+        meta_path = osp.join(root, 'meta.json')
+        if not osp.isfile(meta_path):
+            what = 'does not exist' if not osp.isdir(root) else 'holds no extracted tokens (no meta.json)'
+            self.add(f'{where}.data_root={root!r} {what}. Extract the tokens first: tools/extract_tokens.py '
+                     'TOKENIZER_CONFIG CHECKPOINT --out <this folder>.')
+            return
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            self.add(f'{where}: {meta_path} is unreadable ({exc}). Extract the tokens again.')
+            return
+        if not meta.get('complete'):
+            self.add(f'{where}: the token extraction in {root!r} is unfinished. Run the same '
+                     'tools/extract_tokens.py command again: it continues where it stopped.')
+        model = self.cfg.get('model')
+        generator = model.get('generator') if isinstance(model, Mapping) else None
+        gen = {}
+        if isinstance(generator, Mapping):
+            gen = _effective(_resolve(generator.get('type'), 'generator'), generator)
+        for key, expected in (('num_tokens', 'expected_num_tokens'), ('vocab_size', 'expected_vocab_size')):
+            for want, owner in ((ds.get(expected), f'{where}.{expected}'),
+                                (gen.get(key), f'model.generator.{key}')):
+                if isinstance(want, int) and key in meta and meta[key] != want:
+                    self.add(f'{where}: the tokens in {root!r} have {key}={meta[key]} but {owner}={want}: '
+                             'they were extracted with another tokenizer. Extract them again with the '
+                             f'tokenizer of this config, or set {owner}={meta[key]}.')
+
+    # ------------------------------------------------------------------ model
+    def check_model(self, model: Mapping) -> None:
+        from mmspectral.models.tokenizers.titok import TiTokTokenizer
+        tok = None
+        for path, context, node in _walk(model, 'model', 'model'):
+            cls = _resolve(node['type'], context) if 'type' in node else None
+            if inspect.isclass(cls) and issubclass(cls, TiTokTokenizer):
+                checked = self.check_tokenizer(cls, node, path)
+                tok = checked if path == 'model.tokenizer' else tok
+        if tok is None:
+            return
+        generator = model.get('generator')
+        if isinstance(generator, Mapping):
+            gen = _effective(_resolve(generator.get('type'), 'generator'), generator)
+            for key, theirs in (('num_tokens', tok['num_tokens']), ('vocab_size', tok['codebook_size'])):
+                if key in gen and gen[key] != theirs:
+                    self.add(f'model.generator.{key}={gen[key]} but the tokenizer (model.tokenizer) has '
+                             f'{key}={theirs}. Set model.generator.{key}={theirs}, or use the tokenizer the '
+                             'tokens came from.')
+        model_cls = _resolve(model.get('type'), 'model')
+        if getattr(model_cls, '__name__', '') != 'TokenizerModel' and not model.get('encode_on_the_fly'):
+            return  # the model reads tokens, not images
+        for section in _SPLITS:
+            loader = self.cfg[section] if section in self.sections else None
+            size = _image_size(loader.get('dataset')) if isinstance(loader, Mapping) else None
+            if size is not None and size != tok['image_size']:
+                self.add(f'{section}.dataset gives {size}x{size} images but model.tokenizer.image_size='
+                         f'{tok["image_size"]}: the first step would fail. Make them agree (the dataset\'s '
+                         "image_size or crop_size, or the tokenizer's image_size).")
+
+    def check_tokenizer(self, cls: type, node: Mapping, path: str) -> dict:
+        from mmspectral.models.tokenizers.titok import NestedSpectralTokenizer
+        from mmspectral.spectral import build_freq_schedule
+        tok = _effective(cls, node)
+        size, patch = tok.get('image_size'), tok.get('patch_size')
+        if isinstance(size, int) and isinstance(patch, int) and patch > 0 and size % patch:
+            fits = [s for s in (size - size % patch, size - size % patch + patch) if s > 0]
+            self.add(f'{path}: image_size={size} is not divisible by patch_size={patch}, so the image does '
+                     f'not split into whole patches. Use image_size {" or ".join(map(str, fits))}, or a '
+                     f'patch_size that divides {size}.')
+            return tok
+        schedule = tok.get('freq_schedule')
+        if schedule is None and issubclass(cls, NestedSpectralTokenizer):
+            schedule = dict(type='NonUniformFreqSchedule')
+        if schedule is None and tok.get('spectral_supervision'):
+            self.add(f"{path}: spectral_supervision=True needs a freq_schedule, e.g. "
+                     "freq_schedule=dict(type='NonUniformFreqSchedule').")
+        elif isinstance(schedule, Mapping):
+            try:  # pure arithmetic: the schedule validates itself when built
+                build_freq_schedule(dict(schedule), tok.get('num_tokens'), size)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.add(f'{path}.freq_schedule: {exc}')
+        return tok
+
+
+def _first_listed(ann_file: str) -> Optional[str]:
+    with open(ann_file) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith('#'):
+                return line.rpartition(' ')[0] or line
+    return None
+
+
+def _has_image(folder: str, extensions: Tuple[str, ...]) -> bool:
+    """Whether ``folder`` holds at least one image file; stops at the first one."""
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(extensions) for f in files):
+            return True
+    return False
+
+
+def _image_size(dataset: Any) -> Optional[int]:
+    """The side of the square images a dataset config yields, where the config tells it."""
+    if not isinstance(dataset, Mapping):
+        return None
+    size = None
+    for step in dataset.get('pipeline') or ():
+        if isinstance(step, Mapping) and step.get('type') in ('RandomCrop', 'CenterCrop'):
+            crop = step.get('crop_size')
+            crop = tuple(crop) if isinstance(crop, (list, tuple)) else (crop, crop)
+            size = crop[0] if len(crop) == 2 and crop[0] == crop[1] else None
+    if size is None:
+        cls = _resolve(dataset.get('type'), 'dataset')
+        if getattr(cls, '__name__', '') == 'EmbeddedShapesDataset':
+            size = _effective(cls, dataset).get('image_size')
+    return size if isinstance(size, int) else None
+
+
+def check_config(cfg: Mapping, mode: str = 'train') -> None:
+    """Check a config before anything is built; raise one :class:`ConfigCheckError` listing every problem.
+
+    Args:
+        cfg: a loaded config (after ``--cfg-options``), e.g. from :func:`mmspectral.utils.load_config`.
+        mode: 'train' checks the model, the training split and (when ``val_cfg``, ``val_dataloader`` and
+            ``val_evaluator`` are all set) the validation split; 'test' the model and the test split; 'model'
+            the model, ``load_from`` and the top-level keys only.
+    """
+    problems = _Checker(cfg, mode).run()
+    if problems:
+        raise ConfigCheckError(problems, getattr(cfg, 'filename', None))
+
+
+def check_checkpoint_fits(model: nn.Module, path: str, source: str = 'load_from') -> None:
+    """Raise a CheckpointLoadError if the Runner checkpoint ``path`` is of another architecture.
+
+    Shapes that differ, or no parameter name in common, are errors. Keys that only one side has are allowed
+    (the Runner warns about them): stage-1 weights loaded into a stage-2 model, whose losses have parameters
+    of their own, are such a case. The file is a Runner checkpoint (a pickle, trusted as the Runner trusts
+    it), memory-mapped so that its tensors are not read.
+    """
+    if is_model_wrapper(model):
+        model = model.module
+    try:
+        ckpt = torch.load(osp.expanduser(path), map_location='cpu', weights_only=False, mmap=True)
+    except Exception:  # not a zip archive, so no mmap: the plain loader says clearly what is wrong
+        ckpt = load_torch_file(path, map_location='cpu', trusted=True)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, Mapping) else ckpt
+    if not isinstance(state, Mapping):
+        raise CheckpointLoadError(f'{source} {path} holds a {type(state).__name__}, not a checkpoint with a '
+                                  'state_dict. Point it at a checkpoint written by tools/train.py.')
+    state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
+    own = model.state_dict()
+    shared = [k for k in own if k in state]
+    mis_shaped = [f'{k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}' for k in shared
+                  if hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not mis_shaped and (shared or not own):
+        return
+    if mis_shaped:
+        more = ' ...' if len(mis_shaped) > 6 else ''
+        what = f'{len(mis_shaped)} shape mismatches: {", ".join(mis_shaped[:6])}{more}'
+    else:
+        what = f'none of its {len(state)} keys is a parameter of the model (e.g. {next(iter(state), "")!r})'
+    unexpected = len([k for k in state if k not in own])
+    raise CheckpointLoadError(
+        f'{source} {path} does not fit {type(model).__name__}: {what} ({len(own) - len(shared)} model keys '
+        f'missing from it, {unexpected} keys the model does not have). Is it a checkpoint of the same '
+        'architecture (same arch / width / depth / num_tokens / codebook_size as the config)? Point it at a '
+        "checkpoint of this model, or set the model to the checkpoint's settings.")
+
+
+def check_runner_checkpoint(runner: Runner) -> None:
+    """Check the checkpoint a built Runner is about to load (``load_from``, or the newest one for ``resume``).
+
+    A Runner that builds its model only when it starts (FlexibleRunner) is not checked.
+    """
+    from .runner import find_latest_checkpoint
+    path, resume = getattr(runner, '_load_from', None), getattr(runner, '_resume', False)
+    if resume and path is None:
+        path = find_latest_checkpoint(runner.work_dir)
+    model = getattr(runner, 'model', None)
+    if path and isinstance(model, nn.Module) and osp.isfile(osp.expanduser(path)):
+        check_checkpoint_fits(model, path, 'resume from' if resume else 'load_from')
