@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import os.path as osp
+import re
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -421,6 +422,10 @@ def check_config(cfg: Mapping, mode: str = 'train') -> None:
         raise ConfigCheckError(problems, getattr(cfg, 'filename', None))
 
 
+def _unwrapped_key(key: str) -> str:
+    return re.sub(r'(^|\.)module\.', r'\1', key)
+
+
 def check_checkpoint_fits(model: nn.Module, path: str, source: str = 'load_from') -> None:
     """Raise a CheckpointLoadError if the Runner checkpoint ``path`` is of another architecture.
 
@@ -439,8 +444,10 @@ def check_checkpoint_fits(model: nn.Module, path: str, source: str = 'load_from'
     if not isinstance(state, Mapping):
         raise CheckpointLoadError(f'{source} {path} holds a {type(state).__name__}, not a checkpoint with a '
                                   'state_dict. Point it at a checkpoint written by tools/train.py.')
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
-    own = model.state_dict()
+    # Model wrappers (DDP around the whole model or around its parts, as the GAN recipe does) add 'module.'
+    # segments that the Runner's loader strips: compare names without them.
+    state = {_unwrapped_key(k): v for k, v in state.items()}
+    own = {_unwrapped_key(k): v for k, v in model.state_dict().items()}
     shared = [k for k in own if k in state]
     mis_shaped = [f'{k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}' for k in shared
                   if hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(own[k].shape)]

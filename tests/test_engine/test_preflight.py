@@ -192,6 +192,16 @@ def test_checkpoint_of_another_architecture(tmp_path):
         check_runner_checkpoint(runner)
 
 
+def test_checkpoint_names_of_wrapped_parts_match(tmp_path):
+    """Parts wrapped in DDP (the GAN recipe) save 'part.module.x' names; the Runner's loader strips them."""
+    model = nn.ModuleDict(dict(tok=nn.Linear(4, 8)))
+    wrapped = {'tok.module.weight': torch.zeros(8, 4), 'tok.module.bias': torch.zeros(8)}
+    check_checkpoint_fits(model, runner_checkpoint(tmp_path / 'w.pth', wrapped))
+    wrapped['tok.module.weight'] = torch.zeros(3, 4)
+    with pytest.raises(CheckpointLoadError, match=r'tok.weight: checkpoint \[3, 4\] vs model \[8, 4\]'):
+        check_checkpoint_fits(model, runner_checkpoint(tmp_path / 'w2.pth', wrapped))
+
+
 def test_tokenizer_checkpoint_of_another_architecture(tmp_path):
     from mmspectral.models.tokenizers import load_tokenizer
     tiny = dict(type='TiTokTokenizer', width=16, depth=1, num_heads=2, image_size=32, patch_size=16,
