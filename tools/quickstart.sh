@@ -48,7 +48,7 @@ train() {  # config work_dir iters [cfg-options...]: train with progress lines o
     "$PY" tools/train.py "$config" --work-dir "$dir" --resume auto --cfg-options "train_cfg.max_iters=$iters" \
         "train_cfg.val_interval=$iters" "param_scheduler.0.end=$warmup" "param_scheduler.1.begin=$warmup" \
         "param_scheduler.1.end=$iters" "$@" 2>&1 | grep --line-buffered -E "Iter\(train\) \[ *[0-9]*[05]00/|Iter\(val\)|Error|Traceback|problem" \
-        | awk '{ print substr($0, 1, 240); fflush() }'
+        | while IFS= read -r line; do printf '%s\n' "${line:0:240}"; done  # each line as it comes
     local status=${PIPESTATUS[0]}
     set -e
     if [ "$status" -ne 0 ]; then
