@@ -49,7 +49,7 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import trusted_checkpoints
 from .dist import init_distributed
-from .runner import find_latest_checkpoint
+from .runner import RegistryHintsLoopsMixin, find_latest_checkpoint
 
 __all__ = ['adaln_block_wrap_policy', 'set_tf32', 'SpectralFSDPStrategy', 'SpectralFlexibleRunner']
 
@@ -240,7 +240,7 @@ class SpectralFSDPStrategy(FSDPStrategy):
 
 
 @RUNNERS.register_module()
-class SpectralFlexibleRunner(FlexibleRunner):
+class SpectralFlexibleRunner(RegistryHintsLoopsMixin, FlexibleRunner):
     """MMEngine's FlexibleRunner with mmspectral's checkpoint, resume, compile and registry fixes.
 
     Select it with ``runner_type = 'SpectralFlexibleRunner'`` and a ``strategy`` (``SpectralFSDPStrategy``).
@@ -287,11 +287,3 @@ class SpectralFlexibleRunner(FlexibleRunner):
     def train(self) -> nn.Module:
         with registry_hints():
             return super().train()
-
-    def val(self) -> dict:
-        with registry_hints():
-            return super().val()
-
-    def test(self) -> dict:
-        with registry_hints():
-            return super().test()

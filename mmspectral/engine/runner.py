@@ -36,7 +36,8 @@ from mmspectral.registry import MODEL_WRAPPERS, RUNNERS, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path, checkpoint_defect, trusted_checkpoints
 from .dist import init_distributed
 
-__all__ = ['SpectralRunner', 'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state']
+__all__ = ['SpectralRunner', 'RegistryHintsLoopsMixin', 'find_latest_checkpoint', 'capture_rng_state',
+           'restore_rng_state']
 
 _CKPT_RE = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
@@ -121,8 +122,21 @@ class _RestoreRngAfterSkip:
         return next(self._inner)
 
 
+class RegistryHintsLoopsMixin:
+    """``val()`` and ``test()`` under :func:`registry_hints`: an unknown ``type`` met while the loops build
+    their parts names the closest registered ones. Shared by SpectralRunner and SpectralFlexibleRunner."""
+
+    def val(self) -> dict:
+        with registry_hints():
+            return super().val()
+
+    def test(self) -> dict:
+        with registry_hints():
+            return super().test()
+
+
 @RUNNERS.register_module()
-class SpectralRunner(Runner):
+class SpectralRunner(RegistryHintsLoopsMixin, Runner):
     """MMEngine Runner plus CPU-distributed, checkpoint-loading and error-message fixes (module docstring)."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -261,10 +275,3 @@ class SpectralRunner(Runner):
         with registry_hints():
             return super().train()
 
-    def val(self) -> dict:
-        with registry_hints():
-            return super().val()
-
-    def test(self) -> dict:
-        with registry_hints():
-            return super().test()
