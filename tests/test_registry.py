@@ -118,6 +118,24 @@ USER_CONFIG = textwrap.dedent('''
 ''')
 
 
+def test_custom_imports_given_on_the_command_line(tmp_path, monkeypatch):
+    """``--cfg-options custom_imports.imports=[...]`` registers the user's module before anything is built."""
+    (tmp_path / 'cli_components.py').write_text(USER_MODULE.replace('SquareRoot', 'CliSquareRoot').replace(
+        'EveryOther', 'CliEveryOther').replace('IdentityTokenizer', 'CliIdentityTokenizer').replace(
+        'ConstantGenerator', 'CliConstantGenerator'))
+    (tmp_path / 'plain_config.py').write_text("generator = dict(type='CliConstantGenerator', token=4)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'path', list(sys.path))
+    cfg = load_config('plain_config.py')
+    with pytest.raises(Exception, match='CliConstantGenerator'):
+        build_component(cfg.generator, GENERATORS)
+    cfg = load_config('plain_config.py', {'custom_imports.imports': ['cli_components'],
+                                          'custom_imports.allow_failed_imports': False})
+    assert build_component(cfg.generator, GENERATORS).token == 4
+    with pytest.raises(ImportError):
+        load_config('plain_config.py', {'custom_imports.imports': ['no_such_module_here']})
+
+
 def test_user_components_from_their_own_directory(tmp_path, monkeypatch, repo_root, subprocess_env):
     (tmp_path / 'my_components.py').write_text(USER_MODULE)
     (tmp_path / 'my_config.py').write_text(USER_CONFIG)

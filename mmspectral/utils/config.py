@@ -5,12 +5,16 @@ import sys
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
 
 from mmspectral.registry import RUNNERS, registry_hints
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read a config file, with ``custom_imports`` resolved from the current directory and the config's folder.
+
+    ``custom_imports`` given or changed through ``cfg_options`` are imported too (MMEngine imports only those of
+    the file), so ``--cfg-options custom_imports.imports=[my_pkg]`` registers a user's components.
 
     Args:
         path: the config file.
@@ -26,6 +30,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if any(key.split('.')[0] == 'custom_imports' for key in cfg_options) and cfg.get('custom_imports'):
+            with registry_hints():
+                import_modules_from_strings(**cfg.custom_imports)
     return cfg
 
 

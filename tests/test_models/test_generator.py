@@ -128,3 +128,28 @@ def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
                        model.generate(five, pack_weights=False, **kwargs)['tokens'])
     model.release_packed_weights()
     assert not model._packed_weights
+
+
+@pytest.mark.parametrize('approximate', ['none', 'tanh'])
+def test_packed_mlp_runs_its_gelu_inside_fc1_and_leaves_gated_mlps_alone(approximate):
+    from functools import partial
+
+    from timm.layers import GluMlp, Mlp
+
+    from mmspectral.models.layers.packed_linear import packed_linears, packing_available
+    torch.manual_seed(0)
+    net = torch.nn.ModuleDict(dict(
+        mlp=Mlp(16, 64, act_layer=partial(torch.nn.GELU, approximate=approximate)),
+        glu=GluMlp(16, 64, act_layer=partial(torch.nn.GELU, approximate=approximate)))).eval()
+    x = torch.randn(3, 5, 16)
+    with torch.no_grad():
+        plain = {name: layer(x) for name, layer in net.items()}
+        cache = {}
+        with packed_linears(net, cache, rows=15) as packed:
+            assert packed == packing_available(net)
+            if packed:  # the MLP's activation is fc1's post-op, the gated one keeps its own
+                assert 'forward' in vars(net['mlp'].act) and 'forward' not in vars(net['glu'].act)
+            fused = {name: layer(x) for name, layer in net.items()}
+    for name in plain:
+        assert torch.allclose(fused[name], plain[name], atol=1e-5), name
+    assert 'forward' not in vars(net['mlp'].act) and 'forward' not in vars(net['mlp'].fc1)  # restored

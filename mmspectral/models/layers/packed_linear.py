@@ -6,6 +6,8 @@ packed once into its blocked layout (for the expected number of rows) streams tw
 default kernel for 2-16 rows and takes dense inputs, so nothing is converted per call (measured:
 docs/results.md). :func:`packed_linears` swaps the forward of every ``nn.Linear`` of a module for the packed one
 inside a ``with`` block; packed copies are cached and redone when a weight changes or the row count differs.
+The GELU of timm's ``Mlp`` runs as oneDNN's post-op of
+``fc1``, so its hidden activations are written once.
 """
 from contextlib import contextmanager
 from typing import Dict, Iterator, Tuple
@@ -13,6 +15,7 @@ from typing import Dict, Iterator, Tuple
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
+from timm.layers import Mlp
 
 _announced = set()
 
@@ -33,16 +36,28 @@ def _pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
     return weight.to_mkldnn()
 
 
-def _packed_forward(weight: torch.Tensor, bias):
+def _packed_forward(weight: torch.Tensor, bias, gelu=None):
+    """A Linear's forward on the packed weight; ``gelu`` ('none' or 'tanh') fuses a GELU after it."""
     def forward(x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1]).contiguous()
         if _POINTWISE:
-            y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+            y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [], gelu or '')
         else:  # older torch: the oneDNN tensor path
             y = torch._C._nn.mkldnn_linear(x.to_mkldnn(), weight, bias).to_dense()
+            y = nn.functional.gelu(y, approximate=gelu) if gelu else y
         return y.view(*shape[:-1], -1)
     return forward
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _fusable_gelus(module: nn.Module) -> Dict[int, nn.GELU]:
+    """id(fc1) -> the GELU right after it, for every timm ``Mlp`` (exactly: gated variants differ)."""
+    return {id(m.fc1): m.act for m in module.modules()
+            if type(m) is Mlp and type(m.act) is nn.GELU and isinstance(m.fc1, nn.Linear)}
 
 
 @contextmanager
@@ -58,7 +73,7 @@ def packed_linears(module: nn.Module, cache: Dict[int, Tuple[tuple, torch.Tensor
     if not packing_available(module):
         yield False
         return
-    swapped = []
+    swapped, gelus = [], _fusable_gelus(module)
     try:
         for layer in module.modules():
             if not isinstance(layer, nn.Linear):
@@ -68,8 +83,12 @@ def packed_linears(module: nn.Module, cache: Dict[int, Tuple[tuple, torch.Tensor
             if entry is None or entry[0] != key:
                 entry = cache[id(layer)] = (key, _pack(layer.weight.detach(), rows))
             bias = layer.bias.detach() if layer.bias is not None else None
-            layer.forward = _packed_forward(entry[1], bias)
+            act = gelus.get(id(layer))
+            layer.forward = _packed_forward(entry[1], bias, act.approximate if act is not None else None)
             swapped.append(layer)
+            if act is not None:
+                act.forward = _identity  # applied by fc1
+                swapped.append(act)
         if type(module).__name__ not in _announced:
             _announced.add(type(module).__name__)
             print_log(f'{type(module).__name__}: sampling with oneDNN-packed fp32 weights on the CPU.',
