@@ -30,8 +30,6 @@ import os
 import os.path as osp
 import sys
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 

@@ -17,18 +17,15 @@ them as JSON (default: next to SAMPLES.npz).
 """
 import argparse
 import importlib
-import os
 import os.path as osp
 import time
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import torch
+from mmengine.config import DictAction
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,  # noqa: E402
+from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,
                                               features_from_npz, save_feature_set)
-from mmspectral.utils import register_all_modules, write_json  # noqa: E402
+from mmspectral.utils import register_all_modules, write_json
 
 
 def parse_args(argv=None):

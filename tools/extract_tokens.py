@@ -17,7 +17,12 @@ import json
 import os
 import os.path as osp
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+from mmspectral.omp import set_omp_wait_policy
+
+# Before torch loads: idle OpenMP threads sleep at once when data-loader workers share the cores (mmspectral/omp.py).
+_workers = argparse.ArgumentParser(add_help=False)
+_workers.add_argument('--num-workers', type=int, default=2)
+set_omp_wait_policy(_workers.parse_known_args()[0].num_workers)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -15,7 +15,7 @@ set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO_ROOT/tools/setup_env.sh"
 cd "$REPO_ROOT"
-export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 WORK_DIR=${WORK_DIR:-work_dirs/quickstart}
 PY="$MMSPECTRAL_PYTHON"
 TOKENIZER_CONFIG=configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py

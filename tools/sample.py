@@ -15,19 +15,17 @@ import argparse
 import os
 import os.path as osp
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from mmengine.config import DictAction
+from mmengine.utils import ProgressBar
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.utils import ProgressBar  # noqa: E402
-
-from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
-from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
-from mmspectral.evaluation.metrics.generation import balanced_labels  # noqa: E402
-from mmspectral.utils import register_all_modules  # noqa: E402
+from mmspectral.apis import add_sampling_args, init_generator, sampling_options
+from mmspectral.engine import setup_worker, shutdown_distributed
+from mmspectral.evaluation.metrics.generation import balanced_labels
+from mmspectral.utils import register_all_modules
 
 
 def image_path(out: str, index: int, label: int) -> str:

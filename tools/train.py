@@ -1,18 +1,11 @@
 """Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]."""
-import os
-
-# Idle OpenMP threads sleep instead of spinning: on a small CPU machine spinning threads starve the data-loader
-# workers and can make every step several times slower. Set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-
 import argparse
 import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 
-from mmspectral.engine import ConfigCheckError, check_config, check_runner_checkpoint, shutdown_distributed
-from mmspectral.utils import build_runner, default_work_dir, load_config, register_all_modules
+from mmspectral.omp import config_data_workers, set_omp_wait_policy
 
 
 def parse_args():
@@ -36,6 +29,11 @@ def parse_args():
 
 def main():
     args = parse_args()
+    # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py); it
+    # must be set before torch loads, hence the imports below.
+    set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['train_dataloader']))
+    from mmspectral.engine import ConfigCheckError, check_config, check_runner_checkpoint, shutdown_distributed
+    from mmspectral.utils import build_runner, default_work_dir, load_config, register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher

@@ -17,8 +17,6 @@ import os
 import os.path as osp
 import sys
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
 
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier  # noqa: E402,E501

@@ -24,7 +24,7 @@ model = dict(
     image_value_range={{_base_.tiny_value_range}},  # the tokenizer's input range
     sampling=dict(cfg_scale=3.0, cfg_schedule='linear', top_k=0, top_p=0.0),
 )
-train_dataloader = dict(batch_size=64, num_workers=1, pin_memory=False,
+train_dataloader = dict(batch_size=64, num_workers=0, persistent_workers=False, pin_memory=False,
                         dataset=dict(data_root='data/tokens/spectralar-tiny_16tok_shapes-64_train'))
 val_dataloader = dict(batch_size=100, num_workers=0, persistent_workers=False,
                       dataset=dict(data_root='data/tokens/spectralar-tiny_16tok_shapes-64_val'))

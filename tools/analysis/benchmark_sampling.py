@@ -12,20 +12,16 @@ transformer's matmuls for every row of the (doubled, with guidance) batch, atten
 output head; the AdaLN projections once per image; uncached sampling recomputes every earlier position.
 """
 import argparse
-import os
 import resource
 import statistics
 import time
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import torch
 
-import torch  # noqa: E402
-
-
-from mmspectral.models import SpectralARGenerator  # noqa: E402
-from mmspectral.models.layers.packed_linear import packed_linears  # noqa: E402
-from mmspectral.utils import register_all_modules  # noqa: E402
-from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle  # noqa: E402
+from mmspectral.models import SpectralARGenerator
+from mmspectral.models.layers.packed_linear import packed_linears
+from mmspectral.utils import register_all_modules
+from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle
 
 PRESETS = {'d16': dict(depth=16), 'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),
            'd20': dict(depth=20), 'd24': dict(depth=24), 'd30': dict(depth=30)}
