@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start (1): set up the environment if needed, then run the whole SpectralAR pipeline on the embedded
-# EmbeddedShapes dataset (64 px, 10 classes, 16 tokens), about 13 minutes on 2 CPU cores:
+# EmbeddedShapes dataset (64 px, 10 classes, 16 tokens), about 11 minutes on 2 CPU cores:
 #   1. the spectral decomposition figures (what each token prefix reconstructs under the eq. 9 schedule);
 #   2. train the tiny nested spectral tokenizer (reconstruction grid, PSNR-vs-k plot, metrics);
 #   3. encode the training and validation images into token files (tools/extract_tokens.py);
@@ -20,7 +20,7 @@ WORK_DIR=${WORK_DIR:-work_dirs/quickstart}
 PY="$MMSPECTRAL_PYTHON"
 TOKENIZER_CONFIG=configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py
 GENERATOR_CONFIG=configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py
-TOKENIZER_ITERS=${TOKENIZER_ITERS:-5000}
+TOKENIZER_ITERS=${TOKENIZER_ITERS:-8000}
 GENERATOR_ITERS=${GENERATOR_ITERS:-1000}
 NUM_TRAIN_IMAGES=${NUM_TRAIN_IMAGES:-10000}
 NUM_VAL_IMAGES=${NUM_VAL_IMAGES:-500}

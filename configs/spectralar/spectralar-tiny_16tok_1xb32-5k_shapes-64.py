@@ -1,5 +1,6 @@
 # The quick start's tokenizer: a tiny nested spectral tokenizer on EmbeddedShapes at 64 px, 16 tokens, about
-# 7.5 minutes on 2 CPU cores. Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then 28..64).
+# 4 minutes on 2 CPU cores (the quick start stretches it to 8,000 steps: docs/design.md, the plateau).
+# Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then 28..64).
 # The network itself is _base_/models/spectralar_tokenizer_tiny.py (patch 16, width 64, depth 2, inputs in
 # [-1, 1]); 5,000 steps are what it takes a ViT tokenizer to start drawing outlines (docs/design.md).
 _base_ = [

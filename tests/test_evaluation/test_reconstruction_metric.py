@@ -51,3 +51,17 @@ def test_metric_per_prefix_and_codebook_usage():
     assert result['codebook_usage'] == pytest.approx(3 / 8)
     probs = np.array([1, 3, 4]) / 8
     assert result['codebook_perplexity'] == pytest.approx(float(np.exp(-(probs * np.log(probs)).sum())))
+    # Per position (4 bins of one position): position 1 sees codes 0 and 2 (perplexity 2), the others 1 and 2.
+    assert [result[f'codebook_perplexity_pos{i}-{i}'] for i in range(1, 5)] == pytest.approx([2.0] * 4)
+
+
+def test_per_position_perplexity_finds_positions_that_carry_nothing():
+    rng = np.random.default_rng(0)
+    metric = ReconstructionMetric(codebook_size=64, quantize_8bit=False, position_bins=2)
+    image = torch.rand(3, 8, 8)
+    for _ in range(400):  # positions 1-4 spread over 64 codes, positions 5-8 always code 7
+        tokens = torch.tensor(np.concatenate([rng.integers(0, 64, 4), np.full(4, 7)]))
+        metric.process(None, [sample(image, {8: image}, {8: image}, tokens)])
+    result = metric.compute_metrics(metric.results)
+    assert result['codebook_perplexity_pos1-4'] > 55 and result['codebook_perplexity_pos5-8'] == pytest.approx(1.0)
+    assert 'codebook_perplexity_pos1-1' not in result

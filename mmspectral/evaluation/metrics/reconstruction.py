@@ -19,21 +19,25 @@ class ReconstructionMetric(BaseMetric):
     Reports, for every evaluated k, ``psnr_lowpass/k{k}`` and ``ssim_lowpass/k{k}`` against the low-pass target
     ``lowpass(image, w_k)`` (what prefix k is trained to give) and ``psnr_full/k{k}``, ``ssim_full/k{k}``
     against the full image; ``psnr`` and ``ssim`` for all N tokens against the image; ``codebook_usage`` (share of
-    the K codes used over the whole set) and ``codebook_perplexity``.
+    the K codes used over the whole set) and ``codebook_perplexity``; ``codebook_perplexity_pos{a}-{b}``, the
+    perplexity of the codes at each token position, averaged over ``position_bins`` groups of positions (a
+    nested tokenizer whose late, high-frequency positions use a handful of codes carries no detail in them).
 
     Args:
         codebook_size: K; taken from the samples' token range when None (a lower bound then).
+        position_bins: groups of token positions for the per-position perplexity (0: none).
         quantize_8bit: round images to 8-bit levels before measuring.
         collect_device, prefix: as MMEngine's BaseMetric.
     """
 
     default_prefix = 'recon'
 
-    def __init__(self, codebook_size: Optional[int] = None, quantize_8bit: bool = True,
+    def __init__(self, codebook_size: Optional[int] = None, quantize_8bit: bool = True, position_bins: int = 4,
                  collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.codebook_size = codebook_size
         self.quantize_8bit = quantize_8bit
+        self.position_bins = position_bins
 
     def _prep(self, img: torch.Tensor) -> torch.Tensor:
         img = img.float().clamp(0, 1)[None]
@@ -61,11 +65,19 @@ class ReconstructionMetric(BaseMetric):
                 metrics[f'{name}/k{k}'] = float(np.mean([r[f'{name}/k{k}'] for r in results]))
         metrics['psnr'] = metrics[f'psnr_full/k{ks[-1]}']
         metrics['ssim'] = metrics[f'ssim_full/k{ks[-1]}']
-        tokens = np.concatenate([r['tokens'].ravel() for r in results])
+        tokens = np.stack([r['tokens'].ravel() for r in results])  # (num images, N)
         size = self.codebook_size or int(tokens.max()) + 1
-        counts = np.bincount(tokens, minlength=size).astype(np.float64)
-        probs = counts / counts.sum()
-        nz = probs[probs > 0]
+        counts = np.bincount(tokens.ravel(), minlength=size)
         metrics['codebook_usage'] = float((counts > 0).mean())
-        metrics['codebook_perplexity'] = float(np.exp(-(nz * np.log(nz)).sum()))
+        metrics['codebook_perplexity'] = _perplexity(counts)
+        n = tokens.shape[1]
+        for group in np.array_split(np.arange(n), min(self.position_bins, n)) if self.position_bins > 0 else []:
+            name = f'codebook_perplexity_pos{group[0] + 1}-{group[-1] + 1}'
+            metrics[name] = float(np.mean([_perplexity(np.bincount(tokens[:, i], minlength=size)) for i in group]))
         return metrics
+
+
+def _perplexity(counts: np.ndarray) -> float:
+    """exp(entropy) of the code distribution given by ``counts``."""
+    probs = counts[counts > 0] / counts.sum()
+    return float(np.exp(-(probs * np.log(probs)).sum()))
