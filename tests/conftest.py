@@ -1,6 +1,9 @@
 import os
+import re
 import socket
+import subprocess
 import sys
+import warnings
 
 # Tests never touch the network: a pretrained=True call in a library would otherwise retry for ~46 s.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -34,9 +37,36 @@ def subprocess_env():
     return env
 
 
-@pytest.fixture
-def free_port() -> int:
+def pick_free_port() -> int:
     """A TCP port nobody listens on now (for torchrun's rendezvous)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    return pick_free_port()
+
+
+# torchrun's rendezvous and gloo's loopback connections can fail on a busy machine for reasons outside the code
+# under test (a port taken between choosing and binding it, a connection reset while ranks start).
+_TRANSIENT_LAUNCH = re.compile(r'EADDRINUSE|address already in use|Connection reset by peer|Connection refused|'
+                               r'Broken pipe|timed out|DistNetworkError', re.IGNORECASE)
+
+
+def run_launch(args, env, cwd, port_key='PORT', timeout=300):
+    """Run a multi-process launch; retry once, on a new port, if it failed to connect. Returns stdout + stderr.
+
+    A failure that is not a connection problem, or one that repeats, fails the test with the output.
+    """
+    for attempt in (1, 2):
+        out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        text = out.stdout + out.stderr
+        if out.returncode == 0:
+            return text
+        if attempt == 1 and _TRANSIENT_LAUNCH.search(text):
+            warnings.warn(f'multi-process launch failed to connect; retrying on a new port:\n{text[-1500:]}')
+            env = dict(env, **{port_key: str(pick_free_port())})
+            continue
+        raise AssertionError(f'exit status {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}')

@@ -22,6 +22,7 @@ import torch
 
 from mmspectral.registry import MODELS
 from mmspectral.utils import build_runner, load_config
+from conftest import run_launch
 
 CONFIG = textwrap.dedent("""
     _base_ = ['{root}/configs/_base_/default_runtime.py']
@@ -127,9 +128,7 @@ def train_here(cfg_path, work_dir, options):
 
 
 def run(args, env, cwd, timeout=240):
-    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-4000:]
-    return out.stdout + out.stderr
+    return run_launch(args, env, cwd, timeout=timeout)
 
 
 def rank_losses(work_dir, world, accumulate=1):

@@ -10,6 +10,7 @@ import torch
 
 from mmspectral.datasets import TokenDataset
 from mmspectral.models import GeneratorModel, TokenizerModel
+from conftest import run_launch
 
 TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
@@ -17,9 +18,7 @@ SMALL_TOKENIZER = dict(width=32, depth=1, num_heads=2)
 
 
 def run(args, env, cwd, timeout=600):
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
+    return run_launch(args, env, cwd, timeout=timeout)
 
 
 def small_tokenizer_options():

@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import pytest
+from conftest import run_launch
 
 CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 SMALL = ['model.tokenizer.width=32', 'model.tokenizer.depth=1', 'model.tokenizer.num_heads=2',
@@ -16,9 +17,7 @@ SMALL = ['model.tokenizer.width=32', 'model.tokenizer.depth=1', 'model.tokenizer
 
 
 def run(args, env, cwd):
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
+    return run_launch(args, env, cwd, timeout=600)
 
 
 @pytest.mark.slow
