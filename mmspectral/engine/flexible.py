@@ -49,7 +49,7 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import trusted_checkpoints
 from .dist import init_distributed
-from .runner import RegistryHintsLoopsMixin, find_latest_checkpoint
+from .runner import RegistryHintsLoopsMixin, find_latest_checkpoint, frozen_params_summarised
 
 __all__ = ['adaln_block_wrap_policy', 'set_tf32', 'SpectralFSDPStrategy', 'SpectralFlexibleRunner']
 
@@ -185,7 +185,8 @@ class SpectralFSDPStrategy(FSDPStrategy):
         cfg = copy.deepcopy(cfg)
         if cfg.get('type', 'OptimWrapper') in ('AmpOptimWrapper', ):
             cfg.setdefault('use_fsdp', True)  # sharded gradient scaler
-        wrapper = build_optim_wrapper(model, cfg)
+        with frozen_params_summarised():
+            wrapper = build_optim_wrapper(model, cfg)
         if isinstance(wrapper, OptimWrapperDict):
             return  # several optimizers: MMEngine's path after wrapping
         self._prebuilt_optim = wrapper
@@ -203,7 +204,8 @@ class SpectralFSDPStrategy(FSDPStrategy):
                                    'has; set model_wrapper=dict(use_orig_params=True) in the strategy.')
             wrapper = prebuilt
         else:
-            wrapper = super().build_optim_wrapper(optim_wrapper, model)
+            with frozen_params_summarised():
+                wrapper = super().build_optim_wrapper(optim_wrapper, model)
         wrappers = list(wrapper.values()) if isinstance(wrapper, OptimWrapperDict) else [wrapper]
         clipped = [w for w in wrappers if getattr(w, 'clip_func', None) is torch.nn.utils.clip_grad_norm_]
         if clipped and len(wrappers) > 1:

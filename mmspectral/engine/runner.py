@@ -21,7 +21,8 @@ import os
 import os.path as osp
 import random
 import re
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -122,6 +123,40 @@ class _RestoreRngAfterSkip:
         return next(self._inner)
 
 
+class _FrozenParamCounter(logging.Filter):
+    """Drops MMEngine's per-parameter 'is skipped since its requires_grad=False' warnings and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if 'is skipped since its requires_grad=False' in record.getMessage():
+            self.count += 1
+            return False
+        return True
+
+
+@contextmanager
+def frozen_params_summarised() -> Iterator[None]:
+    """While an optimizer is built, one line for the frozen parameters instead of one warning each.
+
+    MMEngine's optimizer constructor warns for every parameter with ``requires_grad=False`` when a
+    ``paramwise_cfg`` is set: hundreds of lines for a frozen pixel decoder or perceptual network.
+    """
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    counter = _FrozenParamCounter()
+    logger.addFilter(counter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(counter)
+        if counter.count:
+            print_log(f'{counter.count} frozen parameters (requires_grad=False) are left out of the optimizer.',
+                      logger='current')
+
+
 class RegistryHintsLoopsMixin:
     """``val()`` and ``test()`` under :func:`registry_hints`: an unknown ``type`` met while the loops build
     their parts names the closest registered ones. Shared by SpectralRunner and SpectralFlexibleRunner."""
@@ -159,6 +194,10 @@ class SpectralRunner(RegistryHintsLoopsMixin, Runner):
             from .flexible import set_tf32
             set_tf32(env_cfg['allow_tf32'])
         super().setup_env(env_cfg)
+
+    def build_optim_wrapper(self, optim_wrapper):
+        with frozen_params_summarised():
+            return super().build_optim_wrapper(optim_wrapper)
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict], model: torch.nn.Module):
         if self.distributed and not is_model_wrapper(model) and not torch.cuda.is_available():

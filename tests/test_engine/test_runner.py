@@ -138,3 +138,23 @@ def test_env_cfg_allow_tf32_reaches_torch(tmp_path):
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_frozen_parameters_are_summarised_in_one_log_line(tmp_path):
+    import logging
+    runner = make_runner(tmp_path)
+    for param in list(runner.model.parameters())[:3]:
+        param.requires_grad_(False)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    runner.logger.addHandler(handler)
+    try:
+        runner.build_optim_wrapper(dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+                                        paramwise_cfg=dict(norm_decay_mult=0.0)))
+    finally:
+        runner.logger.removeHandler(handler)
+    messages = [record.getMessage() for record in records]
+    assert not any('is skipped since' in message for message in messages)  # MMEngine writes one per parameter
+    assert '3 frozen parameters (requires_grad=False) are left out of the optimizer.' in messages
+    assert not runner.logger.filters  # the filter is gone afterwards
