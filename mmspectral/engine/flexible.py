@@ -26,10 +26,15 @@ What the mmspectral classes add to MMEngine's ``FlexibleRunner`` / ``FSDPStrateg
 * the runner resumes from its own checkpoints on current torch, finds the newest one with ``resume=True``,
   passes the config's ``compile`` on (MMEngine's ``FlexibleRunner.from_cfg`` drops it) and builds the
   strategy in the config's ``default_scope``;
+* checkpoints are written under ``<name>.tmp`` and renamed into place once every rank has written its part
+  (the single file of a full state dict, or the folder of per-rank shards), so a run killed while saving
+  never leaves a partial ``iter_N.pth`` behind;
 * :func:`set_tf32` and the strategy's ``allow_tf32`` switch TF32 matmuls and convolutions on Ampere+ GPUs.
 """
 import copy
+import os
 import os.path as osp
+import shutil
 import weakref
 from functools import partial
 from typing import Callable, Optional, Sequence, Union
@@ -38,6 +43,8 @@ import torch
 import torch.nn as nn
 from mmengine._strategy import FSDPStrategy, SingleDeviceStrategy
 from mmengine.device import get_device
+from mmengine.dist import barrier, is_main_process
+from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper, OptimWrapperDict, build_optim_wrapper
@@ -47,7 +54,7 @@ from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
-from .checkpoint import trusted_checkpoints
+from .checkpoint import TMP_SUFFIX, atomic_write_path, trusted_checkpoints
 from .dist import init_distributed
 from .runner import RegistryHintsLoopsMixin, find_latest_checkpoint, frozen_params_summarised
 
@@ -285,6 +292,35 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, FlexibleRunner):
     def load_checkpoint(self, filename: str, *args, **kwargs):
         with trusted_checkpoints():
             return super().load_checkpoint(filename, *args, **kwargs)
+
+    def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
+                        *args, backend_args: Optional[dict] = None, **kwargs) -> None:
+        """MMEngine's ``save_checkpoint``, written to ``<filename>.tmp`` and renamed into place (local disks).
+
+        Every rank must call it, as CheckpointHook does: the state dict is gathered from all of them.
+        """
+        local = file_client_args is None and isinstance(get_file_backend(out_dir, backend_args=backend_args),
+                                                        LocalBackend)
+        if not local:
+            super().save_checkpoint(out_dir, filename, file_client_args, *args, backend_args=backend_args,
+                                    **kwargs)
+            return
+        path = osp.join(out_dir, filename)
+        tmp = path + TMP_SUFFIX
+        if is_main_process() and osp.isdir(tmp):  # left by a run killed while saving: no stale shards
+            shutil.rmtree(tmp)
+        barrier()
+        super().save_checkpoint(out_dir, osp.basename(tmp), None, *args, backend_args=backend_args, **kwargs)
+        barrier()  # sharded state dicts: every rank's file is in the folder before it is renamed
+        if is_main_process():
+            if osp.isdir(tmp):  # per-rank shards ('local' state dict)
+                if osp.isdir(path):
+                    shutil.rmtree(path)
+                os.replace(tmp, path)
+            else:
+                with atomic_write_path(path):  # the file already lies at the path this names: flush, rename
+                    pass
+        barrier()
 
     def train(self) -> nn.Module:
         with registry_hints():

@@ -243,6 +243,32 @@ def test_flexible_runner_compiles_the_forward_in_one_process(setup, reference):
     np.testing.assert_allclose(rank_losses(setup / 'compiled', 1), reference[0], rtol=0, atol=1e-5)
 
 
+def test_flexible_runner_killed_while_saving_leaves_no_partial_checkpoint(setup, monkeypatch):
+    """A save that dies half-way leaves the older checkpoints, no partial iter_N.pth, and auto-resume works."""
+    import mmengine.runner.checkpoint as mm_checkpoint
+    from mmspectral.engine import find_latest_checkpoint
+    from mmspectral.engine.checkpoint import checkpoint_defect
+    real_save, written = mm_checkpoint.save_checkpoint, []
+
+    def dies_on_second_save(checkpoint, filename, *args, **kwargs):
+        written.append(filename)
+        if len(written) == 2:
+            with open(filename, 'wb') as f:
+                f.write(b'PK\x03\x04 torn')  # a zip header and nothing else
+            raise KeyboardInterrupt('killed while saving')
+        return real_save(checkpoint, filename, *args, **kwargs)
+
+    monkeypatch.setattr(mm_checkpoint, 'save_checkpoint', dies_on_second_save)
+    work = setup / 'killed'
+    with pytest.raises(KeyboardInterrupt):
+        train_here(setup / 'tiny.py', work, {'runner_type': 'SpectralFlexibleRunner', 'train_cfg.max_iters': 8,
+                                             'default_hooks.checkpoint.interval': 4})
+    assert [osp.basename(f) for f in written] == ['iter_4.pth.tmp', 'iter_8.pth.tmp']
+    assert not (work / 'iter_8.pth').exists()
+    assert checkpoint_defect(str(work / 'iter_4.pth')) is None
+    assert find_latest_checkpoint(str(work)) == str(work / 'iter_4.pth')
+
+
 def test_set_tf32_switches_matmuls_and_convolutions():
     from mmspectral.engine import set_tf32
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -281,6 +307,9 @@ def test_fsdp_two_processes_equal_one_and_write_one_checkpoint(setup, reference,
     np.testing.assert_allclose(rank_losses(setup / 'fsdp', 2, accumulate=2), ref_losses, rtol=0, atol=1e-5)
     ckpt = setup / 'fsdp' / 'iter_8.pth'
     assert ckpt.is_file()  # one ordinary file, with the unsharded model's keys
+    # Written under a temporary name and renamed into place: nothing half-written is left behind.
+    assert sorted(p.name for p in (setup / 'fsdp').glob('*.pth*')) == ['iter_4.pth', 'iter_8.pth']
+    assert (setup / 'fsdp' / 'last_checkpoint').read_text().strip() == str(ckpt)
     assert_same_weights(weights(ckpt), ref_weights)
     out = setup / 'fsdp_weights.pth'
     run([sys.executable, 'tools/model_converters/fsdp_to_single.py', str(setup / 'tiny_fsdp.py'), str(ckpt),
@@ -333,5 +362,6 @@ def test_fsdp_resumes_and_local_shards_convert_to_one_file(setup, reference, rep
     np.testing.assert_allclose(resumed, ref_losses[2:], rtol=0, atol=1e-5)
     assert_same_weights(weights(setup / 'resumed' / 'iter_8.pth'), ref_weights)
     assert sorted(os.listdir(setup / 'local' / 'iter_4.pth')) == ['rank0.pth', 'rank1.pth']
+    assert not list((setup / 'local').glob('*.tmp'))  # the shard folder was renamed into place
     converted = torch.load(setup / 'local_weights.pth', map_location='cpu', weights_only=True)
     assert_same_weights(converted['state_dict'], ref_weights)
