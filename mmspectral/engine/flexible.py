@@ -23,6 +23,8 @@ What the mmspectral classes add to MMEngine's ``FlexibleRunner`` / ``FSDPStrateg
 * the process group is initialised with gloo when there is no GPU, and FSDP runs on the CPU (tests);
 * top-level children whose parameters are all frozen (the tokenizer of a GeneratorModel) stay whole on every
   rank (FSDP ``ignored_modules``) instead of being all-gathered in every step;
+* the checkpoint is loaded after the ``before_run`` hooks, as MMEngine's Runner does (FlexibleRunner loads it
+  first, and EMAHook then fails on resume and ``load_from``); resuming restores every rank's RNG states;
 * the runner resumes from its own checkpoints on current torch, finds the newest one with ``resume=True``,
   passes the config's ``compile`` on (MMEngine's ``FlexibleRunner.from_cfg`` drops it) and builds the
   strategy in the config's ``default_scope``;
@@ -56,7 +58,7 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path, trusted_checkpoints
 from .dist import init_distributed
-from .runner import RegistryHintsLoopsMixin, find_latest_checkpoint, frozen_params_summarised
+from .runner import ExactResumeMixin, RegistryHintsLoopsMixin, find_latest_checkpoint, frozen_params_summarised
 
 __all__ = ['adaln_block_wrap_policy', 'set_tf32', 'SpectralFSDPStrategy', 'SpectralFlexibleRunner']
 
@@ -249,7 +251,7 @@ class SpectralFSDPStrategy(FSDPStrategy):
 
 
 @RUNNERS.register_module()
-class SpectralFlexibleRunner(RegistryHintsLoopsMixin, FlexibleRunner):
+class SpectralFlexibleRunner(RegistryHintsLoopsMixin, ExactResumeMixin, FlexibleRunner):
     """MMEngine's FlexibleRunner with mmspectral's checkpoint, resume, compile and registry fixes.
 
     Select it with ``runner_type = 'SpectralFlexibleRunner'`` and a ``strategy`` (``SpectralFSDPStrategy``).
@@ -276,7 +278,11 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, FlexibleRunner):
         with registry_hints(), DefaultScope.overwrite_default_scope(self.cfg.get('default_scope')):
             return super().build_strategy(strategy, **kwargs)
 
+    _defer_loading = False  # set while train() runs, until the before_run hooks have run
+
     def load_or_resume(self) -> None:
+        if self._defer_loading:
+            return  # called again from call_hook('before_run')
         if self._resume is True and self._load_from is None and not self._has_loaded:
             self._load_from = find_latest_checkpoint(self.work_dir)
             if self._load_from is None:
@@ -286,31 +292,37 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, FlexibleRunner):
         super().load_or_resume()
 
     def resume(self, filename: str, *args, **kwargs) -> None:
-        with trusted_checkpoints():
-            super().resume(filename, *args, **kwargs)
+        self._resume_exactly(super().resume, filename, *args, **kwargs)
 
     def load_checkpoint(self, filename: str, *args, **kwargs):
         with trusted_checkpoints():
             return super().load_checkpoint(filename, *args, **kwargs)
 
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
-                        *args, backend_args: Optional[dict] = None, **kwargs) -> None:
-        """MMEngine's ``save_checkpoint``, written to ``<filename>.tmp`` and renamed into place (local disks).
+                        save_optimizer: bool = True, save_param_scheduler: bool = True,
+                        meta: Optional[dict] = None, by_epoch: bool = True,
+                        backend_args: Optional[dict] = None) -> None:
+        """MMEngine's ``save_checkpoint`` plus every rank's RNG states in ``meta['rng_states']``, written to
+        ``<filename>.tmp`` and renamed into place (local disks).
 
         Every rank must call it, as CheckpointHook does: the state dict is gathered from all of them.
         """
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
+        meta = dict(meta or {}, rng_states=self._rng_states_for_checkpoint())
+        kwargs = dict(save_optimizer=save_optimizer, save_param_scheduler=save_param_scheduler, meta=meta,
+                      by_epoch=by_epoch, backend_args=backend_args)
         local = file_client_args is None and isinstance(get_file_backend(out_dir, backend_args=backend_args),
                                                         LocalBackend)
         if not local:
-            super().save_checkpoint(out_dir, filename, file_client_args, *args, backend_args=backend_args,
-                                    **kwargs)
+            super().save_checkpoint(out_dir, filename, file_client_args, **kwargs)
             return
         path = osp.join(out_dir, filename)
         tmp = path + TMP_SUFFIX
         if is_main_process() and osp.isdir(tmp):  # left by a run killed while saving: no stale shards
             shutil.rmtree(tmp)
         barrier()
-        super().save_checkpoint(out_dir, osp.basename(tmp), None, *args, backend_args=backend_args, **kwargs)
+        super().save_checkpoint(out_dir, osp.basename(tmp), None, **kwargs)
         barrier()  # sharded state dicts: every rank's file is in the folder before it is renamed
         if is_main_process():
             if osp.isdir(tmp):  # per-rank shards ('local' state dict)
@@ -322,6 +334,19 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, FlexibleRunner):
                     pass
         barrier()
 
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        super().call_hook(fn_name, **kwargs)
+        if fn_name == 'before_run' and self._defer_loading:
+            self._defer_loading = False
+            self.load_or_resume()
+
     def train(self) -> nn.Module:
-        with registry_hints():
-            return super().train()
+        # MMEngine's FlexibleRunner loads the checkpoint before the before_run hooks, so hooks that set up
+        # state there and fill it from the checkpoint (EMAHook's average) fail on resume or load_from; the
+        # Runner's order is kept instead: before_run, then the checkpoint.
+        self._defer_loading = True
+        try:
+            with registry_hints():
+                return super().train()
+        finally:
+            self._defer_loading = False

@@ -22,7 +22,7 @@ import os.path as osp
 import random
 import re
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from mmspectral.registry import MODEL_WRAPPERS, RUNNERS, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path, checkpoint_defect, trusted_checkpoints
 from .dist import init_distributed
 
-__all__ = ['SpectralRunner', 'RegistryHintsLoopsMixin', 'find_latest_checkpoint', 'capture_rng_state',
+__all__ = ['SpectralRunner', 'RegistryHintsLoopsMixin', 'ExactResumeMixin', 'find_latest_checkpoint', 'capture_rng_state',
            'restore_rng_state']
 
 _CKPT_RE = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
@@ -170,14 +170,70 @@ class RegistryHintsLoopsMixin:
             return super().test()
 
 
+class ExactResumeMixin:
+    """What makes a resumed run continue the same run, shared by SpectralRunner and SpectralFlexibleRunner.
+
+    Checkpoints carry every rank's RNG states (``meta['rng_states']``); resuming puts them back just before the
+    first new batch is read; validation leaves the training streams as it found them.
+    """
+
+    _rng_before_val: Optional[dict] = None
+    _resume_rng_states: Optional[List[dict]] = None
+    _loading_to_resume = False
+
+    def _resume_exactly(self, resume: Callable, filename: str, *args, **kwargs) -> None:
+        """Run the base class's ``resume`` (trusting the Runner's own file), then schedule the RNG restore."""
+        self._loading_to_resume = True
+        try:
+            with trusted_checkpoints():
+                resume(filename, *args, **kwargs)
+        finally:
+            self._loading_to_resume = False
+        self._schedule_rng_restore(filename)
+
+    def _rng_states_for_checkpoint(self) -> List[dict]:
+        """Every rank's RNG states, gathered on all ranks (each rank must call it)."""
+        # Inside a validation run (best-checkpoint saving) the training streams are the ones put aside.
+        state = self._rng_before_val if self._rng_before_val is not None else capture_rng_state()
+        return all_gather_object(state) if self.world_size > 1 else [state]
+
+    def _schedule_rng_restore(self, filename: str) -> None:
+        states, self._resume_rng_states = self._resume_rng_states, None
+        if states is None:
+            self.logger.warning(f'{filename} holds no RNG states (no mmspectral runner wrote it): the '
+                                'run resumes, but its random draws (dropout, augmentation) differ from an '
+                                'uninterrupted run.')
+            return
+        if len(states) != self.world_size:
+            self.logger.warning(f'{filename} was written by {len(states)} processes and is resumed by '
+                                f'{self.world_size}: the RNG states are not restored, so the run continues '
+                                'but not exactly as it would have.')
+            return
+        state = states[self.rank]
+        loop = self.train_loop
+        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+            loop.dataloader_iterator = _RestoreRngAfterSkip(loop, state, loop.iter)
+        else:  # epoch-based loops start a fresh epoch: nothing is re-read
+            restore_rng_state(state)
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        # Validation draws from the global RNGs (data-loader seeds, sampling); isolating it keeps the training
+        # streams independent of when validation runs, which exact resume needs.
+        if fn_name == 'before_val':
+            self._rng_before_val = capture_rng_state()
+        if fn_name == 'after_load_checkpoint' and self._loading_to_resume:
+            self._resume_rng_states = kwargs['checkpoint'].get('meta', {}).get('rng_states')
+        super().call_hook(fn_name, **kwargs)
+        if fn_name == 'after_val' and self._rng_before_val is not None:
+            restore_rng_state(self._rng_before_val)
+            self._rng_before_val = None
+
+
 @RUNNERS.register_module()
-class SpectralRunner(RegistryHintsLoopsMixin, Runner):
+class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
     """MMEngine Runner plus CPU-distributed, checkpoint-loading and error-message fixes (module docstring)."""
 
     def __init__(self, *args, **kwargs) -> None:
-        self._rng_before_val: Optional[dict] = None
-        self._resume_rng_states: Optional[List[dict]] = None
-        self._loading_to_resume = False
         with registry_hints():
             super().__init__(*args, **kwargs)
 
@@ -233,39 +289,11 @@ class SpectralRunner(RegistryHintsLoopsMixin, Runner):
                 self.logger.warning(f'Removed {tmp}: a part-written file left by a run killed while saving.')
 
     def resume(self, filename: str, *args, **kwargs) -> None:
-        self._loading_to_resume = True
-        try:
-            with trusted_checkpoints():
-                super().resume(filename, *args, **kwargs)
-        finally:
-            self._loading_to_resume = False
-        self._schedule_rng_restore(filename)
+        self._resume_exactly(super().resume, filename, *args, **kwargs)
 
     def load_checkpoint(self, filename: str, *args, **kwargs):
         with trusted_checkpoints():
-            checkpoint = super().load_checkpoint(filename, *args, **kwargs)
-        if self._loading_to_resume:
-            self._resume_rng_states = checkpoint.get('meta', {}).get('rng_states')
-        return checkpoint
-
-    def _schedule_rng_restore(self, filename: str) -> None:
-        states, self._resume_rng_states = self._resume_rng_states, None
-        if states is None:
-            self.logger.warning(f'{filename} holds no RNG states (it was not written by SpectralRunner): the '
-                                'run resumes, but its random draws (dropout, augmentation) differ from an '
-                                'uninterrupted run.')
-            return
-        if len(states) != self.world_size:
-            self.logger.warning(f'{filename} was written by {len(states)} processes and is resumed by '
-                                f'{self.world_size}: the RNG states are not restored, so the run continues '
-                                'but not exactly as it would have.')
-            return
-        state = states[self.rank]
-        loop = self.train_loop
-        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
-            loop.dataloader_iterator = _RestoreRngAfterSkip(loop, state, loop.iter)
-        else:  # epoch-based loops start a fresh epoch: nothing is re-read
-            restore_rng_state(state)
+            return super().load_checkpoint(filename, *args, **kwargs)
 
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
                         save_optimizer: bool = True, save_param_scheduler: bool = True,
@@ -279,9 +307,7 @@ class SpectralRunner(RegistryHintsLoopsMixin, Runner):
         if meta is not None and not isinstance(meta, dict):
             raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
         meta = dict(meta or {})
-        # Inside a validation run (best-checkpoint saving) the training streams are the ones put aside.
-        state = self._rng_before_val if self._rng_before_val is not None else capture_rng_state()
-        meta['rng_states'] = all_gather_object(state) if self.world_size > 1 else [state]
+        meta['rng_states'] = self._rng_states_for_checkpoint()
         if not is_main_process():
             return
         kwargs = dict(save_optimizer=save_optimizer, save_param_scheduler=save_param_scheduler, meta=meta,
@@ -293,16 +319,6 @@ class SpectralRunner(RegistryHintsLoopsMixin, Runner):
             return
         with atomic_write_path(osp.join(out_dir, filename)) as tmp:
             super().save_checkpoint(osp.dirname(tmp), osp.basename(tmp), None, **kwargs)
-
-    def call_hook(self, fn_name: str, **kwargs) -> None:
-        # Validation draws from the global RNGs (data-loader seeds, sampling); isolating it keeps the training
-        # streams independent of when validation runs, which exact resume needs.
-        if fn_name == 'before_val':
-            self._rng_before_val = capture_rng_state()
-        super().call_hook(fn_name, **kwargs)
-        if fn_name == 'after_val' and self._rng_before_val is not None:
-            restore_rng_state(self._rng_before_val)
-            self._rng_before_val = None
 
     def train(self) -> torch.nn.Module:
         if not self.cfg.get('skip_checks', False):

@@ -101,13 +101,15 @@ def assert_same_tensors(a, b, what):
         assert torch.equal(a[key], b[key]), f'{what}: {key} differs'
 
 
-def test_resumed_run_continues_the_same_run(tmp_path):
-    full = train(make_runner(tmp_path / 'full', 'full', val=True))
-    cut = train(make_runner(tmp_path / 'cut', 'cut', val=True), kill_after=5)  # killed after iter_3.pth
+@pytest.mark.parametrize('runner_type', ['SpectralRunner', 'SpectralFlexibleRunner'])
+def test_resumed_run_continues_the_same_run(tmp_path, runner_type):
+    kind = dict(runner_type=runner_type)
+    full = train(make_runner(tmp_path / 'full', 'full', val=True, **kind))
+    cut = train(make_runner(tmp_path / 'cut', 'cut', val=True, **kind), kill_after=5)  # killed after iter_3.pth
     assert cut == {i: full[i] for i in range(1, 6)}
     assert find_latest_checkpoint(str(tmp_path / 'cut')).endswith('iter_3.pth')
 
-    runner = make_runner(tmp_path / 'cut', 'resumed', val=True, resume=True)
+    runner = make_runner(tmp_path / 'cut', 'resumed', val=True, resume=True, **kind)
     resumed = train(runner)
     assert runner.iter == 6
     assert resumed == {i: full[i] for i in (4, 5, 6)}  # bit for bit: data order, dropout, every RNG, schedule

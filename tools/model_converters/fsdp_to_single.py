@@ -46,6 +46,12 @@ def _save(obj: dict, path: str) -> None:
         torch.save(obj, f)
 
 
+def _weights_meta(ckpt: dict) -> dict:
+    # The RNG states of exact resume hold numpy arrays and python tuples: left out, so that the written file
+    # loads with torch.load(weights_only=True) like any other weights file.
+    return {k: v for k, v in ckpt.get('meta', {}).items() if k != 'rng_states'}
+
+
 def convert_file(checkpoint: str, out: str) -> dict:
     """A full checkpoint -> ``{'meta', 'state_dict'}`` (optimizer, schedulers and message hub dropped)."""
     with trusted_checkpoints():
@@ -53,7 +59,7 @@ def convert_file(checkpoint: str, out: str) -> dict:
     if 'state_dict' not in ckpt:
         raise ValueError(f'{checkpoint} has no "state_dict" entry; expected a checkpoint written by an '
                          f'mmspectral runner, found keys {sorted(ckpt)[:10]}.')
-    result = dict(meta=ckpt.get('meta', {}), state_dict=ckpt['state_dict'])
+    result = dict(meta=_weights_meta(ckpt), state_dict=ckpt['state_dict'])
     _save(result, out)
     return result
 
@@ -97,7 +103,7 @@ def convert_folder(cfg, folder: str, out: str, launcher: str) -> None:
                                   FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
             state_dict = strategy.model.state_dict()
     if strategy.rank == 0:
-        _save(dict(meta=ckpt.get('meta', {}), state_dict=state_dict), out)
+        _save(dict(meta=_weights_meta(ckpt), state_dict=state_dict), out)
 
 
 def main(argv=None):
