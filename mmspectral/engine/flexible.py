@@ -58,7 +58,7 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path, trusted_checkpoints
 from .dist import init_distributed
-from .runner import ExactResumeMixin, RegistryHintsLoopsMixin, find_latest_checkpoint, frozen_params_summarised
+from .runner import ExactResumeMixin, RegistryHintsLoopsMixin, frozen_params_summarised
 
 __all__ = ['adaln_block_wrap_policy', 'set_tf32', 'SpectralFSDPStrategy', 'SpectralFlexibleRunner']
 
@@ -283,13 +283,7 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Flexible
     def load_or_resume(self) -> None:
         if self._defer_loading:
             return  # called again from call_hook('before_run')
-        if self._resume is True and self._load_from is None and not self._has_loaded:
-            self._load_from = find_latest_checkpoint(self.work_dir)
-            if self._load_from is None:
-                self.logger.info(f'resume=auto: no checkpoint in {self.work_dir} yet, starting from '
-                                 'scratch.')
-                self._resume = False
-        super().load_or_resume()
+        super().load_or_resume()  # ExactResumeMixin: auto-resume, then FlexibleRunner's
 
     def resume(self, filename: str, *args, **kwargs) -> None:
         self._resume_exactly(super().resume, filename, *args, **kwargs)

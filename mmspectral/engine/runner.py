@@ -21,6 +21,7 @@ import os
 import os.path as osp
 import random
 import re
+import shutil
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional
 
@@ -37,8 +38,8 @@ from mmspectral.registry import MODEL_WRAPPERS, RUNNERS, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path, checkpoint_defect, trusted_checkpoints
 from .dist import init_distributed
 
-__all__ = ['SpectralRunner', 'RegistryHintsLoopsMixin', 'ExactResumeMixin', 'find_latest_checkpoint', 'capture_rng_state',
-           'restore_rng_state']
+__all__ = ['SpectralRunner', 'RegistryHintsLoopsMixin', 'ExactResumeMixin', 'find_latest_checkpoint',
+           'capture_rng_state', 'restore_rng_state']
 
 _CKPT_RE = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
@@ -173,13 +174,38 @@ class RegistryHintsLoopsMixin:
 class ExactResumeMixin:
     """What makes a resumed run continue the same run, shared by SpectralRunner and SpectralFlexibleRunner.
 
-    Checkpoints carry every rank's RNG states (``meta['rng_states']``); resuming puts them back just before the
-    first new batch is read; validation leaves the training streams as it found them.
+    ``resume=True`` (auto) removes files left half-written by a run killed while saving and picks the newest
+    complete checkpoint (:func:`find_latest_checkpoint`). Checkpoints carry every rank's RNG states
+    (``meta['rng_states']``); resuming puts them back just before the first new batch is read; validation
+    leaves the training streams as it found them.
     """
 
     _rng_before_val: Optional[dict] = None
     _resume_rng_states: Optional[List[dict]] = None
     _loading_to_resume = False
+
+    def load_or_resume(self) -> None:
+        if self._resume and self._load_from is None and not self._has_loaded:
+            self._remove_torn_temporaries()
+            latest = find_latest_checkpoint(self.work_dir)
+            if latest is None:
+                self.logger.info(f'resume=auto: no checkpoint in {self.work_dir} yet, starting from scratch.')
+            self._load_from = latest
+            if latest is None:
+                self._resume = False
+        super().load_or_resume()
+
+    def _remove_torn_temporaries(self) -> None:
+        if not is_main_process():
+            return
+        for tmp in glob.glob(osp.join(self.work_dir, '*' + TMP_SUFFIX)):
+            name = osp.basename(tmp)[:-len(TMP_SUFFIX)]
+            if _CKPT_RE.match(name) or name == 'last_checkpoint':
+                if osp.isdir(tmp):  # the shard folder of an FSDP 'local' state dict
+                    shutil.rmtree(tmp)
+                else:
+                    os.remove(tmp)
+                self.logger.warning(f'Removed {tmp}: a part-written file left by a run killed while saving.')
 
     def _resume_exactly(self, resume: Callable, filename: str, *args, **kwargs) -> None:
         """Run the base class's ``resume`` (trusting the Runner's own file), then schedule the RNG restore."""
@@ -267,26 +293,6 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
                 cfg.setdefault('find_unused_parameters', self.cfg.get('find_unused_parameters', False))
             model_wrapper_cfg = cfg
         return super().wrap_model(model_wrapper_cfg, model)
-
-    def load_or_resume(self) -> None:
-        if self._resume and self._load_from is None and not self._has_loaded:
-            self._remove_torn_temporaries()
-            latest = find_latest_checkpoint(self.work_dir)
-            if latest is None:
-                self.logger.info(f'resume=auto: no checkpoint in {self.work_dir} yet, starting from scratch.')
-            self._load_from = latest
-            if latest is None:
-                self._resume = False
-        super().load_or_resume()
-
-    def _remove_torn_temporaries(self) -> None:
-        if not is_main_process():
-            return
-        for tmp in glob.glob(osp.join(self.work_dir, '*' + TMP_SUFFIX)):
-            name = osp.basename(tmp)[:-len(TMP_SUFFIX)]
-            if _CKPT_RE.match(name) or name == 'last_checkpoint':
-                os.remove(tmp)
-                self.logger.warning(f'Removed {tmp}: a part-written file left by a run killed while saving.')
 
     def resume(self, filename: str, *args, **kwargs) -> None:
         self._resume_exactly(super().resume, filename, *args, **kwargs)

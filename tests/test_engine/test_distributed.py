@@ -244,7 +244,7 @@ def test_flexible_runner_compiles_the_forward_in_one_process(setup, reference):
 
 
 def test_flexible_runner_killed_while_saving_leaves_no_partial_checkpoint(setup, monkeypatch):
-    """A save that dies half-way leaves the older checkpoints, no partial iter_N.pth, and auto-resume works."""
+    """A save that dies half-way leaves the older checkpoints and no partial iter_N.pth; auto-resume cleans up."""
     import mmengine.runner.checkpoint as mm_checkpoint
     from mmspectral.engine import find_latest_checkpoint
     from mmspectral.engine.checkpoint import checkpoint_defect
@@ -267,6 +267,15 @@ def test_flexible_runner_killed_while_saving_leaves_no_partial_checkpoint(setup,
     assert not (work / 'iter_8.pth').exists()
     assert checkpoint_defect(str(work / 'iter_4.pth')) is None
     assert find_latest_checkpoint(str(work)) == str(work / 'iter_4.pth')
+
+    # Auto-resume removes what the kill left (the torn file, and a shard folder of a sharded save) and finishes.
+    (work / 'iter_12.pth.tmp').mkdir()
+    (work / 'iter_12.pth.tmp' / 'rank0.pth').write_bytes(b'PK\x03\x04 torn')
+    monkeypatch.setattr(mm_checkpoint, 'save_checkpoint', real_save)
+    train_here(setup / 'tiny.py', work, {'runner_type': 'SpectralFlexibleRunner', 'train_cfg.max_iters': 8,
+                                         'default_hooks.checkpoint.interval': 4, 'resume': True, 'load_from': None})
+    assert sorted(p.name for p in work.glob('*.pth*')) == ['iter_4.pth', 'iter_8.pth']
+    assert checkpoint_defect(str(work / 'iter_8.pth')) is None
 
 
 def test_set_tf32_switches_matmuls_and_convolutions():
