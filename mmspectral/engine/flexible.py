@@ -46,7 +46,6 @@ import torch.nn as nn
 from mmengine._strategy import FSDPStrategy, SingleDeviceStrategy
 from mmengine.device import get_device
 from mmengine.dist import barrier, is_main_process
-from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper, OptimWrapperDict, build_optim_wrapper
@@ -301,13 +300,9 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Flexible
 
         Every rank must call it, as CheckpointHook does: the state dict is gathered from all of them.
         """
-        if meta is not None and not isinstance(meta, dict):
-            raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
-        meta = dict(meta or {}, rng_states=self._rng_states_for_checkpoint())
-        kwargs = dict(save_optimizer=save_optimizer, save_param_scheduler=save_param_scheduler, meta=meta,
-                      by_epoch=by_epoch, backend_args=backend_args)
-        local = file_client_args is None and isinstance(get_file_backend(out_dir, backend_args=backend_args),
-                                                        LocalBackend)
+        kwargs, local = self._checkpoint_kwargs(out_dir, file_client_args, meta, backend_args,
+                                                save_optimizer=save_optimizer,
+                                                save_param_scheduler=save_param_scheduler, by_epoch=by_epoch)
         if not local:
             super().save_checkpoint(out_dir, filename, file_client_args, **kwargs)
             return

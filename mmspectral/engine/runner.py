@@ -23,7 +23,7 @@ import random
 import re
 import shutil
 from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -223,6 +223,17 @@ class ExactResumeMixin:
         state = self._rng_before_val if self._rng_before_val is not None else capture_rng_state()
         return all_gather_object(state) if self.world_size > 1 else [state]
 
+    def _checkpoint_kwargs(self, out_dir: str, file_client_args: Optional[dict], meta: Optional[dict],
+                           backend_args: Optional[dict], **kwargs) -> Tuple[dict, bool]:
+        """Keyword arguments for MMEngine's ``save_checkpoint`` with every rank's RNG states added to ``meta``,
+        and whether ``out_dir`` is a local folder (written atomically). Every rank must call it."""
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
+        meta = dict(meta or {}, rng_states=self._rng_states_for_checkpoint())
+        local = file_client_args is None and isinstance(get_file_backend(out_dir, backend_args=backend_args),
+                                                        LocalBackend)
+        return dict(kwargs, meta=meta, backend_args=backend_args), local
+
     def _schedule_rng_restore(self, filename: str) -> None:
         states, self._resume_rng_states = self._resume_rng_states, None
         if states is None:
@@ -310,16 +321,11 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
 
         Every rank must call it, as CheckpointHook does: the RNG states are gathered from all of them.
         """
-        if meta is not None and not isinstance(meta, dict):
-            raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
-        meta = dict(meta or {})
-        meta['rng_states'] = self._rng_states_for_checkpoint()
+        kwargs, local = self._checkpoint_kwargs(out_dir, file_client_args, meta, backend_args,
+                                                save_optimizer=save_optimizer,
+                                                save_param_scheduler=save_param_scheduler, by_epoch=by_epoch)
         if not is_main_process():
             return
-        kwargs = dict(save_optimizer=save_optimizer, save_param_scheduler=save_param_scheduler, meta=meta,
-                      by_epoch=by_epoch, backend_args=backend_args)
-        local = file_client_args is None and isinstance(get_file_backend(out_dir, backend_args=backend_args),
-                                                        LocalBackend)
         if not local:
             super().save_checkpoint(out_dir, filename, file_client_args, **kwargs)
             return
