@@ -20,8 +20,9 @@ import os.path as osp
 from mmspectral.omp import set_omp_wait_policy
 
 # Before torch loads: idle OpenMP threads sleep at once when data-loader workers share the cores (mmspectral/omp.py).
+DEFAULT_NUM_WORKERS = 2
 _workers = argparse.ArgumentParser(add_help=False)
-_workers.add_argument('--num-workers', type=int, default=2)
+_workers.add_argument('--num-workers', type=int, default=DEFAULT_NUM_WORKERS)
 set_omp_wait_policy(_workers.parse_known_args()[0].num_workers)
 
 import numpy as np  # noqa: E402
@@ -99,7 +100,7 @@ def parse_args():
     parser.add_argument('--crop-range', type=float, default=1.1,
                         help='tencrop: enlarge the image by this factor before cropping (>= 1)')
     parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--num-workers', type=int, default=2)
+    parser.add_argument('--num-workers', type=int, default=DEFAULT_NUM_WORKERS)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. train_dataloader.dataset.num_samples=1000')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')

@@ -55,7 +55,7 @@ from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
-from .checkpoint import TMP_SUFFIX, atomic_write_path, trusted_checkpoints
+from .checkpoint import TMP_SUFFIX, atomic_write_path
 from .dist import init_distributed
 from .runner import ExactResumeMixin, RegistryHintsLoopsMixin, frozen_params_summarised
 
@@ -283,13 +283,6 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Flexible
         if self._defer_loading:
             return  # called again from call_hook('before_run')
         super().load_or_resume()  # ExactResumeMixin: auto-resume, then FlexibleRunner's
-
-    def resume(self, filename: str, *args, **kwargs) -> None:
-        self._resume_exactly(super().resume, filename, *args, **kwargs)
-
-    def load_checkpoint(self, filename: str, *args, **kwargs):
-        with trusted_checkpoints():
-            return super().load_checkpoint(filename, *args, **kwargs)
 
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
                         save_optimizer: bool = True, save_param_scheduler: bool = True,

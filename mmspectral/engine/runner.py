@@ -23,7 +23,7 @@ import random
 import re
 import shutil
 from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -207,15 +207,19 @@ class ExactResumeMixin:
                     os.remove(tmp)
                 self.logger.warning(f'Removed {tmp}: a part-written file left by a run killed while saving.')
 
-    def _resume_exactly(self, resume: Callable, filename: str, *args, **kwargs) -> None:
-        """Run the base class's ``resume`` (trusting the Runner's own file), then schedule the RNG restore."""
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """The base runner's ``resume`` (trusting the Runner's own file), then the RNG restore is scheduled."""
         self._loading_to_resume = True
         try:
             with trusted_checkpoints():
-                resume(filename, *args, **kwargs)
+                super().resume(filename, *args, **kwargs)
         finally:
             self._loading_to_resume = False
         self._schedule_rng_restore(filename)
+
+    def load_checkpoint(self, filename: str, *args, **kwargs):
+        with trusted_checkpoints():
+            return super().load_checkpoint(filename, *args, **kwargs)
 
     def _rng_states_for_checkpoint(self) -> List[dict]:
         """Every rank's RNG states, gathered on all ranks (each rank must call it)."""
@@ -304,13 +308,6 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
                 cfg.setdefault('find_unused_parameters', self.cfg.get('find_unused_parameters', False))
             model_wrapper_cfg = cfg
         return super().wrap_model(model_wrapper_cfg, model)
-
-    def resume(self, filename: str, *args, **kwargs) -> None:
-        self._resume_exactly(super().resume, filename, *args, **kwargs)
-
-    def load_checkpoint(self, filename: str, *args, **kwargs):
-        with trusted_checkpoints():
-            return super().load_checkpoint(filename, *args, **kwargs)
 
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
                         save_optimizer: bool = True, save_param_scheduler: bool = True,
