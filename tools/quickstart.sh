@@ -60,9 +60,9 @@ train() {  # config work_dir iters [cfg-options...]: train with progress lines o
 STAGE_START=$START
 echo "[quickstart] 1/5 spectral decomposition figures"
 "$PY" tools/analysis/visualize_spectral.py --out "$WORK_DIR/spectral_photo_256px_64tok.png"
-for cls in 0 6 8; do
-    "$PY" tools/analysis/visualize_spectral.py --embedded-class "$cls" --image-size 64 --num-tokens 16 \
-        --prefixes 1 2 4 6 8 10 12 16 --out "$WORK_DIR/spectral_embedded_class$cls.png"
+for cls in 1 6 9; do  # ring, plus, quad
+    "$PY" tools/analysis/visualize_spectral.py --embedded-class "$cls" --class-set coarse --image-size 64 \
+        --num-tokens 16 --prefixes 1 2 4 6 8 10 12 16 --out "$WORK_DIR/spectral_embedded_class$cls.png"
 done
 stage_done spectral_figures
 
@@ -99,7 +99,7 @@ echo "[quickstart] 5/5 sampling: class grid, coarse-to-fine progression, metrics
 "$PY" tools/analysis/visualize_generation.py "$GENERATOR_CONFIG" "$GENERATOR_CKPT" --out-dir "$WORK_DIR" \
     --per-class "$SAMPLES_PER_CLASS" --cfg-options "${GENERATOR_OPTIONS[@]}"
 "$PY" tools/analysis/shapes_class_accuracy.py "$GENERATOR_CONFIG" "$GENERATOR_CKPT" --per-class "$ACCURACY_PER_CLASS" \
-    --classifier "$WORK_DIR/shapes_classifier_64px.pth" --out "$WORK_DIR/class_accuracy.json" \
+    --classifier "$WORK_DIR/shapes_classifier_coarse_64px.pth" --out "$WORK_DIR/class_accuracy.json" \
     --cfg-options "${GENERATOR_OPTIONS[@]}"
 stage_done sampling
 

@@ -19,6 +19,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
 
+from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier  # noqa: E402,E501
 import numpy as np  # noqa: E402
 
@@ -32,6 +33,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth', help='probe file (reused if present)')
     parser.add_argument('--image-size', type=int, default=64, help='image size of a new probe')
     parser.add_argument('--steps', type=int, default=250, help='training steps of batch 32')
+    parser.add_argument('--class-set', default='fine', choices=sorted(EMBEDDED_CLASS_SETS),
+                        help='EmbeddedShapes class set of a new probe')
     parser.add_argument('--retrain', action='store_true', help='train again even if --out exists')
     parser.add_argument('--samples', default=None, help='samples npz to judge (arr_0 images, labels)')
     parser.add_argument('--num-real', type=int, default=None, help='real images to compare with (default: as many '
@@ -44,12 +47,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.retrain and osp.isfile(args.out):
         os.remove(args.out)
-    if osp.isfile(args.out):  # an existing probe keeps the size it was trained at
-        _, real_accuracy, size = load_shapes_classifier(args.out)
+    if osp.isfile(args.out):  # an existing probe keeps the size and class set it was trained for
+        probe, real_accuracy, size = load_shapes_classifier(args.out)
+        class_set = probe.class_set
     else:
-        size = args.image_size
-        _, real_accuracy = load_or_train_shapes_classifier(args.out, size, steps=args.steps)
-    print(f'probe {args.out}: {100 * real_accuracy:.1f}% on held-out real {size} px images')
+        size, class_set = args.image_size, args.class_set
+        _, real_accuracy = load_or_train_shapes_classifier(args.out, size, class_set, steps=args.steps)
+    print(f'probe {args.out}: {100 * real_accuracy:.1f}% on held-out real {size} px images ({class_set!r} classes)')
     if args.samples is None:
         return dict(probe_real_accuracy=real_accuracy)
     arrays = npz_arrays(args.samples)
@@ -62,7 +66,7 @@ def main(argv=None):
     if images.shape[1] != size:
         raise SystemExit(f'The samples are {images.shape[1]} px but the probe {args.out} is for {size} px; train '
                          f'one for them: --image-size {images.shape[1]} --out <another file>.')
-    result = probe_quality(images, labels, args.out, num_real=args.num_real)
+    result = probe_quality(images, labels, args.out, num_real=args.num_real, class_set=class_set)
     result.update(samples=args.samples, num_samples=int(len(images)), probe=args.out)
     print(json.dumps(result, indent=1))
     out = args.json or osp.splitext(args.samples)[0] + '_probe.json'

@@ -11,11 +11,13 @@ _base_ = [
     '../_base_/schedules/tokenizer_adamw_cosine_1000k.py',
 ]
 model = dict(data_preprocessor=dict(value_range={{_base_.tiny_value_range}}), tokenizer={{_base_.tiny_tokenizer}})
+# The 'coarse' classes (bold shapes, bars, pairs of disks: recognisable from the w = 5 low-pass at 64 px), which a
+# tokenizer this small learns in minutes; the 'fine' ones need w = 10 (docs/design.md, "Which classes").
 # Drawing an image costs more than this model's step: keep them (in the main process, no worker to feed).
 train_dataloader = dict(batch_size=32, num_workers=0, persistent_workers=False,
-                        dataset=dict(num_samples=20000, cache_images=True))
-val_dataloader = dict(batch_size=50, dataset=dict(num_samples=200))
-test_dataloader = dict(batch_size=50, dataset=dict(num_samples=500))
+                        dataset=dict(num_samples=20000, cache_images=True, class_set='coarse'))
+val_dataloader = dict(batch_size=50, dataset=dict(num_samples=200, class_set='coarse'))
+test_dataloader = dict(batch_size=50, dataset=dict(num_samples=500, class_set='coarse'))
 val_evaluator = dict(codebook_size=512)
 test_evaluator = dict(codebook_size=512)
 

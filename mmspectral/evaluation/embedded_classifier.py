@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmspectral.datasets.embedded import CLASSES, render_shape
+from mmspectral.datasets.embedded import CLASSES, class_names, render_shape
 from mmspectral.registry import FEATURE_EXTRACTORS
 from .generative.extractors import BaseFeatureExtractor
 
@@ -27,12 +27,15 @@ class ShapesClassifier(nn.Module):
     """Images resized to ``input_size``, four conv stages (3x3 conv, BatchNorm, ReLU, 2x2 max-pool), global
     average pooling, a linear head.
 
-    Takes images in [0, 1], (B, 3, H, W); ``features`` gives the pooled (B, 4 * width) vectors.
+    Takes images in [0, 1], (B, 3, H, W); ``features`` gives the pooled (B, 4 * width) vectors. ``class_set``
+    records which EmbeddedShapes classes it tells apart (it is saved beside the weights, not in them).
     """
 
-    def __init__(self, num_classes: int = len(CLASSES), width: int = 16, input_size: int = 32) -> None:
+    def __init__(self, num_classes: int = len(CLASSES), width: int = 16, input_size: int = 32,
+                 class_set: str = 'fine') -> None:
         super().__init__()
         self.input_size = input_size
+        self.class_set = class_set
         layers, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width, 4 * width):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
@@ -50,34 +53,38 @@ class ShapesClassifier(nn.Module):
         return self.head(self.features(images))
 
 
-def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes: int = len(CLASSES)):
+def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes: int = len(CLASSES),
+                 class_set: str = 'fine'):
     """EmbeddedShapes images ``indices`` (label = index % num_classes) as (B, 3, S, S) floats in [0, 1]."""
     labels = np.asarray(indices) % num_classes
-    images = np.stack([render_shape(seed, int(i), int(c), image_size) for i, c in zip(indices, labels)])
+    images = np.stack([render_shape(seed, int(i), int(c), image_size, class_set) for i, c in zip(indices, labels)])
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(labels).long()
 
 
 def train_shapes_classifier(image_size: int = 64, num_classes: int = len(CLASSES), steps: int = 250,
-                            batch_size: int = 32, seed: int = 1234, num_val: int = 500) -> tuple:
+                            batch_size: int = 32, seed: int = 1234, num_val: int = 500,
+                            class_set: str = 'fine') -> tuple:
     """Train a ShapesClassifier on freshly drawn images (a seed no tokenizer config uses); CPU, under a minute.
 
     Returns the model (eval mode) and its accuracy on ``num_val`` held-out real images.
     """
     with torch.enable_grad():  # also when called under no_grad
-        model = _fit(num_classes, image_size, steps, batch_size, seed)
-    images, labels = render_batch(range(num_val), image_size, seed + 1, num_classes)
+        model = _fit(num_classes, image_size, steps, batch_size, seed, class_set)
+    images, labels = render_batch(range(num_val), image_size, seed + 1, num_classes, class_set)
     return model, accuracy(model, images, labels)
 
 
-def _fit(num_classes: int, image_size: int, steps: int, batch_size: int, seed: int) -> ShapesClassifier:
+def _fit(num_classes: int, image_size: int, steps: int, batch_size: int, seed: int,
+         class_set: str) -> ShapesClassifier:
     torch.manual_seed(seed)
-    model = ShapesClassifier(num_classes)
+    model = ShapesClassifier(num_classes, class_set=class_set)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     rng = np.random.default_rng(seed)
     model.train()
     for _ in range(steps):
-        images, labels = render_batch(rng.integers(0, 10 ** 9, batch_size), image_size, seed, num_classes)
+        images, labels = render_batch(rng.integers(0, 10 ** 9, batch_size), image_size, seed, num_classes,
+                                      class_set)
         flip = torch.rand(batch_size) < 0.5
         images[flip] = images[flip].flip(-1)
         loss = F.cross_entropy(model(images), labels)
@@ -96,33 +103,42 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return hits / max(len(images), 1)
 
 
-def load_shapes_classifier(path: str, image_size: Optional[int] = None) -> tuple:
-    """(classifier in eval mode, its held-out accuracy, the image size it was trained at) from ``path``."""
+def load_shapes_classifier(path: str, image_size: Optional[int] = None, class_set: Optional[str] = None) -> tuple:
+    """(classifier in eval mode, its held-out accuracy, the image size it was trained at) from ``path``.
+
+    ``image_size`` / ``class_set``: what the caller needs; a file made for another size or class set is refused
+    with a message. Files written before class sets existed hold the 'fine' classes.
+    """
     if not osp.isfile(path):
         raise FileNotFoundError(f'No EmbeddedShapes probe at {path!r}: train one with '
                                 f'`python tools/train_probe.py --out {path}` (about a minute on a CPU).')
     state = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(state, dict) or 'state_dict' not in state:
         raise ValueError(f'{path} is not a probe file written by tools/train_probe.py (no state_dict entry).')
-    model = ShapesClassifier(int(state['num_classes']))
+    saved_set = str(state.get('class_set', 'fine'))
+    model = ShapesClassifier(int(state['num_classes']), class_set=saved_set)
     model.load_state_dict(state['state_dict'])
     if image_size is not None and int(state['image_size']) != image_size:
         raise ValueError(f'{path} holds a classifier for {int(state["image_size"])} px images, not '
                          f'{image_size} px; delete it or pass another path.')
+    if class_set is not None and saved_set != class_set:
+        raise ValueError(f'{path} holds a classifier of the {saved_set!r} EmbeddedShapes classes, not the '
+                         f'{class_set!r} ones ({", ".join(class_names(class_set))}); delete it or pass another path.')
     return model.eval(), float(state['real_accuracy']), int(state['image_size'])
 
 
-def load_or_train_shapes_classifier(path: Optional[str], image_size: int = 64, **kwargs) -> tuple:
+def load_or_train_shapes_classifier(path: Optional[str], image_size: int = 64, class_set: str = 'fine',
+                                    **kwargs) -> tuple:
     """The classifier saved at ``path`` (with its held-out accuracy), or a new one trained and saved there."""
     if path and osp.isfile(path):
-        model, acc, _ = load_shapes_classifier(path, image_size)
+        model, acc, _ = load_shapes_classifier(path, image_size, class_set)
         return model, acc
-    model, acc = train_shapes_classifier(image_size, **kwargs)
+    model, acc = train_shapes_classifier(image_size, class_set=class_set, **kwargs)
     if path:
         from mmspectral.utils import atomic_write
         with atomic_write(path, 'wb') as f:
             torch.save(dict(state_dict=model.state_dict(), num_classes=model.head.out_features,
-                            image_size=image_size, real_accuracy=acc), f)
+                            image_size=image_size, real_accuracy=acc, class_set=class_set), f)
     return model, acc
 
 

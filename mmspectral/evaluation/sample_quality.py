@@ -8,12 +8,14 @@ Two judges, as in docs/evaluation.md:
 * ImageNet-like data: FID, IS, precision and recall with the FID Inception network against a reference batch
   (the same code as tools/eval_fid.py).
 """
+import os.path as osp
 from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
 
-from .embedded_classifier import load_or_train_shapes_classifier, render_batch
+from mmspectral.datasets.embedded import class_set_of
+from .embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier, render_batch
 from .generative import (InceptionV3FID, evaluate_feature_sets, features_from_npz, frechet_distance_from_features,
                          precision_recall)
 from .generative.statistics import FeatureSet
@@ -56,7 +58,8 @@ def _unit(images: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def probe_quality(images: Union[np.ndarray, torch.Tensor], labels, probe: Optional[str] = None,
-                  num_real: Optional[int] = None, k: int = 3, image_size: Optional[int] = None) -> Dict[str, float]:
+                  num_real: Optional[int] = None, k: int = 3, image_size: Optional[int] = None,
+                  class_set: Optional[str] = None) -> Dict[str, float]:
     """EmbeddedShapes samples judged by the probe classifier.
 
     Args:
@@ -67,6 +70,8 @@ def probe_quality(images: Union[np.ndarray, torch.Tensor], labels, probe: Option
         num_real: real images to compare with (class-balanced, seed :data:`PROBE_REAL_SEED`); default M.
         k: neighbours for precision / recall.
         image_size: the size real images are drawn at; default the samples' size.
+        class_set: the EmbeddedShapes class set of the samples; default that of the probe file when it exists,
+            else 'fine'.
 
     Returns ``class_accuracy``, ``probe_fd`` (Frechet distance of probe features, samples vs real),
     ``probe_precision``, ``probe_recall`` and ``probe_real_accuracy`` (the probe on held-out real images).
@@ -76,8 +81,10 @@ def probe_quality(images: Union[np.ndarray, torch.Tensor], labels, probe: Option
     if len(labels) != len(x):
         raise ValueError(f'{len(x)} images but {len(labels)} labels.')
     size = image_size or x.shape[-1]
-    classifier, real_accuracy = load_or_train_shapes_classifier(probe, size)
-    real, _ = render_batch(range(num_real or len(x)), size, seed=PROBE_REAL_SEED)
+    if class_set is None:
+        class_set = load_shapes_classifier(probe)[0].class_set if probe and osp.isfile(probe) else 'fine'
+    classifier, real_accuracy = load_or_train_shapes_classifier(probe, size, class_set)
+    real, _ = render_batch(range(num_real or len(x)), size, seed=PROBE_REAL_SEED, class_set=class_set)
 
     def features(batch: torch.Tensor):
         feats = [classifier.features(batch[i:i + 256]) for i in range(0, len(batch), 256)]
@@ -117,4 +124,4 @@ def generator_quality(model, per_class: int = 20, batch_size: int = 50, seed: in
         if inception_weights is None:
             raise ValueError('FID against --ref needs --inception-weights (pt_inception-2015-12-05 weights).')
         return inception_quality(images, ref, inception_weights, device, batch_size)
-    return probe_quality(images, labels, probe)
+    return probe_quality(images, labels, probe, class_set=class_set_of(getattr(model, 'class_names', None) or ()))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmspectral.datasets import EMBEDDED_CLASSES, EmbeddedShapesDataset, render_shape
+from mmspectral.datasets import EMBEDDED_CLASS_SETS, EMBEDDED_CLASSES, EmbeddedShapesDataset, class_set_of, render_shape
 from mmspectral.datasets.embedded import _pink_field
 from mmspectral.spectral import dct2
 
@@ -37,20 +37,47 @@ def test_backgrounds_have_natural_image_spectra():
     assert energy[:8, :8].sum() / energy.sum() > 0.5
 
 
-def test_classes_are_different_shapes():
-    """The objects of different classes differ: compare class-mean object masks (saturation > background)."""
+def class_mean_masks(class_set: str, num: int = 20, size: int = 32) -> np.ndarray:
+    """(10, size, size) share of the samples of each class whose pixel is object (saturation > background)."""
     means = []
     for label in range(10):
         masks = []
-        for i in range(20):
-            img = render_shape(0, i, label, 32).astype(np.float32) / 255
-            sat = img.max(-1) - img.min(-1)
-            masks.append(sat > 0.45)
-        means.append(np.mean(masks, 0).ravel())
-    means = np.stack(means)
+        for i in range(num):
+            img = render_shape(0, i, label, size, class_set).astype(np.float32) / 255
+            masks.append(img.max(-1) - img.min(-1) > 0.45)
+        means.append(np.mean(masks, 0))
+    return np.stack(means)
+
+
+@pytest.mark.parametrize('class_set', ['fine', 'coarse'])
+def test_classes_are_different_shapes(class_set):
+    """The objects of different classes differ: compare class-mean object masks."""
+    means = class_mean_masks(class_set).reshape(10, -1)
     dist = np.abs(means[:, None] - means[None]).mean(-1)
     off_diag = dist[~np.eye(10, dtype=bool)]
     assert off_diag.min() > 0.02
+
+
+@pytest.mark.parametrize('class_set', ['fine', 'coarse'])
+def test_class_sets_are_closed_under_horizontal_flips(class_set):
+    """Flip augmentation keeps labels: each class's mirrored mean mask is nearest to its own mean mask (a mirror
+    pair such as '/' and '\\' would be nearest to each other)."""
+    means = class_mean_masks(class_set, num=40)
+    mirrored = means[:, :, ::-1].reshape(10, -1)
+    dist = np.abs(mirrored[:, None] - means.reshape(10, -1)[None]).mean(-1)
+    assert dist.argmin(1).tolist() == list(range(10))
+
+
+def test_coarse_class_set():
+    fine = EmbeddedShapesDataset(num_samples=10, image_size=32, seed=3)
+    coarse = EmbeddedShapesDataset(num_samples=10, image_size=32, seed=3, class_set='coarse')
+    assert coarse.metainfo['classes'] == EMBEDDED_CLASS_SETS['coarse'] != fine.metainfo['classes']
+    assert np.array_equal(coarse.get_data_info(4)['img'], render_shape(3, 4, 4, 32, 'coarse'))
+    assert not np.array_equal(coarse.get_data_info(4)['img'], fine.get_data_info(4)['img'])
+    assert class_set_of(coarse.metainfo['classes']) == 'coarse' and class_set_of(EMBEDDED_CLASSES) == 'fine'
+    assert class_set_of(()) == 'fine'
+    with pytest.raises(ValueError, match="class_set must be one of .'coarse', 'fine'.*'corse'"):
+        EmbeddedShapesDataset(num_samples=10, class_set='corse')
 
 
 def test_dataset_is_balanced_and_packs():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmspectral.evaluation.embedded_classifier import (ShapesClassifier, accuracy, load_or_train_shapes_classifier,
-                                                       render_batch)
+                                                       load_shapes_classifier, render_batch)
 
 
 def test_render_batch_labels_follow_indices():
@@ -28,6 +28,15 @@ def test_saved_classifier_round_trip_and_size_check(tmp_path):
     assert acc == acc_again and torch.equal(model(images), again(images))
     with pytest.raises(ValueError, match='32 px'):
         load_or_train_shapes_classifier(path, image_size=64)
+    with pytest.raises(ValueError, match="'fine' EmbeddedShapes classes, not the 'coarse'"):
+        load_or_train_shapes_classifier(path, image_size=32, class_set='coarse')
+
+
+def test_classifier_of_the_coarse_classes_is_saved_with_its_class_set(tmp_path):
+    path = str(tmp_path / 'judge.pth')
+    model, _ = load_or_train_shapes_classifier(path, image_size=32, class_set='coarse', steps=3, num_val=20)
+    again, _, _ = load_shapes_classifier(path)
+    assert model.class_set == again.class_set == 'coarse'
 
 
 @pytest.mark.slow

@@ -25,17 +25,17 @@ def test_quickstart_runs_every_stage_and_continues(tmp_path, subprocess_env, rep
     for stage in range(1, 6):
         assert f'[quickstart] {stage}/5' in out
     for name in ('class_grid.png', 'progression.png', 'tokenizer_reconstructions.png', 'tokenizer_psnr_vs_k.png',
-                 'spectral_embedded_class0.png', 'tokenizer/iter_12.pth', 'generator/iter_12.pth'):
+                 'spectral_embedded_class1.png', 'tokenizer/iter_12.pth', 'generator/iter_12.pth'):
         assert (tmp_path / name).stat().st_size > 0, name
     metrics = json.loads((tmp_path / 'metrics.json').read_text())
     assert 'recon/psnr_lowpass/k1' in metrics['tokenizer'] and 'tokens/acc' in metrics['generator']
     acc = metrics['class_accuracy']
-    assert acc['num_classes'] == 10 and 0.0 <= acc['generated_samples'] <= 1.0
+    assert acc['num_classes'] == 10 and acc['class_set'] == 'coarse' and 0.0 <= acc['generated_samples'] <= 1.0
     assert acc['real_images'] > 0.9  # the judge itself recognises real images
     assert set(metrics['stage_seconds']) == {'spectral_figures', 'tokenizer', 'token_extraction', 'generator',
                                              'sampling'}
     meta = json.loads((tmp_path / 'tokens' / 'train' / 'meta.json').read_text())
-    assert meta['complete'] and meta['num_images'] == 60 and meta['classes'][0] == 'disk'
+    assert meta['complete'] and meta['num_images'] == 60 and meta['classes'][:3] == ['disk', 'ring', 'hbar']
 
     # Again: the trained stages are skipped, the figures and metrics rewritten from the same checkpoints.
     stamp = os.path.getmtime(tmp_path / 'generator' / 'iter_12.pth')

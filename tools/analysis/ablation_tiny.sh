@@ -9,8 +9,9 @@
 #
 # Per row, in $WORK_DIR/<row>/: tokenizer/ (training), tokens/{train,val}, generator/, samples/ (tools/sample.py:
 # PNGs + npz), samples/*_probe.json. A finished stage is skipped, so the command continues an interrupted run.
-# Shorter runs: TOKENIZER_ITERS, GENERATOR_ITERS, NUM_TRAIN_IMAGES, PER_CLASS. The summary table goes to
-# $WORK_DIR/table4.md (and is printed).
+# Shorter runs: TOKENIZER_ITERS, GENERATOR_ITERS, NUM_TRAIN_IMAGES, PER_CLASS. CLASS_SET=fine runs it on the
+# EmbeddedShapes 'fine' classes instead of the configs' 'coarse' ones (docs/results.md was measured on 'fine').
+# The summary table goes to $WORK_DIR/table4.md (and is printed).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$REPO_ROOT/tools/setup_env.sh"
@@ -24,7 +25,10 @@ GENERATOR_ITERS=${GENERATOR_ITERS:-1000}
 NUM_TRAIN_IMAGES=${NUM_TRAIN_IMAGES:-10000}
 NUM_VAL_IMAGES=${NUM_VAL_IMAGES:-500}
 PER_CLASS=${PER_CLASS:-50}
-PROBE="$WORK_DIR/shapes_probe_64px.pth"
+CLASS_SET=${CLASS_SET:-coarse}
+PROBE="$WORK_DIR/shapes_probe_${CLASS_SET}_64px.pth"
+DATA_OPTIONS=("train_dataloader.dataset.class_set=$CLASS_SET" "val_dataloader.dataset.class_set=$CLASS_SET"
+              "test_dataloader.dataset.class_set=$CLASS_SET")
 mkdir -p "$WORK_DIR"
 
 configs() {  # row -> "tokenizer_config generator_config"
@@ -46,7 +50,7 @@ train() {  # config work_dir iters [cfg-options...]: both tiny configs warm up 1
         "param_scheduler.1.end=$iters" "$@" > "$dir.log" 2>&1 || { echo "training $config failed: $dir.log" >&2; exit 1; }
 }
 
-"$PY" tools/train_probe.py --out "$PROBE"
+"$PY" tools/train_probe.py --out "$PROBE" --class-set "$CLASS_SET"
 for row in $ROWS; do
     read -r TOK_CFG GEN_CFG <<< "$(configs "$row")"
     [ -f "$TOK_CFG" ] && [ -f "$GEN_CFG" ] || { echo "unknown row $row (nospectral, nomask, uniform, full)" >&2; exit 2; }
@@ -55,12 +59,13 @@ for row in $ROWS; do
     tok_ckpt="$dir/tokenizer/iter_$TOKENIZER_ITERS.pth"
     gen_ckpt="$dir/generator/iter_$GENERATOR_ITERS.pth"
     echo "[ablation] $row: tokenizer $TOK_CFG"
-    [ -f "$tok_ckpt" ] || train "$TOK_CFG" "$dir/tokenizer" "$TOKENIZER_ITERS"
+    [ -f "$tok_ckpt" ] || train "$TOK_CFG" "$dir/tokenizer" "$TOKENIZER_ITERS" "${DATA_OPTIONS[@]}"
     [ -f "$dir/tokens/train/meta.json" ] || "$PY" tools/extract_tokens.py "$TOK_CFG" "$tok_ckpt" \
         --out "$dir/tokens/train" --split train --augment flip --num-workers 1 \
-        --cfg-options "train_dataloader.dataset.num_samples=$NUM_TRAIN_IMAGES"
+        --cfg-options "train_dataloader.dataset.num_samples=$NUM_TRAIN_IMAGES" "${DATA_OPTIONS[@]}"
     [ -f "$dir/tokens/val/meta.json" ] || "$PY" tools/extract_tokens.py "$TOK_CFG" "$tok_ckpt" \
-        --out "$dir/tokens/val" --split val --num-workers 0 --cfg-options "val_dataloader.dataset.num_samples=$NUM_VAL_IMAGES"
+        --out "$dir/tokens/val" --split val --num-workers 0 \
+        --cfg-options "val_dataloader.dataset.num_samples=$NUM_VAL_IMAGES" "${DATA_OPTIONS[@]}"
     options=("model.tokenizer_checkpoint=$tok_ckpt" "train_dataloader.dataset.data_root=$dir/tokens/train"
              "val_dataloader.dataset.data_root=$dir/tokens/val" "test_dataloader.dataset.data_root=$dir/tokens/val")
     echo "[ablation] $row: generator $GEN_CFG"
@@ -70,14 +75,14 @@ for row in $ROWS; do
     "$PY" tools/train_probe.py --out "$PROBE" --samples "$(ls "$dir"/samples/samples_*.npz)" \
         --json "$dir/samples/probe.json" > /dev/null
     # The tokenizer on its own: PSNR of its full reconstructions of 200 validation images.
-    "$PY" - "$GEN_CFG" "$gen_ckpt" "$dir/tokenizer_val.json" "${options[@]}" <<'PY'
+    "$PY" - "$GEN_CFG" "$gen_ckpt" "$dir/tokenizer_val.json" "$CLASS_SET" "${options[@]}" <<'PY'
 import json, sys, torch
 from mmspectral.apis import init_generator
 from mmspectral.evaluation.embedded_classifier import render_batch
 from mmspectral.evaluation.functional import psnr
-config, ckpt, out, options = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+config, ckpt, out, class_set, options = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 model = init_generator(config, ckpt, cfg_options=dict(o.split('=', 1) for o in options))
-images, _ = render_batch(range(200), model.tokenizer.image_size, seed=1)
+images, _ = render_batch(range(200), model.tokenizer.image_size, seed=1, class_set=class_set)
 with torch.no_grad():
     recon = torch.cat([model.decode(model.encode(images[i:i + 50])) for i in range(0, 200, 50)])
 value = float(psnr((recon * 255).round() / 255, images).mean())

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
+from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import accuracy, load_or_train_shapes_classifier, render_batch  # noqa: E402,E501
 from mmspectral.utils import write_json  # noqa: E402
 
@@ -29,6 +30,8 @@ def parse_args():
     parser.add_argument('--per-class', type=int, default=20)
     parser.add_argument('--classifier', default=None, help='saved classifier (trained and saved here if missing)')
     parser.add_argument('--out', default=None, help='write the accuracies to this JSON file')
+    parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
+                        help='EmbeddedShapes class set (default: the one named by the training tokens\' classes)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--batch-size', type=int, default=50)
     add_sampling_args(parser)
@@ -42,10 +45,12 @@ def main():
     model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
     tokenizer = model.tokenizer
     size, num_classes = tokenizer.image_size, model.gen.num_classes
-    classifier, real_acc = load_or_train_shapes_classifier(args.classifier, size)
+    class_set = args.class_set or class_set_of(getattr(model, 'class_names', None) or ())
+    classifier, real_acc = load_or_train_shapes_classifier(args.classifier, size, class_set)
 
     # Tokenizer reconstructions of validation-seed images (the embedded configs' validation split uses seed 1).
-    images, labels = render_batch(range(args.per_class * num_classes), size, seed=1, num_classes=num_classes)
+    images, labels = render_batch(range(args.per_class * num_classes), size, seed=1, num_classes=num_classes,
+                                  class_set=class_set)
     recons = torch.cat([model.decode(model.encode(images[i:i + args.batch_size]))
                         for i in range(0, len(images), args.batch_size)])
     recon_acc = accuracy(classifier, recons, labels)
@@ -58,7 +63,7 @@ def main():
                          for b, i in enumerate(range(0, len(wanted), args.batch_size))])
     sample_acc = accuracy(classifier, samples, wanted)
     result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
-                  per_class=args.per_class, num_classes=num_classes, chance=1.0 / num_classes,
+                  per_class=args.per_class, num_classes=num_classes, class_set=class_set, chance=1.0 / num_classes,
                   sampling={**model.sampling, **options}, seed=args.seed)
     print('class accuracy of the ShapesClassifier: real images {:.1%}, tokenizer reconstructions {:.1%}, '
           'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc, 1.0 / num_classes),

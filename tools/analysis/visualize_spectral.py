@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mmspectral.datasets import EMBEDDED_CLASSES, render_shape  # noqa: E402
+from mmspectral.datasets import EMBEDDED_CLASS_SETS, render_shape  # noqa: E402
 from mmspectral.datasets.transforms import LoadImage, ResizeShorter  # noqa: E402
 from mmspectral.spectral import UniformFreqSchedule, build_freq_schedule, dct2, lowpass  # noqa: E402
 from mmspectral.utils import register_all_modules  # noqa: E402
@@ -96,7 +96,10 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Plot the spectral decomposition of an image for a schedule.')
     parser.add_argument('--image', help='image file (default: matplotlib\'s grace_hopper.jpg)')
     parser.add_argument('--embedded-class', type=int, default=None,
-                        help=f'use an EmbeddedShapes image of this class (0-9: {", ".join(EMBEDDED_CLASSES)})')
+                        help='use an EmbeddedShapes image of this class (0-9 of --class-set: ' + '; '.join(
+                            f'{key}: {", ".join(names)}' for key, names in EMBEDDED_CLASS_SETS.items()) + ')')
+    parser.add_argument('--class-set', default='fine', choices=sorted(EMBEDDED_CLASS_SETS),
+                        help='EmbeddedShapes class set of --embedded-class')
     parser.add_argument('--embedded-index', type=int, default=0, help='which EmbeddedShapes sample')
     parser.add_argument('--schedule', default='NonUniformFreqSchedule', help='a FREQ_SCHEDULES type')
     parser.add_argument('--num-tokens', type=int, default=64)
@@ -111,8 +114,8 @@ def main():
     register_all_modules(init_default_scope=False)
     schedule = build_freq_schedule(dict(type=args.schedule), args.num_tokens, args.image_size)
     if args.embedded_class is not None:
-        img = render_shape(0, args.embedded_index, args.embedded_class, args.image_size)
-        name = f'EmbeddedShapes "{EMBEDDED_CLASSES[args.embedded_class]}" #{args.embedded_index}'
+        img = render_shape(0, args.embedded_index, args.embedded_class, args.image_size, args.class_set)
+        name = f'EmbeddedShapes "{EMBEDDED_CLASS_SETS[args.class_set][args.embedded_class]}" #{args.embedded_index}'
     else:
         path = args.image or default_photo()
         img = load_square(path, args.image_size)
