@@ -28,7 +28,21 @@ SAMPLES_PER_CLASS=${SAMPLES_PER_CLASS:-8}
 ACCURACY_PER_CLASS=${ACCURACY_PER_CLASS:-20}
 TOKENIZER_CKPT="$WORK_DIR/tokenizer/iter_$TOKENIZER_ITERS.pth"
 GENERATOR_CKPT="$WORK_DIR/generator/iter_$GENERATOR_ITERS.pth"
+# What the stages of this work dir were made with: a work dir of another pipeline (an older quick start trained
+# on the 'fine' classes) would mix its checkpoints into this run, since finished stages are skipped.
+PIPELINE="EmbeddedShapes class_set=coarse, 64 px, 16 tokens; $TOKENIZER_CONFIG; $GENERATOR_CONFIG"
+STAMP="$WORK_DIR/quickstart_pipeline.txt"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" != "$PIPELINE" ]; then
+    echo "[quickstart] $WORK_DIR was made by another quick start ($(cat "$STAMP")); this one runs: $PIPELINE." \
+         "Use another WORK_DIR=... or delete $WORK_DIR." >&2
+    exit 2
+elif [ ! -f "$STAMP" ] && [ -d "$WORK_DIR/tokenizer" ]; then
+    echo "[quickstart] $WORK_DIR holds the stages of an earlier quick start (trained on other EmbeddedShapes" \
+         "classes); use another WORK_DIR=... or delete $WORK_DIR." >&2
+    exit 2
+fi
 mkdir -p "$WORK_DIR"
+echo "$PIPELINE" > "$STAMP"
 START=$(date +%s)
 stage_times=()
 

@@ -53,7 +53,8 @@ def main(argv=None):
     else:
         size, class_set = args.image_size, args.class_set
         _, real_accuracy = load_or_train_shapes_classifier(args.out, size, class_set, steps=args.steps)
-    print(f'probe {args.out}: {100 * real_accuracy:.1f}% on held-out real {size} px images ({class_set!r} classes)')
+    print(f'probe {args.out}: {100 * real_accuracy:.1f}% on held-out real {size} px images '
+          f'({class_set!r} classes)')
     if args.samples is None:
         return dict(probe_real_accuracy=real_accuracy)
     arrays = npz_arrays(args.samples)

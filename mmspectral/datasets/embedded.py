@@ -8,9 +8,9 @@ object's colour blob, the high ones its edges and textures.
 - ``'fine'`` (disk, square, triangle, ring, plus, cross, star, stripes, checker, dots): the classes differ in
   outline and texture, which needs the DCT block of about w = 10 at 64 px (a classifier trained on real images
   recognises 86% of those low-pass images, 50% at w = 8).
-- ``'coarse'`` (disk, ring, hbar, vbar, hpair, vpair, plus, cross, triangle, quad): bold shapes, bars and pairs
-  of disks that differ in layout at the scale of a quarter of the image, recognisable from w = 5 at 64 px (86%,
-  96% at w = 6). The quick start uses it: it is what a tiny tokenizer learns in minutes on a CPU
+- ``'coarse'`` (disk, ring, hbar, vbar, hpair, vpair, plus, cross, triangle, quad): bold shapes, bars and
+  pairs of disks that differ in layout at the scale of a quarter of the image, recognisable from w = 5 at 64 px
+  (86%, 96% at w = 6). The quick start uses it: it is what a tiny tokenizer learns in minutes on a CPU
   (docs/design.md).
 
 Both sets are closed under horizontal flips (a flipped image is still of its class), so flip augmentation is
@@ -177,7 +177,8 @@ def _shape_mask(label: int, rng: np.random.Generator, size: int, class_set: str 
             cv2.resize(canvas.second, **shrink).astype(np.float32) / 255.0)
 
 
-def render_shape(seed: int, index: int, label: int, image_size: int = 32, class_set: str = 'fine') -> np.ndarray:
+def render_shape(seed: int, index: int, label: int, image_size: int = 32,
+                 class_set: str = 'fine') -> np.ndarray:
     """Draw sample ``index`` of class ``label``: RGB uint8 ``(image_size, image_size, 3)``, deterministic."""
     classes = class_names(class_set)
     if not 0 <= label < len(classes):
@@ -202,8 +203,8 @@ def render_shape(seed: int, index: int, label: int, image_size: int = 32, class_
 class EmbeddedShapesDataset(BaseDataset):
     """The embedded default dataset: ``num_samples`` procedurally drawn images, classes balanced.
 
-    Sample ``i`` has label ``i % num_classes``; its image depends only on ``(seed, i, image_size, class_set)``. Use different
-    seeds for the train and validation splits. Results carry ``img`` (RGB uint8), so pipelines start after
+    Sample ``i`` has label ``i % num_classes``; its image depends only on ``(seed, i, image_size, class_set)``.
+    Use different seeds for the train and validation splits. Results carry ``img`` (RGB uint8), so pipelines start after
     loading (flip, ``PackImageInputs``).
 
     Args:
@@ -211,8 +212,8 @@ class EmbeddedShapesDataset(BaseDataset):
         image_size: side in pixels (32 and 64 are the sizes the tiny configs use; any size works).
         seed: split seed.
         num_classes: use the first ``num_classes`` of the 10 classes.
-        class_set: 'fine' (outlines and textures: disk, square, ..., dots) or 'coarse' (bold layouts: disk, ring,
-            bars, pairs, ...; the quick start's); see the module docstring.
+        class_set: 'fine' (outlines and textures: disk, square, ..., dots) or 'coarse' (bold layouts: disk,
+            ring, bars, pairs, ...; the quick start's); see the module docstring.
         cache_images: keep every image once drawn (``num_samples * image_size^2 * 3`` bytes per data-loader
             worker; 245 MB for 20,000 images at 64 px): drawing costs about 2 ms an image, more than a tiny
             model's training step, so short CPU runs that see each image many times keep them.
@@ -238,8 +239,8 @@ class EmbeddedShapesDataset(BaseDataset):
         self.num_classes = int(num_classes)
         self.class_set = class_set
         self._cache = {} if cache_images else None
-        super().__init__(metainfo=dict(classes=classes[:num_classes]), pipeline=list(pipeline), test_mode=test_mode,
-                         lazy_init=lazy_init, max_refetch=max_refetch, indices=indices,
+        super().__init__(metainfo=dict(classes=classes[:num_classes]), pipeline=list(pipeline),
+                         test_mode=test_mode, lazy_init=lazy_init, max_refetch=max_refetch, indices=indices,
                          serialize_data=serialize_data)
 
     def load_data_list(self) -> List[dict]:

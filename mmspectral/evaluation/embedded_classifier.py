@@ -57,7 +57,8 @@ def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes
                  class_set: str = 'fine'):
     """EmbeddedShapes images ``indices`` (label = index % num_classes) as (B, 3, S, S) floats in [0, 1]."""
     labels = np.asarray(indices) % num_classes
-    images = np.stack([render_shape(seed, int(i), int(c), image_size, class_set) for i, c in zip(indices, labels)])
+    images = np.stack([render_shape(seed, int(i), int(c), image_size, class_set)
+                       for i, c in zip(indices, labels)])
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(labels).long()
 
 
@@ -103,11 +104,12 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return hits / max(len(images), 1)
 
 
-def load_shapes_classifier(path: str, image_size: Optional[int] = None, class_set: Optional[str] = None) -> tuple:
+def load_shapes_classifier(path: str, image_size: Optional[int] = None,
+                           class_set: Optional[str] = None) -> tuple:
     """(classifier in eval mode, its held-out accuracy, the image size it was trained at) from ``path``.
 
-    ``image_size`` / ``class_set``: what the caller needs; a file made for another size or class set is refused
-    with a message. Files written before class sets existed hold the 'fine' classes.
+    ``image_size`` / ``class_set``: what the caller needs; a file made for another size or class set is
+    refused with a message. Files written before class sets existed hold the 'fine' classes.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'No EmbeddedShapes probe at {path!r}: train one with '
@@ -123,7 +125,8 @@ def load_shapes_classifier(path: str, image_size: Optional[int] = None, class_se
                          f'{image_size} px; delete it or pass another path.')
     if class_set is not None and saved_set != class_set:
         raise ValueError(f'{path} holds a classifier of the {saved_set!r} EmbeddedShapes classes, not the '
-                         f'{class_set!r} ones ({", ".join(class_names(class_set))}); delete it or pass another path.')
+                         f'{class_set!r} ones ({", ".join(class_names(class_set))}); delete it or pass another '
+                         'path.')
     return model.eval(), float(state['real_accuracy']), int(state['image_size'])
 
 

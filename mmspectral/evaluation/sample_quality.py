@@ -124,4 +124,5 @@ def generator_quality(model, per_class: int = 20, batch_size: int = 50, seed: in
         if inception_weights is None:
             raise ValueError('FID against --ref needs --inception-weights (pt_inception-2015-12-05 weights).')
         return inception_quality(images, ref, inception_weights, device, batch_size)
-    return probe_quality(images, labels, probe, class_set=class_set_of(getattr(model, 'class_names', None) or ()))
+    class_set = class_set_of(getattr(model, 'class_names', None) or ())
+    return probe_quality(images, labels, probe, class_set=class_set)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmspectral.datasets import EMBEDDED_CLASS_SETS, EMBEDDED_CLASSES, EmbeddedShapesDataset, class_set_of, render_shape
+from mmspectral.datasets import (EMBEDDED_CLASS_SETS, EMBEDDED_CLASSES, EmbeddedShapesDataset, class_set_of,
+                                 render_shape)
 from mmspectral.datasets.embedded import _pink_field
 from mmspectral.spectral import dct2
 
@@ -60,8 +61,8 @@ def test_classes_are_different_shapes(class_set):
 
 @pytest.mark.parametrize('class_set', ['fine', 'coarse'])
 def test_class_sets_are_closed_under_horizontal_flips(class_set):
-    """Flip augmentation keeps labels: each class's mirrored mean mask is nearest to its own mean mask (a mirror
-    pair such as '/' and '\\' would be nearest to each other)."""
+    """Flip augmentation keeps labels: each class's mirrored mean mask is nearest to its own mean mask (a
+    mirror pair such as '/' and '\\' would be nearest to each other)."""
     means = class_mean_masks(class_set, num=40)
     mirrored = means[:, :, ::-1].reshape(10, -1)
     dist = np.abs(mirrored[:, None] - means.reshape(10, -1)[None]).mean(-1)

@@ -31,7 +31,7 @@ def parse_args():
     parser.add_argument('--classifier', default=None, help='saved classifier (trained and saved here if missing)')
     parser.add_argument('--out', default=None, help='write the accuracies to this JSON file')
     parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
-                        help='EmbeddedShapes class set (default: the one named by the training tokens\' classes)')
+                        help='EmbeddedShapes class set (default: the one the training tokens\' classes name)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--batch-size', type=int, default=50)
     add_sampling_args(parser)
@@ -63,7 +63,8 @@ def main():
                          for b, i in enumerate(range(0, len(wanted), args.batch_size))])
     sample_acc = accuracy(classifier, samples, wanted)
     result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
-                  per_class=args.per_class, num_classes=num_classes, class_set=class_set, chance=1.0 / num_classes,
+                  per_class=args.per_class, num_classes=num_classes, class_set=class_set,
+                  chance=1.0 / num_classes,
                   sampling={**model.sampling, **options}, seed=args.seed)
     print('class accuracy of the ShapesClassifier: real images {:.1%}, tokenizer reconstructions {:.1%}, '
           'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc, 1.0 / num_classes),

@@ -115,7 +115,8 @@ def main():
     schedule = build_freq_schedule(dict(type=args.schedule), args.num_tokens, args.image_size)
     if args.embedded_class is not None:
         img = render_shape(0, args.embedded_index, args.embedded_class, args.image_size, args.class_set)
-        name = f'EmbeddedShapes "{EMBEDDED_CLASS_SETS[args.class_set][args.embedded_class]}" #{args.embedded_index}'
+        class_name = EMBEDDED_CLASS_SETS[args.class_set][args.embedded_class]
+        name = f'EmbeddedShapes "{class_name}" #{args.embedded_index}'
     else:
         path = args.image or default_photo()
         img = load_square(path, args.image_size)
