@@ -1,8 +1,8 @@
-# The quick start's tokenizer: a tiny nested spectral tokenizer on EmbeddedShapes at 64 px, 16 tokens, about
-# 4 minutes on 2 CPU cores (the quick start stretches it to 8,000 steps: docs/design.md, the plateau).
-# Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then 28..64).
+# The quick start's tokenizer: a tiny nested spectral tokenizer on EmbeddedShapes ('coarse' classes) at 64 px,
+# 16 tokens, about 4 minutes on 2 CPU cores (the quick start stretches it to 8,000 steps: docs/design.md, the
+# plateau). Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then 28..64).
 # The network itself is _base_/models/spectralar_tokenizer_tiny.py (patch 16, width 64, depth 2, inputs in
-# [-1, 1]); 5,000 steps are what it takes a ViT tokenizer to start drawing outlines (docs/design.md).
+# [-1, 1]); a ViT tokenizer this small needs thousands of steps to leave the colour-only plateau.
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/embedded_shapes_64.py',
@@ -11,8 +11,8 @@ _base_ = [
     '../_base_/schedules/tokenizer_adamw_cosine_1000k.py',
 ]
 model = dict(data_preprocessor=dict(value_range={{_base_.tiny_value_range}}), tokenizer={{_base_.tiny_tokenizer}})
-# The 'coarse' classes (bold shapes, bars, pairs of disks: recognisable from the w = 5 low-pass at 64 px), which a
-# tokenizer this small learns in minutes; the 'fine' ones need w = 10 (docs/design.md, "Which classes").
+# The 'coarse' classes (bold shapes, bars, pairs of disks: recognisable from the w = 5 low-pass at 64 px),
+# which a tokenizer this small learns in minutes; the 'fine' ones need w = 10 (docs/design.md, "Which classes").
 # Drawing an image costs more than this model's step: keep them (in the main process, no worker to feed).
 train_dataloader = dict(batch_size=32, num_workers=0, persistent_workers=False,
                         dataset=dict(num_samples=20000, cache_images=True, class_set='coarse'))

@@ -27,18 +27,19 @@ IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 
 
 # --------------------------------------------------------------------------- images
-def load_images(num_images: int, image_size: int, seed: int = 2, image_dir: Optional[str] = None) -> torch.Tensor:
+def load_images(num_images: int, image_size: int, seed: int = 2, image_dir: Optional[str] = None,
+                class_set: str = 'fine') -> torch.Tensor:
     """``num_images`` RGB images as float64 ``(B, 3, S, S)`` in [0, 1].
 
-    Without ``image_dir``: EmbeddedShapes images ``0..B-1`` of split ``seed`` (label ``i % 10``), drawn at
-    ``image_size``. With it: the first ``num_images`` image files under the folder (recursive, sorted paths),
-    shorter side resized to ``image_size`` (bicubic, antialiased) and centre-cropped.
+    Without ``image_dir``: EmbeddedShapes images ``0..B-1`` of split ``seed`` (label ``i % 10``) of the class set
+    ``class_set``, drawn at ``image_size``. With it: the first ``num_images`` image files under the folder
+    (recursive, sorted paths), shorter side resized to ``image_size`` (bicubic, antialiased) and centre-cropped.
     """
     if num_images < 1:
         raise ValueError(f'num_images must be >= 1, got {num_images}.')
     if image_dir is None:
         from mmspectral.datasets import EMBEDDED_CLASSES, render_shape
-        imgs = [render_shape(seed, i, i % len(EMBEDDED_CLASSES), image_size) for i in range(num_images)]
+        imgs = [render_shape(seed, i, i % len(EMBEDDED_CLASSES), image_size, class_set) for i in range(num_images)]
     else:
         from mmspectral.datasets.transforms import LoadImage, ResizeShorter
         paths = sorted(osp.join(root, name) for root, _, names in os.walk(image_dir) for name in names

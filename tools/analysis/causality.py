@@ -49,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument('--image-size', type=int, default=64, help='side of the images the sequences are cut from')
     parser.add_argument('--image-dir', default=None, help='a folder of images (default: EmbeddedShapes)')
     parser.add_argument('--seed', type=int, default=2, help='EmbeddedShapes split seed (2: the tiny test split)')
+    parser.add_argument('--class-set', default='fine', choices=['fine', 'coarse'],
+                        help="EmbeddedShapes class set ('coarse' for tokenizers trained on it, as the tiny configs)")
     parser.add_argument('--sequences', nargs='+', choices=SEQUENCES, default=list(SEQUENCES))
     parser.add_argument('--scale-sides', type=int, nargs='+', default=None,
                         help='sides of the scale-wise maps, ending at the image size (default: S/8 S/4 S/2 S)')
@@ -200,7 +202,8 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     estimators = ['best1'] if args.no_pca else ['best1', 'pca']
     start = time.time()
-    images = load_images(args.num_images, args.image_size, args.seed, args.image_dir)  # (B, 3, S, S) in [0, 1]
+    # (B, 3, S, S) in [0, 1]
+    images = load_images(args.num_images, args.image_size, args.seed, args.image_dir, args.class_set)
     train_idx, test_idx = split_indices(len(images), args.train_fraction, args.split_seed)
     sides, omegas = cutoffs(args, args.image_size)
     stride = max(1, args.image_size // args.grid)
@@ -246,7 +249,7 @@ def main(argv=None):
         value_range = (cfg.model.get('data_preprocessor') or {}).get('value_range', (0.0, 1.0))
         size = tokenizer.image_size
         tok_images = images if size == args.image_size else load_images(args.num_images, size, args.seed,
-                                                                        args.image_dir)
+                                                                        args.image_dir, args.class_set)
         tokens = encode_learned_tokens(tokenizer, tok_images, value_range, args.token_space, args.batch_size)
         best = best_single_r2(tokens, train_idx, test_idx)
         entry = dict(best1=summarise(best), config=config, checkpoint=checkpoint, type=type(tokenizer).__name__,
