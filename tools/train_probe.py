@@ -33,8 +33,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth', help='probe file (reused if present)')
     parser.add_argument('--image-size', type=int, default=64, help='image size of a new probe')
     parser.add_argument('--steps', type=int, default=250, help='training steps of batch 32')
-    parser.add_argument('--class-set', default='fine', choices=sorted(EMBEDDED_CLASS_SETS),
-                        help='EmbeddedShapes class set of a new probe')
+    parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
+                        help="EmbeddedShapes class set of the probe (default: an existing probe's, else 'fine')")
     parser.add_argument('--retrain', action='store_true', help='train again even if --out exists')
     parser.add_argument('--samples', default=None, help='samples npz to judge (arr_0 images, labels)')
     parser.add_argument('--num-real', type=int, default=None, help='real images to compare with (default: as many '
@@ -48,10 +48,10 @@ def main(argv=None):
     if args.retrain and osp.isfile(args.out):
         os.remove(args.out)
     if osp.isfile(args.out):  # an existing probe keeps the size and class set it was trained for
-        probe, real_accuracy, size = load_shapes_classifier(args.out)
+        probe, real_accuracy, size = load_shapes_classifier(args.out, class_set=args.class_set)
         class_set = probe.class_set
     else:
-        size, class_set = args.image_size, args.class_set
+        size, class_set = args.image_size, args.class_set or 'fine'
         _, real_accuracy = load_or_train_shapes_classifier(args.out, size, class_set, steps=args.steps)
     print(f'probe {args.out}: {100 * real_accuracy:.1f}% on held-out real {size} px images '
           f'({class_set!r} classes)')

@@ -204,8 +204,8 @@ class EmbeddedShapesDataset(BaseDataset):
     """The embedded default dataset: ``num_samples`` procedurally drawn images, classes balanced.
 
     Sample ``i`` has label ``i % num_classes``; its image depends only on ``(seed, i, image_size, class_set)``.
-    Use different seeds for the train and validation splits. Results carry ``img`` (RGB uint8), so pipelines start after
-    loading (flip, ``PackImageInputs``).
+    Use different seeds for the train and validation splits. Results carry ``img`` (RGB uint8), so pipelines
+    start after loading (flip, ``PackImageInputs``).
 
     Args:
         num_samples: dataset length.

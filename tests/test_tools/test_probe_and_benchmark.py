@@ -54,6 +54,8 @@ def test_probe_tells_real_samples_from_wrong_classes_and_noise(probe, tmp_path, 
     big, big_labels = render_batch(range(10), 48, seed=11)
     with pytest.raises(SystemExit, match='--image-size 48'):
         tool.main(['--out', probe, '--samples', _write_npz(tmp_path / 'big.npz', big, big_labels)])
+    with pytest.raises(ValueError, match="'fine' EmbeddedShapes classes, not the 'coarse' ones"):
+        tool.main(['--out', probe, '--class-set', 'coarse'])  # an existing probe of the other class set
 
 
 def test_shapes_probe_plugs_into_eval_fid(probe, tmp_path, repo_root):

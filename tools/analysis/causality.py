@@ -32,6 +32,7 @@ import torch  # noqa: E402
 from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_maps, load_images,  # noqa: E402
                                  luminance_elements, pairwise_r2, raster_tokens, scale_tokens, sequence_r2,
                                  spectral_tokens, split_indices)
+from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.spectral import build_freq_schedule  # noqa: E402
 from mmspectral.utils import load_config, register_all_modules, write_json  # noqa: E402
@@ -49,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument('--image-size', type=int, default=64, help='side of the images the sequences are cut from')
     parser.add_argument('--image-dir', default=None, help='a folder of images (default: EmbeddedShapes)')
     parser.add_argument('--seed', type=int, default=2, help='EmbeddedShapes split seed (2: the tiny test split)')
-    parser.add_argument('--class-set', default='fine', choices=['fine', 'coarse'],
+    parser.add_argument('--class-set', default='fine', choices=sorted(EMBEDDED_CLASS_SETS),
                         help="EmbeddedShapes class set ('coarse' for tokenizers trained on it, as the tiny configs)")
     parser.add_argument('--sequences', nargs='+', choices=SEQUENCES, default=list(SEQUENCES))
     parser.add_argument('--scale-sides', type=int, nargs='+', default=None,
