@@ -165,13 +165,17 @@ def _draw_coarse(name: str, canvas: _Canvas, rng: np.random.Generator, big: int)
         raise ValueError(f'No drawing for class {name!r}.')
 
 
+# Per class set: the drawing function and how far the object's centre may move (share of the image side).
+_DRAWERS = {'fine': (_draw_fine, 0.12), 'coarse': (_draw_coarse, 0.08)}
+
+
 def _shape_mask(label: int, rng: np.random.Generator, size: int, class_set: str = 'fine') -> tuple:
     """Coverage in [0, 1] of the object (size, size), and of its darker 'second colour' part."""
     big = size * _SUPERSAMPLE
-    jitter = 0.12 if class_set == 'fine' else 0.08
+    name = class_names(class_set)[label]
+    draw, jitter = _DRAWERS[class_set]
     canvas = _Canvas(big, big * (0.5 + rng.uniform(-jitter, jitter, size=2)))
-    draw = _draw_fine if class_set == 'fine' else _draw_coarse
-    draw(class_names(class_set)[label], canvas, rng, big)
+    draw(name, canvas, rng, big)
     shrink = dict(dsize=(size, size), interpolation=cv2.INTER_AREA)
     return (cv2.resize(canvas.mask, **shrink).astype(np.float32) / 255.0,
             cv2.resize(canvas.second, **shrink).astype(np.float32) / 255.0)

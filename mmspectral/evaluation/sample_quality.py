@@ -81,10 +81,11 @@ def probe_quality(images: Union[np.ndarray, torch.Tensor], labels, probe: Option
     if len(labels) != len(x):
         raise ValueError(f'{len(x)} images but {len(labels)} labels.')
     size = image_size or x.shape[-1]
-    if class_set is None:
-        class_set = load_shapes_classifier(probe)[0].class_set if probe and osp.isfile(probe) else 'fine'
-    classifier, real_accuracy = load_or_train_shapes_classifier(probe, size, class_set)
-    real, _ = render_batch(range(num_real or len(x)), size, seed=PROBE_REAL_SEED, class_set=class_set)
+    if probe and osp.isfile(probe):  # the file says which class set it judges
+        classifier, real_accuracy, _ = load_shapes_classifier(probe, size, class_set)
+    else:
+        classifier, real_accuracy = load_or_train_shapes_classifier(probe, size, class_set or 'fine')
+    real, _ = render_batch(range(num_real or len(x)), size, seed=PROBE_REAL_SEED, class_set=classifier.class_set)
 
     def features(batch: torch.Tensor):
         feats = [classifier.features(batch[i:i + 256]) for i in range(0, len(batch), 256)]
