@@ -80,3 +80,21 @@ def test_titok_parameter_groups_skip_decay_on_norms_biases_embeddings_and_tokens
                  'tokenizer.encoder.patch_embed.weight', 'tokenizer.quantizer.embedding.weight',
                  'tokenizer.encoder.ln_pre.weight', 'tokenizer.encoder.transformer.0.attn.qkv.bias'):
         assert decay[name] == 0, name
+
+
+def test_generator_parameter_groups_decay_only_linear_weights():
+    """VAR's recipe as docs/design.md states it: weight decay on the weights of linear layers, none on norms,
+    biases, 1-D parameters, embeddings (word, class, level), learned positions and attention logit scales."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = load_config(os.path.join(ROOT, 'configs/spectralar/spectralar-d16_64tok_8xb96-333k_in1k-256.py'))
+    model = MODELS.build(dict(type='GeneratorModel', generator=dict(
+        type='SpectralARGenerator', depth=2, vocab_size=64, num_tokens=8, num_classes=4)))
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)]: group['weight_decay'] for group in wrapper.optimizer.param_groups for p in group['params']}
+    assert set(decay) == set(names.values())
+    linear_weights = {f'{name}.weight' for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert 'generator.class_emb.weight' in decay and 'generator.blocks.0.attn.scale_mul' in decay
+    for name, wd in decay.items():
+        expected = cfg.optim_wrapper.optimizer.weight_decay if name in linear_weights else 0.0
+        assert wd == pytest.approx(expected), f'{name}: weight decay {wd}, expected {expected}'

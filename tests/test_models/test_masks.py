@@ -50,20 +50,28 @@ def test_spectral_causal_encoder_blocks_backward_flow(stack, tokens):
         assert not torch.allclose(out[:, P + j:], changed[:, P + j:], atol=1e-4)
 
 
-def test_spectral_causal_decoder_layer(tokens):
-    """In the decoder, mask tokens read every present latent; latents attend causally within a layer.
+def test_spectral_causal_decoder_mask_lets_later_latents_reach_earlier_ones(stack, tokens):
+    """In the decoder, mask tokens read every present latent and every latent reads the mask tokens, so from the
+    second layer on latent j reaches latent i < j through them: the decoder's spectral causal mask does not stop
+    backward flow by itself. Within one layer it does.
 
-    Through the mask tokens a later latent reaches an earlier one after two layers; that is harmless, because
-    what the decoder outputs for prefix k is read at the mask tokens and depends on s_1..s_k only
-    (test_per_sample_prefix_equals_truncation).
+    What keeps prefix k's output free of s_{k+1}..s_N is that absent latents are masked out (prefix_lengths),
+    which this test checks too (and test_per_sample_prefix_equals_truncation in full).
     """
-    layer = Stack(depth=1).eval()
     mask = SpectralCausalMask()(N, P, layout='decoder')
-    out = layer(tokens, mask)
-    for j in range(N):
-        changed = layer(perturbed(tokens, P + j), mask)
-        assert torch.allclose(out[:, P:P + j], changed[:, P:P + j], atol=1e-6)
-        assert not torch.allclose(out[:, :P], changed[:, :P], atol=1e-4)
+    one_layer = Stack(depth=1).eval()
+    out1, out = one_layer(tokens, mask), stack(tokens, mask)
+    for j in range(1, N):
+        changed = perturbed(tokens, P + j)
+        assert torch.allclose(out1[:, P:P + j], one_layer(changed, mask)[:, P:P + j], atol=1e-6)
+        assert not torch.allclose(out[:, P:P + j], stack(changed, mask)[:, P:P + j], atol=1e-4), j
+        assert not torch.allclose(out[:, :P], stack(changed, mask)[:, :P], atol=1e-4)
+    k = 3
+    prefix_mask = SpectralCausalMask()(N, P, layout='decoder', prefix_lengths=torch.full((2,), k))
+    out = stack(tokens, prefix_mask)
+    for j in range(k, N):
+        changed = stack(perturbed(tokens, P + j), prefix_mask)
+        assert torch.allclose(out[:, :P + k], changed[:, :P + k], atol=1e-6)  # mask tokens and present latents
 
 
 def test_bidirectional_lets_information_flow_both_ways(stack, tokens):

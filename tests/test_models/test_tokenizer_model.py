@@ -104,6 +104,31 @@ def test_gan_step_trains_the_discriminator_only_after_start():
         model.train_step(batch(), adam(model))
 
 
+def test_discriminator_conditioned_on_the_cutoff_sees_each_prefixs_w_k():
+    torch.manual_seed(0)
+    model = TokenizerModel(
+        tokenizer={**TOKENIZER, 'prefix_sampling': dict(distribution='uniform')},
+        gan_loss=dict(type='GANLoss', start_iter=0, condition_on_cutoff=True, discriminator=dict(
+            type='PatchGANDiscriminator', in_channels=4, base_channels=32, pool_size=4)))
+    wrappers = MultiOptimWrapperConstructor(dict(
+        generator=dict(module='tokenizer', optimizer=dict(type='Adam', lr=1e-3)),
+        discriminator=dict(module='gan_loss.discriminator', optimizer=dict(type='Adam', lr=1e-3))))(model)
+    seen, lengths = [], []
+    model.gan_loss.discriminator.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    sampler = model.tok.sample_prefix_lengths
+    model.tok.sample_prefix_lengths = lambda *a, **kw: lengths.append(sampler(*a, **kw)) or lengths[-1]
+    set_iter(0)
+    log = model.train_step(batch(), wrappers)
+    assert {'loss_gan', 'loss_disc'} <= set(log)
+    k = lengths[0]
+    cutoff = model.tok.freq_schedule.omega(k).float() / 32
+    assert len(seen) == 2 and seen[0].shape[1] == 4  # the generator's pass, then real and fake together
+    torch.testing.assert_close(seen[0][:, 3], cutoff.view(-1, 1, 1).expand(-1, 32, 32))
+    torch.testing.assert_close(seen[1][:, 3], torch.cat([cutoff, cutoff]).view(-1, 1, 1).expand(-1, 32, 32))
+    with pytest.raises(ValueError, match='cutoff'):
+        model.gan_loss(mode='generator', fake=torch.rand(2, 3, 32, 32), iter=0)
+
+
 def test_predict_gives_every_prefix_and_its_target():
     torch.manual_seed(0)
     model = TokenizerModel(tokenizer=TOKENIZER, eval_prefix_lengths=[1, 4, 8]).eval()

@@ -115,6 +115,15 @@ def test_paper_sizes_on_the_meta_device():
     assert spectral.freq_schedule.omegas[-1] == 256 and spectral.num_tokens == 64
 
 
+@pytest.mark.parametrize('init_std', [0.02, 'fan_in'])
+def test_initialisation_has_titoks_std(init_std):
+    """TiTok's trunc_normal_(std=0.02) cuts at +-2 (absolute), so the weights have the std asked for."""
+    tok = tiny(TiTokTokenizer, width=128, init_std=init_std)
+    for weight in (tok.encoder.transformer[0].mlp.fc1.weight, tok.decoder.transformer[1].attn.qkv.weight):
+        std = 0.02 if init_std == 0.02 else weight[0].numel() ** -0.5
+        assert weight.std().item() == pytest.approx(std, rel=0.04)
+
+
 def test_construction_errors():
     with pytest.raises(ValueError, match='not divisible by patch_size'):
         tiny(image_size=30)

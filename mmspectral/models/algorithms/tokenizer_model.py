@@ -150,10 +150,21 @@ class TokenizerModel(BaseModel):
             losses['loss_perceptual'] = self.perceptual_loss_weight * self.perceptual_loss(recon, target)
         if self.gan_loss is not None and self.gan.active(self._current_iter()):
             losses.update(self.gan_loss(mode='generator', fake=recon, iter=self._current_iter(), rec_loss=loss_rec,
-                                        last_layer=self.last_layer_weight()))
+                                        last_layer=self.last_layer_weight(), cutoff=self.cutoff(k)))
         losses['_recon'] = recon
         losses['_target'] = target
+        losses['_prefix_lengths'] = k
         return losses
+
+    def cutoff(self, prefix_lengths: torch.Tensor) -> Optional[torch.Tensor]:
+        """``w_k / S`` of each prefix (B,) when the discriminator is conditioned on it (1 without spectral
+        supervision: the target is then the whole image), else None."""
+        if self.gan_loss is None or not self.gan.condition_on_cutoff:
+            return None
+        tok = self.tok
+        if not tok.spectral_supervision:
+            return torch.ones(prefix_lengths.shape, device=prefix_lengths.device)
+        return tok.freq_schedule.omega(prefix_lengths).float() / tok.freq_schedule.image_size
 
     def last_layer_weight(self) -> torch.Tensor:
         """The weight of the last layer that makes pixels (for the adaptive GAN weight)."""
@@ -177,12 +188,13 @@ class TokenizerModel(BaseModel):
             data = self.data_preprocessor(data, True)
             losses = self.generator_losses(data['inputs'])
         recon, target = losses.pop('_recon', None), losses.pop('_target', None)
+        k = losses.pop('_prefix_lengths', None)
         parsed, log_vars = self.parse_losses(losses)
         gen_wrapper.update_params(parsed)
         if disc_wrapper is not None and self.gan.active(self._current_iter()):
             with disc_wrapper.optim_context(self):
                 d_losses = self.gan_loss(mode='discriminator', real=target.detach(), fake=recon.detach(),
-                                         iter=self._current_iter())
+                                         iter=self._current_iter(), cutoff=self.cutoff(k))
             d_parsed, d_log = self.parse_losses(d_losses)
             disc_wrapper.update_params(d_parsed)
             log_vars.update({f'disc_{k}' if k == 'loss' else k: v for k, v in d_log.items()})

@@ -118,11 +118,11 @@ class SpectralARGenerator(nn.Module):
         # scaled by 1 / sqrt(2 depth), AdaLN gammas almost zero.
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.trunc_normal_(module.weight, std=std)
                 if getattr(module, 'bias', None) is not None:
                     nn.init.zeros_(module.bias)
-        nn.init.trunc_normal_(self.pos_start, std=std, a=-2 * std, b=2 * std)
-        nn.init.trunc_normal_(self.pos_1LC, std=std, a=-2 * std, b=2 * std)
+        nn.init.trunc_normal_(self.pos_start, std=std)
+        nn.init.trunc_normal_(self.pos_1LC, std=std)
         self.head.weight.mul_(init_head)
         self.head_nm.ada_lin[-1].weight.mul_(init_adaln)
         c = self.width
@@ -200,7 +200,8 @@ class SpectralARGenerator(nn.Module):
             cfg_schedule: 'linear' (VAR: t ramps from 0 to ``cfg_scale`` over the steps) or 'constant'.
             top_k, top_p, temperature: sampling filters (0 disables top-k / top-p).
             generator / seed: randomness; the same seed gives the same tokens.
-            num_tokens: stop after this many tokens (truncated generation); default N.
+            num_tokens: stop after this many tokens (truncated generation: exactly the first ``num_tokens`` of the
+                full generation for the same seed and settings); default N.
             use_cache: a preallocated KV cache (one step per group) or a full forward pass per step.
             prefix: (B, k) token ids to keep; generation continues after them (spectral variations).
             callback: called as ``callback(step, tokens_so_far)`` after every step (coarse-to-fine previews).
@@ -228,14 +229,19 @@ class SpectralARGenerator(nn.Module):
     def _generate(self, labels, cfg_scale, cfg_schedule, top_k, top_p, temperature, generator, n, use_cache,
                   prefix, callback, return_logits):
         p, b, device = self.block_size, labels.shape[0], labels.device
+        # A truncated generation is the full one stopped early: the guidance ramp runs over all N / p steps and
+        # every step draws the same random numbers, so its tokens are the first n of the full run (Table 3).
         steps = -(-n // p)
         guided = cfg_scale != 0
         cond_labels = torch.cat([labels, torch.full_like(labels, self.num_classes)]) if guided else labels
         cond = self.condition(cond_labels)
         modulations = self.modulations(cond)
-        tokens = torch.zeros(b, steps * p, dtype=torch.long, device=device)
+        tokens = torch.zeros(b, self.num_tokens, dtype=torch.long, device=device)
         kept = 0
         if prefix is not None:
+            if prefix.dim() != 2 or prefix.shape[0] != b or prefix.shape[1] > self.num_tokens:
+                raise ValueError(f'prefix must be token ids (B={b}, k <= {self.num_tokens}), got '
+                                 f'{tuple(prefix.shape)}.')
             kept = prefix.shape[1]
             tokens[:, :kept] = prefix
         caches = None
@@ -255,7 +261,7 @@ class SpectralARGenerator(nn.Module):
                 x = self.embed(fed, cond, 0, start + p)
                 logits = self.run_blocks(x, modulations=modulations)[:, start:]
             if guided:
-                logits = guide(logits, cfg_weight(cfg_scale, cfg_schedule, step, steps))
+                logits = guide(logits, cfg_weight(cfg_scale, cfg_schedule, step, self.num_steps))
             new = sample_tokens(logits, top_k, top_p, temperature, generator)  # (B, p)
             keep = torch.arange(start, start + p, device=device) < kept
             tokens[:, start:start + p] = torch.where(keep, tokens[:, start:start + p], new)

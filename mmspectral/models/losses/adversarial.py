@@ -199,15 +199,21 @@ class GANLoss(nn.Module):
         lecam_weight: weight of the LeCam regulariser (0.001 in TiTok); 0 disables it.
         lecam_decay: EMA decay of the LeCam anchors.
         disc_factor: factor on both hinge terms (1.0 in TiTok).
+        condition_on_cutoff: give the discriminator the prefix's cut-off ``w_k / S`` as one more constant input
+            channel (the discriminator then needs ``in_channels`` = image channels + 1; the default one is built
+            so). Off, the discriminator judges every low-pass target as real whatever k was asked for, so a decode
+            blurrier than its prefix allows still looks real (docs/design.md). Not in the paper.
     """
 
     def __init__(self, discriminator: Union[dict, nn.Module, None] = None, weight: float = 0.01,
                  start_iter: int = 20000, adaptive_weight: bool = False, max_adaptive_weight: float = 1e4,
-                 lecam_weight: float = 0.001, lecam_decay: float = 0.999, disc_factor: float = 1.0) -> None:
+                 lecam_weight: float = 0.001, lecam_decay: float = 0.999, disc_factor: float = 1.0,
+                 condition_on_cutoff: bool = False) -> None:
         super().__init__()
         from mmspectral.utils import build_component
+        self.condition_on_cutoff = bool(condition_on_cutoff)
         if discriminator is None:
-            discriminator = PatchGANDiscriminator()
+            discriminator = PatchGANDiscriminator(in_channels=4 if self.condition_on_cutoff else 3)
         self.discriminator = build_component(discriminator, MODELS, expected_type=nn.Module)
         if lecam_weight < 0:
             raise ValueError(f'GANLoss: lecam_weight must be >= 0 (0 disables LeCam), got {lecam_weight}.')
@@ -231,12 +237,23 @@ class GANLoss(nn.Module):
             return self.discriminator_loss(**kwargs)
         raise ValueError(f"GANLoss mode must be 'generator' or 'discriminator', got {mode!r}.")
 
+    def _judge(self, images: torch.Tensor, cutoff: Optional[torch.Tensor]) -> torch.Tensor:
+        """Discriminator logits; with ``condition_on_cutoff`` the cut-off ``(B,)`` in (0, 1] is one more channel."""
+        if not self.condition_on_cutoff:
+            return self.discriminator(images)
+        if cutoff is None:
+            raise ValueError('GANLoss(condition_on_cutoff=True) needs cutoff=w_k / image_size per sample (B,); the '
+                             'TokenizerModel passes it. Set condition_on_cutoff=False to judge images alone.')
+        plane = cutoff.to(images.dtype).view(-1, 1, 1, 1).expand(-1, 1, *images.shape[-2:])
+        return self.discriminator(torch.cat([images, plane], dim=1))
+
     def active(self, iter: int) -> bool:
         """Whether the adversarial terms are on at iteration ``iter`` (``runner.iter``)."""
         return iter >= self.start_iter
 
     def generator_loss(self, fake: torch.Tensor, iter: int, rec_loss: Optional[torch.Tensor] = None,
-                       last_layer: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                       last_layer: Optional[torch.Tensor] = None,
+                       cutoff: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """The tokenizer's adversarial term.
 
         Args:
@@ -244,6 +261,7 @@ class GANLoss(nn.Module):
             iter: current iteration.
             rec_loss: the reconstruction loss, for the adaptive weight.
             last_layer: weight tensor of the decoder's last layer, for the adaptive weight.
+            cutoff: ``w_k / S`` of each sample's prefix (B,), used with ``condition_on_cutoff``.
 
         Returns:
             ``{}`` before ``start_iter``; else ``loss_gan`` (scalar), ``gen_fake_logits`` (logged mean logit) and,
@@ -252,7 +270,7 @@ class GANLoss(nn.Module):
         if not self.active(iter):
             return {}
         with _frozen_params(self.discriminator):
-            fake_logits = self.discriminator(fake)  # (B, 1, P, P)
+            fake_logits = self._judge(fake, cutoff)  # (B, 1, P, P)
         g_loss = hinge_g_loss(fake_logits)
         scale = self.weight * self.disc_factor
         out = {}
@@ -267,13 +285,15 @@ class GANLoss(nn.Module):
         out['gen_fake_logits'] = fake_logits.detach().mean()
         return out
 
-    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor, iter: int) -> Dict[str, torch.Tensor]:
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor, iter: int,
+                           cutoff: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """The discriminator's loss; ``fake`` is detached here, so nothing reaches the generator.
 
         Args:
             real: real images ``(B, C, H, W)``.
             fake: reconstructions, same shape.
             iter: current iteration.
+            cutoff: ``w_k / S`` of each pair (B,), used with ``condition_on_cutoff`` (real and fake share it).
 
         Returns:
             ``{}`` before ``start_iter``; else ``loss_disc``, ``loss_lecam`` (if enabled), and the logged mean
@@ -284,9 +304,10 @@ class GANLoss(nn.Module):
         real, fake = real.detach(), fake.detach()
         if real.shape == fake.shape:
             # One pass over both halves: GroupNorm is per sample, so this equals two separate passes.
-            real_logits, fake_logits = self.discriminator(torch.cat([real, fake])).chunk(2)
+            both = None if cutoff is None else torch.cat([cutoff, cutoff])
+            real_logits, fake_logits = self._judge(torch.cat([real, fake]), both).chunk(2)
         else:
-            real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+            real_logits, fake_logits = self._judge(real, cutoff), self._judge(fake, cutoff)
         out = {'loss_disc': self.disc_factor * hinge_d_loss(real_logits, fake_logits)}
         if self.lecam is not None:
             out['loss_lecam'] = self.lecam_weight * self.lecam(real_logits, fake_logits)

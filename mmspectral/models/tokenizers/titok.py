@@ -154,7 +154,7 @@ class TiTokTokenizer(nn.Module):
         # TiTok's initialisation: truncated normal weights (std 0.02), zero biases, unit LayerNorms.
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             std = module.weight[0].numel() ** -0.5 if self.init_std == 'fan_in' else float(self.init_std)
-            nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            nn.init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
