@@ -3,6 +3,7 @@
     python tools/sample.py GENERATOR_CONFIG CHECKPOINT --out samples/NAME [--per-class 50] [--batch-size 32]
         [--cfg 1.5] [--cfg-schedule linear] [--top-k 900] [--top-p 0.96] [--temperature 1.0] [--seed 0]
         [--num-tokens N]     # truncated generation: only the first N tokens
+        [--super-resolve bicubic|stride|patch]   # Table 3: each sample at twice the size
     torchrun --nproc_per_node 8 tools/sample.py ... --launcher pytorch
 
 Writes ``<out>/images/<index>_<class>.png`` for ``per_class`` samples of every class (50 x 1000 = 50,000 for
@@ -10,6 +11,11 @@ ImageNet, the protocol of docs/evaluation.md) and, when all are there, ``<out>/s
 ``arr_0`` (uint8, M x H x W x 3, in index order) and ``labels``. Batch b uses seed ``seed + b`` whichever rank
 runs it, so the images do not depend on the number of processes; batches whose PNGs all exist are skipped, so an
 interrupted run continues where it stopped. Sampling settings default to the config's ``model.sampling``.
+
+``--super-resolve`` writes every sample at twice its size instead (Table 3): the sample is drawn as usual, rounded
+to 8 bits as its PNG would be, then up-sampled by bicubic interpolation (the baseline) or by spectral completion
+of its four strided ('stride') or quadrant ('patch') sub-images (``GeneratorModel.super_resolve``), with the
+batch's random stream continued. The three modes start from the same samples.
 """
 import argparse
 import os
@@ -43,6 +49,9 @@ def parse_args():
     add_sampling_args(parser)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-npz', action='store_true', help='only the PNG files')
+    parser.add_argument('--super-resolve', choices=['bicubic', 'stride', 'patch'], default=None,
+                        help='write each sample at twice its size (Table 3): bicubic up-sampling (the baseline) or '
+                             'spectral completion of strided / quadrant sub-images')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
@@ -56,6 +65,9 @@ def main():
     rank, world, device = setup_worker(args.launcher, args.device)
     model = init_generator(args.config, args.checkpoint, device, args.cfg_options)
     options = sampling_options(args)
+    if args.super_resolve and 'num_tokens' in options:
+        raise SystemExit('--super-resolve up-samples full samples (Table 3); drop --num-tokens, or sample the '
+                         'truncated generations without --super-resolve.')
     num_classes = args.num_classes or model.gen.num_classes
     labels = balanced_labels(num_classes, args.per_class)
     os.makedirs(osp.join(args.out, 'images'), exist_ok=True)
@@ -70,8 +82,12 @@ def main():
     for b in todo:
         idx = batches[b]
         gen = torch.Generator().manual_seed(args.seed + b)
-        out = model.sample(torch.as_tensor(labels[idx], device=device), generator=gen, **options)
-        images = (out['images'] * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, 3)
+        batch_labels = torch.as_tensor(labels[idx], device=device)
+        images = model.sample(batch_labels, generator=gen, **options)['images']
+        if args.super_resolve:
+            images = model.super_resolve((images * 255).round() / 255, batch_labels, mode=args.super_resolve,
+                                         generator=gen, **options)
+        images = (images * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, 3)
         for i, img in zip(idx, images):
             path = image_path(args.out, i, labels[i])
             tmp = path[:-4] + '.tmp.png'  # write, then rename: a killed run leaves no half-written PNG

@@ -114,6 +114,16 @@ def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_
     assert np.array_equal(np.load(tmp_path / 's2' / 'samples_6x64x64x3.npz')['arr_0'], npz['arr_0'])
     log = run(sample + ['--out', str(tmp_path / 's1')], subprocess_env, repo_root)
     assert '2 batches of this rank already done' in log
+    # Table 3's super-resolution rows: the same samples at twice the size, as an ADM npz.
+    from mmspectral.spectral import upsample
+    run(sample + ['--out', str(tmp_path / 'sr_bicubic'), '--super-resolve', 'bicubic'], subprocess_env, repo_root)
+    big = np.load(tmp_path / 'sr_bicubic' / 'samples_6x128x128x3.npz')['arr_0']
+    expected = upsample(torch.from_numpy(npz['arr_0']).permute(0, 3, 1, 2).float() / 255, 128)
+    expected = (expected * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    assert np.abs(big.astype(int) - expected).max() <= 1
+    run(sample + ['--out', str(tmp_path / 'sr_stride'), '--super-resolve', 'stride'], subprocess_env, repo_root)
+    stride = np.load(tmp_path / 'sr_stride' / 'samples_6x128x128x3.npz')
+    assert stride['arr_0'].shape == (6, 128, 128, 3) and stride['labels'].tolist() == [0, 0, 1, 1, 2, 2]
 
 
 def test_generator_model_checks_the_tokenizer(tokenizer_checkpoint):
@@ -150,9 +160,23 @@ def test_applications(tokenizer_checkpoint):
     images = torch.rand(2, 3, 64, 64)
     var = model.variations(images, labels, keep=5, num=3, seed=2)
     assert var.shape == (2, 3, 3, 64, 64)
+    # Super-resolution as the paper builds it: the sub-images of the 64 px image, up-sampled to 64 px, keep the
+    # tokens of the band they hold (w_k <= 32), the generator completes them, and the results are reassembled.
+    from mmspectral.spectral import split_subimages, upsample
+    keep = model.super_resolution_prefix()
+    assert keep == sum(w <= 32 for w in model.tokenizer.freq_schedule.omegas) and 1 <= keep < 16
+    seen, generate = [], model.gen.generate
+    model.gen.generate = lambda *a, **kw: seen.append((kw['prefix'], generate(*a, **kw))) or seen[-1][1]
     for mode in ('stride', 'patch'):
-        big = model.super_resolve(images, labels, mode=mode, seed=3)
+        big = model.super_resolve(images, labels, mode=mode, generator=torch.Generator().manual_seed(3))
         assert big.shape == (2, 3, 128, 128) and 0 <= big.min() and big.max() <= 1
+        prefix, tokens = seen[-1]
+        subs = split_subimages(images, mode)  # (2, 4, 3, 64, 64)
+        assert torch.equal(prefix, model.encode(subs.flatten(0, 1), keep))
+        assert torch.equal(tokens[:, :keep], prefix) and tokens.shape == (8, 16)
+        torch.testing.assert_close(split_subimages(big, mode, size=64), model.decode(tokens).view(2, 4, 3, 64, 64))
+    model.gen.generate = generate
+    torch.testing.assert_close(model.super_resolve(images, labels, mode='bicubic'), upsample(images, 128))
     with pytest.raises(ValueError, match='stride'):
         model.super_resolve(images, labels, mode='tiles')
 

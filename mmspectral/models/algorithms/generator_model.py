@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel, is_model_wrapper
 
 from mmspectral.registry import GENERATORS, MODELS
+from mmspectral.spectral import SUBIMAGE_MODES, reassemble_subimages, split_subimages, upsample
 from mmspectral.utils import build_component
 from ..tokenizers.loading import load_tokenizer
 from ..utils import keep_out_of_checkpoints
@@ -165,34 +166,35 @@ class GeneratorModel(BaseModel):
     @torch.no_grad()
     def super_resolve(self, images: torch.Tensor, labels: torch.Tensor, mode: str = 'stride',
                       keep_cutoff: Optional[int] = None, **kwargs) -> torch.Tensor:
-        """Twice the resolution by spectral completion (paper section 4.4).
+        """Twice the resolution, as the paper's section 4.4 builds it (and its bicubic baseline).
 
-        The image is upsampled 2x (bicubic) and cut into four sub-images of the original size, either strided
-        (pixels (i::2, j::2), 'stride') or as quadrants ('patch'). Each sub-image keeps the tokens whose
-        frequencies the upsampled image really has, those with ``w_k <= keep_cutoff`` (default: half the image
-        size, the band a 2x upsampling leaves filled), and the generator completes the rest for the class. The
-        four results are put back together. images in [0, 1] (B, 3, S, S) -> (B, 3, 2S, 2S).
+        ``'stride'`` / ``'patch'``: the S x S image is cut into four (S / 2) x (S / 2) sub-images (pixels
+        ``(i::2, j::2)``, or the quadrants), each is up-sampled to S x S (bicubic), so it holds the DCT band below
+        S / 2; it keeps the tokens whose cut-off ``w_k`` is at most ``keep_cutoff`` (default S / 2, that band)
+        and the generator completes the rest for the class; the four results are interleaved (stride) or tiled
+        (patch) into 2S x 2S (``mmspectral.spectral.subimages``). ``'bicubic'``: the plain bicubic up-sampling,
+        Table 3's baseline. images in [0, 1] (B, 3, S, S) -> (B, 3, 2S, 2S). ``kwargs`` go to ``generate``
+        (e.g. ``generator``).
         """
-        if mode not in ('stride', 'patch'):
-            raise ValueError(f"super_resolve mode must be 'stride' or 'patch', got {mode!r}.")
+        if mode not in ('bicubic',) + SUBIMAGE_MODES:
+            raise ValueError(f"super_resolve mode must be 'bicubic', 'stride' or 'patch', got {mode!r}.")
         b, _, s, _ = images.shape
-        up = F.interpolate(images, scale_factor=2, mode='bicubic', align_corners=False).clamp(0, 1)
-        if mode == 'stride':
-            subs = [up[..., i::2, j::2] for i in (0, 1) for j in (0, 1)]
-        else:
-            subs = [up[..., i * s:(i + 1) * s, j * s:(j + 1) * s] for i in (0, 1) for j in (0, 1)]
-        subs = torch.stack(subs, 1).flatten(0, 1)  # (B * 4, 3, S, S)
-        schedule = self.tokenizer.freq_schedule
-        cutoff = s // 2 if keep_cutoff is None else keep_cutoff
-        keep = sum(w <= cutoff for w in schedule.omegas) if schedule is not None else self.gen.num_tokens // 2
-        keep = max(1, min(keep, self.gen.num_tokens))
+        if mode == 'bicubic':
+            return upsample(images, 2 * s)
+        subs = split_subimages(images, mode).flatten(0, 1)  # (B * 4, 3, S, S), each holding the band below S / 2
+        keep = self.super_resolution_prefix(keep_cutoff)
         prefix = self.encode(subs, keep)
-        tokens = self.gen.generate(labels.repeat_interleave(4), prefix=prefix, **{**self.sampling, **kwargs})
+        options = {k: v for k, v in {**self.sampling, **kwargs}.items() if k != 'num_tokens'}
+        tokens = self.gen.generate(labels.repeat_interleave(4), prefix=prefix, **options)
         done = self.decode(tokens).view(b, 4, 3, s, s)
-        out = torch.empty(b, 3, 2 * s, 2 * s, device=images.device)
-        for n, (i, j) in enumerate((i, j) for i in (0, 1) for j in (0, 1)):
-            if mode == 'stride':
-                out[..., i::2, j::2] = done[:, n]
-            else:
-                out[..., i * s:(i + 1) * s, j * s:(j + 1) * s] = done[:, n]
-        return out
+        return reassemble_subimages(done, mode)
+
+    def super_resolution_prefix(self, band: Optional[int] = None) -> int:
+        """How many leading tokens hold real content in an image that has only the DCT band below ``band``
+        (default S / 2: a sub-image of S / 2 pixels up-sampled to S): those whose cut-off ``w_k <= band``. TiTok
+        tokens have no band; there the same share of the N tokens is kept."""
+        schedule = self.tokenizer.freq_schedule
+        n, size = self.gen.num_tokens, self.tokenizer.image_size
+        band = size // 2 if band is None else int(band)
+        keep = sum(w <= band for w in schedule.omegas) if schedule is not None else round(n * band / size)
+        return max(1, min(keep, n))
