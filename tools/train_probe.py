@@ -2,6 +2,7 @@
 
     python tools/train_probe.py [--out work_dirs/shapes_probe_64px.pth] [--image-size 64] [--steps 250]
     python tools/train_probe.py --out PROBE.pth --samples samples/NAME/samples_200x64x64x3.npz [--num-real 1000]
+        [--resize]   # samples of another size (super-resolved ones) resized to the probe's, as FID resizes to 299
 
 The embedded dataset has no Inception network that knows it, so mmspectral trains a small CNN on freshly drawn
 real images (about a minute on a CPU) and uses it twice: its class accuracy on samples says whether the generator
@@ -28,6 +29,18 @@ from mmspectral.evaluation.sample_quality import probe_quality  # noqa: E402
 from mmspectral.utils import write_json  # noqa: E402
 
 
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> (N, size, size, 3), bilinear with half-pixel centres (the FID Inception's resize)."""
+    import torch
+    import torch.nn.functional as F
+    out = []
+    for start in range(0, len(images), 256):
+        x = torch.from_numpy(images[start:start + 256]).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False)
+        out.append(x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train the EmbeddedShapes probe; judge samples with it.')
     parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth', help='probe file (reused if present)')
@@ -40,6 +53,9 @@ def parse_args(argv=None):
     parser.add_argument('--num-real', type=int, default=None, help='real images to compare with (default: as many '
                                                                    'as samples)')
     parser.add_argument('--json', default=None, help='write the figures here (default: next to --samples)')
+    parser.add_argument('--resize', action='store_true',
+                        help="resize samples of another size to the probe's (bilinear, as the FID Inception "
+                             'network resizes to 299 px), e.g. super-resolved samples')
     return parser.parse_args(argv)
 
 
@@ -64,11 +80,14 @@ def main(argv=None):
                          f'{sorted(arrays)}.')
     with np.load(args.samples) as data:
         images, labels = data['arr_0'], data['labels']
+    if images.shape[1] != size and args.resize:
+        images = resize_uint8(images, size)
     if images.shape[1] != size:
         raise SystemExit(f'The samples are {images.shape[1]} px but the probe {args.out} is for {size} px; train '
-                         f'one for them: --image-size {images.shape[1]} --out <another file>.')
+                         f'one for them: --image-size {images.shape[1]} --out <another file>, or judge them resized: --resize.')
     result = probe_quality(images, labels, args.out, num_real=args.num_real, class_set=class_set)
-    result.update(samples=args.samples, num_samples=int(len(images)), probe=args.out)
+    result.update(samples=args.samples, num_samples=int(len(images)), probe=args.out,
+                  resized_from=int(arrays['arr_0'][0][1]) if arrays['arr_0'][0][1] != size else None)
     print(json.dumps(result, indent=1))
     out = args.json or osp.splitext(args.samples)[0] + '_probe.json'
     write_json(out, result)

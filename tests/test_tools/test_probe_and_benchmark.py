@@ -54,6 +54,12 @@ def test_probe_tells_real_samples_from_wrong_classes_and_noise(probe, tmp_path, 
     big, big_labels = render_batch(range(10), 48, seed=11)
     with pytest.raises(SystemExit, match='--image-size 48'):
         tool.main(['--out', probe, '--samples', _write_npz(tmp_path / 'big.npz', big, big_labels)])
+    # Super-resolved samples (twice the size) are judged resized to the probe's input, as FID resizes to 299.
+    double, double_labels = render_batch(range(100), 64, seed=11)
+    resized = tool.main(['--out', probe, '--resize', '--samples',
+                         _write_npz(tmp_path / 'double.npz', double, double_labels)])
+    assert resized['resized_from'] == 64 and resized['class_accuracy'] > 0.7
+    assert resized['probe_fd'] < 0.2 * noise['probe_fd']
     with pytest.raises(ValueError, match="'fine' EmbeddedShapes classes, not the 'coarse' ones"):
         tool.main(['--out', probe, '--class-set', 'coarse'])  # an existing probe of the other class set
 
