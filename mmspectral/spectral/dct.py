@@ -12,6 +12,8 @@ from typing import Tuple, Union
 
 import torch
 
+from mmspectral.utils.checks import check_range
+
 __all__ = ['dct_matrix', 'dct2', 'idct2', 'lowpass', 'lowpass_projector', 'axis_cutoffs']
 
 
@@ -78,8 +80,7 @@ def axis_cutoffs(omega: Union[int, torch.Tensor], height: int, width: int,
     omega_t = torch.as_tensor(omega)
     if omega_t.is_floating_point():
         raise TypeError(f'omega must hold integers (a number of kept frequencies), got {omega_t.dtype}.')
-    if (omega_t < 0).any():
-        raise ValueError(f'omega must be >= 0, got {omega_t.min().item()}.')
+    check_range(omega_t, 0, float('inf'), 'omega must be >= 0')
     omega_t = omega_t.long()
 
     def _scale(length: int) -> torch.Tensor:

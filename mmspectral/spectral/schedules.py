@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from mmspectral.registry import FREQ_SCHEDULES
+from mmspectral.utils.checks import check_range
 
 __all__ = ['BaseFreqSchedule', 'UniformFreqSchedule', 'NonUniformFreqSchedule', 'PiecewiseLinearFreqSchedule']
 
@@ -90,9 +91,7 @@ class BaseFreqSchedule(ABC):
     def omega(self, k: Union[int, torch.Tensor]) -> Union[int, torch.Tensor]:
         """The cut-off of prefix length ``k`` (1 <= k <= N); ``k`` may be a tensor of prefix lengths."""
         if isinstance(k, torch.Tensor):
-            if k.numel() and (k.min() < 1 or k.max() > self.num_tokens):
-                raise ValueError(f'Prefix lengths must lie in [1, {self.num_tokens}], got [{k.min().item()}, '
-                                 f'{k.max().item()}].')
+            check_range(k, 1, self.num_tokens, f'Prefix lengths must lie in [1, {self.num_tokens}]')
             return self.omegas_tensor(k.device)[k.long() - 1]
         if not 1 <= k <= self.num_tokens:
             raise ValueError(f'Prefix length must lie in [1, {self.num_tokens}], got {k}.')

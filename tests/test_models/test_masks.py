@@ -160,3 +160,16 @@ def test_masks_build_from_config_and_switch_by_type():
         assert isinstance(built, ATTN_MASKS.get(name))
     assert build_attn_mask(dict(type='BidirectionalMask')).context_sees_latents
     assert not build_attn_mask(dict(type='SpectralCausalMask')).context_sees_latents
+
+
+@pytest.mark.filterwarnings('ignore::UserWarning')
+@pytest.mark.parametrize('mask_cls', [BidirectionalMask, SpectralCausalMask, BlockCausalMask])
+@pytest.mark.parametrize('layout', ['encoder', 'decoder', 'sequence'])
+def test_flex_block_mask_computes_what_the_dense_mask_does(mask_cls, layout):
+    """flex_attention with the builder's BlockMask equals SDPA with its dense boolean mask (eager on the CPU)."""
+    from torch.nn.attention.flex_attention import flex_attention
+    builder = mask_cls(block_size=2)
+    dense = builder(N, P, layout=layout)
+    q, k, v = torch.randn(3, 2, 4, P + N, 16, generator=torch.Generator().manual_seed(3)).unbind(0)
+    out = flex_attention(q, k, v, block_mask=builder.flex_block_mask(N, P, layout=layout))
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=dense), atol=1e-5, rtol=1e-5)

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from mmspectral.registry import ATTN_MASKS, GENERATORS
 from mmspectral.utils import build_component
+from mmspectral.utils.checks import check_range
 from ..layers import AdaLNBlock, StaticKVCache
 from ..layers.packed_linear import packed_linears
 from ..masks import BaseAttnMask, SpectralCausalMask
@@ -135,9 +136,8 @@ class SpectralARGenerator(nn.Module):
     # ------------------------------------------------------------------ training
     def condition(self, labels: torch.Tensor, drop: bool = False) -> torch.Tensor:
         """Class embeddings (B, C); with ``drop``, a ``cond_drop_rate`` share of labels becomes the null class."""
-        if labels.numel() and (labels.min() < 0 or labels.max() > self.num_classes):
-            raise ValueError(f'Class labels must lie in [0, {self.num_classes}] ({self.num_classes} = null), got '
-                             f'[{labels.min().item()}, {labels.max().item()}].')
+        check_range(labels, 0, self.num_classes,
+                    f'Class labels must lie in [0, {self.num_classes}] ({self.num_classes} = null)')
         if drop and self.cond_drop_rate > 0:
             dropped = torch.rand(labels.shape, device=labels.device) < self.cond_drop_rate
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)

@@ -19,6 +19,12 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 
 from mmspectral.registry import ATTN_MASKS
+from mmspectral.utils.checks import check_range
+
+try:  # torch >= 2.5
+    from torch.nn.attention.flex_attention import create_block_mask
+except ImportError:  # pragma: no cover
+    create_block_mask = None
 
 __all__ = ['BaseAttnMask', 'BidirectionalMask', 'SpectralCausalMask', 'BlockCausalMask']
 
@@ -89,6 +95,20 @@ class BaseAttnMask(ABC):
             return None if full else mask
         return self(num_latents, num_context, layout, prefix_lengths, device)
 
+    def flex_block_mask(self, num_latents: int, num_context: int = 0, layout: str = 'encoder',
+                        device: Union[str, torch.device, None] = None):
+        """The base mask as a ``torch.nn.attention.flex_attention`` BlockMask (all latents present), for
+        ``flex_attention(q, k, v, block_mask=...)``: fully masked blocks are skipped instead of computed."""
+        if create_block_mask is None:
+            raise RuntimeError(f'flex_attention needs torch >= 2.5; this is torch {torch.__version__}.')
+        mask = self.base_mask(num_latents, num_context, layout, device)
+        length = mask.shape[0]
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            return mask[q_idx, kv_idx]
+
+        return create_block_mask(mask_mod, None, None, length, length, device=mask.device)
+
     def __call__(self, num_latents: int, num_context: int = 0, layout: str = 'encoder',
                  prefix_lengths: Optional[torch.Tensor] = None,
                  device: Union[str, torch.device, None] = None) -> torch.Tensor:
@@ -112,9 +132,7 @@ class BaseAttnMask(ABC):
         k = torch.as_tensor(prefix_lengths, device=mask.device).long()
         if k.dim() != 1:
             raise ValueError(f'prefix_lengths must have shape (B,), got {tuple(k.shape)}.')
-        if k.numel() and (k.min() < 0 or k.max() > num_latents):
-            raise ValueError(f'prefix_lengths must lie in [0, {num_latents}], got [{k.min().item()}, '
-                             f'{k.max().item()}].')
+        check_range(k, 0, num_latents, f'prefix_lengths must lie in [0, {num_latents}]')
         pos = torch.arange(num_context + num_latents, device=mask.device)
         present = pos[None, :] < (num_context + k)[:, None]  # (B, L)
         out = mask[None] & present[:, None, :]  # (B, L, L): nobody attends to absent latents

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmspectral.registry import QUANTIZERS
+from mmspectral.utils.checks import check_range
 
 
 @QUANTIZERS.register_module()
@@ -57,9 +58,7 @@ class VectorQuantizer(nn.Module):
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes of ``indices`` (B, N) -> (B, N, D)."""
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
-            raise ValueError(f'Token ids must lie in [0, {self.codebook_size}), got [{indices.min().item()}, '
-                             f'{indices.max().item()}].')
+        check_range(indices, 0, self.codebook_size - 1, f'Token ids must lie in [0, {self.codebook_size})')
         return F.embedding(indices, self.codebook())
 
     def forward(self, z: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:

@@ -207,13 +207,16 @@ class TiTokTokenizer(nn.Module):
             ``prefix_lengths`` (B,) and, with ``decode_images``, ``images``.
         """
         b = images.shape[0]
+        one_k = None  # one k for the whole batch: decode a shorter sequence instead of masked slots
         if prefix_lengths is None:
+            one_k = self.num_tokens
             prefix_lengths = torch.full((b,), self.num_tokens, dtype=torch.long, device=images.device)
+        elif prefix_lengths.device.type == 'cpu' and bool((prefix_lengths == prefix_lengths[0]).all()):
+            one_k = int(prefix_lengths[0])  # (on a GPU this test would cost a synchronisation every step)
         with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
             quantized, info = self.quantize(self.encode_continuous(images))
-        if bool((prefix_lengths == prefix_lengths[0]).all()):
-            # One k for the batch: a shorter sequence instead of masked slots.
-            output = self.decode(quantized[:, :int(prefix_lengths[0])])
+        if one_k is not None:
+            output = self.decode(quantized[:, :one_k])
         else:
             output = self.decode(quantized, prefix_lengths)
         result = dict(output=output, prefix_lengths=prefix_lengths, **info)
