@@ -101,7 +101,10 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def usage(self, indices: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Codebook statistics of a batch of ids: share of codes used, and perplexity of the code histogram."""
-        counts = torch.bincount(indices.reshape(-1), minlength=self.codebook_size).float()
+        flat = indices.reshape(-1)
+        # scatter_add, not bincount: on a GPU bincount reads the largest id back to the host (a sync per step).
+        counts = torch.zeros(self.codebook_size, device=flat.device).scatter_add_(0, flat, torch.ones(
+            flat.shape, device=flat.device))
         probs = counts / counts.sum().clamp(min=1)
         entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
         return dict(codebook_usage=(counts > 0).float().mean(), codebook_perplexity=entropy.exp())

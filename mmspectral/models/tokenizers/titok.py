@@ -61,7 +61,7 @@ class PrefixSampler:
         if self.full_fraction > 0:
             full = torch.rand(count, generator=generator) < self.full_fraction
             k = torch.where(full, torch.full_like(k, self.num_tokens), k)
-        return k.expand(batch_size).to(device)
+        return k.expand(batch_size).to(device, non_blocking=True)  # no stream sync for the copy to a GPU
 
 
 @TOKENIZERS.register_module()
