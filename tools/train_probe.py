@@ -84,7 +84,8 @@ def main(argv=None):
         images = resize_uint8(images, size)
     if images.shape[1] != size:
         raise SystemExit(f'The samples are {images.shape[1]} px but the probe {args.out} is for {size} px; train '
-                         f'one for them: --image-size {images.shape[1]} --out <another file>, or judge them resized: --resize.')
+                         f'one for them: --image-size {images.shape[1]} --out <another file>, or judge them resized: '
+                         '--resize.')
     result = probe_quality(images, labels, args.out, num_real=args.num_real, class_set=class_set)
     result.update(samples=args.samples, num_samples=int(len(images)), probe=args.out,
                   resized_from=int(arrays['arr_0'][0][1]) if arrays['arr_0'][0][1] != size else None)

@@ -128,7 +128,8 @@ def lowpass(x: torch.Tensor, omega: Union[int, torch.Tensor], size: Union[int, N
                          f'B = {omega_t.shape[0]}, got {tuple(x.shape)}.')
     keep_h, keep_w = axis_cutoffs(omega_t, h, w, size)
     p_h = lowpass_projector(h, keep_h, dtype, x.device)  # (H, H) or (B, H, H)
-    p_w = p_h if (h == w and torch.equal(keep_h, keep_w)) else lowpass_projector(w, keep_w, dtype, x.device)
+    # A square image keeps the same count on both axes (axis_cutoffs computes both alike): one projector.
+    p_w = p_h if h == w else lowpass_projector(w, keep_w, dtype, x.device)
     if omega_t.dim() == 1:
         # Broadcast each sample's projector over its remaining (channel) dims.
         extra = x.dim() - 3

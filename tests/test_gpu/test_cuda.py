@@ -30,7 +30,8 @@ SCHEDULE = dict(freq_schedule=dict(type='NonUniformFreqSchedule'), prefix_sampli
 TOKENIZERS = {
     'titok-tiny': dict(type='TiTokTokenizer', **TINY_TOKENIZER),
     'nested-tiny': dict(type='NestedSpectralTokenizer', **TINY_TOKENIZER, init_std='fan_in',
-                        freq_schedule=dict(type='UniformFreqSchedule'), prefix_sampling=dict(distribution='uniform')),
+                        freq_schedule=dict(type='UniformFreqSchedule'),
+                        prefix_sampling=dict(distribution='uniform')),
     'titok-b64': dict(type='TiTokTokenizer', **B64_TOKENIZER),
     'nested-b64': dict(type='NestedSpectralTokenizer', **B64_TOKENIZER, **SCHEDULE),
 }

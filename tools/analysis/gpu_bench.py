@@ -59,7 +59,8 @@ def tokenizer_training(kind: str, batch: int = 32):
     torch.manual_seed(0)
     tokenizer = dict(type=kind, **B64)
     if kind == 'NestedSpectralTokenizer':
-        tokenizer.update(freq_schedule=dict(type='NonUniformFreqSchedule'), prefix_sampling=dict(distribution='uniform'))
+        tokenizer.update(freq_schedule=dict(type='NonUniformFreqSchedule'),
+                         prefix_sampling=dict(distribution='uniform'))
     model = TokenizerModel(tokenizer=tokenizer).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     images = torch.rand(batch, 3, 256, 256, device='cuda')

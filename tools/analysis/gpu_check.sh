@@ -81,13 +81,13 @@ if [ "$MODE" = "--dry-run" ]; then
     echo "[gpu_check] dry run: the gpu tests are collected (they skip without CUDA), the table is printed skipped"
 fi
 echo "[gpu_check] gpu tests"
-MMSPECTRAL_GPU_REPORT="$REPORT" timeout 330 "$PY" -m pytest tests -m gpu -q -rs -p no:cacheprovider \
+MMSPECTRAL_GPU_REPORT="$REPORT" timeout 300 "$PY" -m pytest tests -m gpu -q -rs -p no:cacheprovider \
     > "$OUT_DIR/gpu_tests.log" 2>&1
 TESTS_STATUS=$?
 tail -n 40 "$OUT_DIR/gpu_tests.log"
 echo "[gpu_check] gpu tests exit status $TESTS_STATUS after $(( $(date +%s) - START )) s"
 echo "[gpu_check] throughput"
-timeout 180 "$PY" tools/analysis/gpu_bench.py --report "$REPORT" --out "$OUT_DIR/gpu_table.md" "${DRY[@]}"
+timeout 150 "$PY" tools/analysis/gpu_bench.py --report "$REPORT" --out "$OUT_DIR/gpu_table.md" "${DRY[@]}"
 BENCH_STATUS=$?
 echo "[gpu_check] done in $(( $(date +%s) - START )) s (tests: $TESTS_STATUS, table: $BENCH_STATUS); files in $OUT_DIR"
 [ "$TESTS_STATUS" -eq 0 ] || [ "$TESTS_STATUS" -eq 5 ] || exit "$TESTS_STATUS"
