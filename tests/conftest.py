@@ -19,7 +19,7 @@ if DATA_DIR not in sys.path:
 
 @pytest.fixture(scope='session', autouse=True)
 def _register_modules():
-    from mmspectral.utils import register_all_modules
+    from mmspectral.apis import register_all_modules
     register_all_modules(init_default_scope=True)
 
 

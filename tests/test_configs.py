@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmspectral.registry import MODELS
-from mmspectral.utils import load_config
+from mmspectral.apis import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)

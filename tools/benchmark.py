@@ -35,7 +35,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
 
-from mmspectral.utils import atomic_write, write_json  # noqa: E402
+from mmspectral.fileio import atomic_write, write_json  # noqa: E402
 
 COLUMNS = (
     ('model', 'model', '{}'),
@@ -91,9 +91,8 @@ def parse_args(argv=None):
 
 def _build(config: str, checkpoint: str, device: torch.device, cfg_options):
     """The GeneratorModel of ``config``: trained weights from ``checkpoint``, or random ones (``-``)."""
-    from mmspectral.apis import init_generator
+    from mmspectral.apis import init_generator, load_config, register_all_modules
     from mmspectral.registry import MODELS
-    from mmspectral.utils import load_config, register_all_modules
     register_all_modules()
     if checkpoint != '-':
         return load_config(config, cfg_options), init_generator(config, checkpoint, device, cfg_options)

@@ -25,7 +25,8 @@ from mmengine.config import DictAction
 
 from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,
                                               features_from_npz, save_feature_set)
-from mmspectral.utils import register_all_modules, write_json
+from mmspectral.apis import register_all_modules
+from mmspectral.fileio import write_json
 
 
 def parse_args(argv=None):

@@ -39,7 +39,8 @@ from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.utils import load_config, register_all_modules, write_json  # noqa: E402
+from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.fileio import write_json  # noqa: E402
 
 
 class _Tolerant(torch.utils.data.Dataset):

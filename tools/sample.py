@@ -28,10 +28,9 @@ import torch.distributed as dist
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from mmspectral.apis import add_sampling_args, init_generator, sampling_options
+from mmspectral.apis import add_sampling_args, init_generator, register_all_modules, sampling_options
 from mmspectral.engine import setup_worker, shutdown_distributed
 from mmspectral.evaluation.metrics.generation import balanced_labels
-from mmspectral.utils import register_all_modules
 
 
 def image_path(out: str, index: int, label: int) -> str:

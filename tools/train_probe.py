@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from mmspectral.evaluation.generative.npz_io import check_images, npz_arrays  # noqa: E402
 from mmspectral.evaluation.sample_quality import probe_quality  # noqa: E402
-from mmspectral.utils import write_json  # noqa: E402
+from mmspectral.fileio import write_json  # noqa: E402
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mmspectral.datasets import EMBEDDED_CLASSES, render_shape
+from mmspectral.datasets.transforms import LoadImage, ResizeShorter
 from mmspectral.spectral import lowpass
 
 __all__ = ['load_images', 'raster_tokens', 'scale_tokens', 'spectral_tokens', 'split_indices', 'heldout_r2',
@@ -38,10 +40,8 @@ def load_images(num_images: int, image_size: int, seed: int = 2, image_dir: Opti
     if num_images < 1:
         raise ValueError(f'num_images must be >= 1, got {num_images}.')
     if image_dir is None:
-        from mmspectral.datasets import EMBEDDED_CLASSES, render_shape
         imgs = [render_shape(seed, i, i % len(EMBEDDED_CLASSES), image_size, class_set) for i in range(num_images)]
     else:
-        from mmspectral.datasets.transforms import LoadImage, ResizeShorter
         paths = sorted(osp.join(root, name) for root, _, names in os.walk(image_dir) for name in names
                        if name.lower().endswith(IMG_EXTENSIONS))
         if len(paths) < num_images:

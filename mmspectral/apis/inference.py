@@ -7,9 +7,10 @@ import torch
 from mmengine.runner import load_checkpoint
 
 from mmspectral.datasets.token_dataset import META_FILE
-from mmspectral.engine import trusted_checkpoints
+from mmspectral.fileio import trusted_checkpoints
 from mmspectral.registry import MODELS
-from mmspectral.utils import load_config, register_all_modules
+from .config import load_config
+from .setup_env import register_all_modules
 
 __all__ = ['init_generator', 'add_sampling_args', 'sampling_options']
 

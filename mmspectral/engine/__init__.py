@@ -1,16 +1,17 @@
 from .checkpoint import (CheckpointLoadError, atomic_write_path, checkpoint_defect, load_torch_file,
                          trusted_checkpoints)
-from .dist import default_backend, init_distributed, setup_worker, shutdown_distributed
-from .flexible import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_wrap_policy, set_tf32
+from .dist import default_backend, init_distributed, set_tf32, setup_worker, shutdown_distributed
+from .flexible import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_wrap_policy
 from .hooks import CheckpointHook, NonFiniteLossError, NonFiniteLossHook, SpectralReconstructionHook
 from .loops import GenerationTestLoop, GenerationValLoop, generate_for_metrics
 from .optim_constructor import MultiOptimWrapperConstructor
 from .optim_wrapper import AutocastOptimWrapper
 from .preflight import ConfigCheckError, check_checkpoint_fits, check_config, check_runner_checkpoint
-from .runner import SpectralRunner, capture_rng_state, find_latest_checkpoint, restore_rng_state
+from .resume import ExactResumeMixin, capture_rng_state, find_latest_checkpoint, restore_rng_state
+from .runner import SpectralRunner
 
 __all__ = [
-    'SpectralRunner', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy', 'adaln_block_wrap_policy', 'set_tf32',
+    'SpectralRunner', 'ExactResumeMixin', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy', 'adaln_block_wrap_policy', 'set_tf32',
     'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state', 'init_distributed', 'default_backend',
     'shutdown_distributed', 'setup_worker', 'AutocastOptimWrapper', 'MultiOptimWrapperConstructor',
     'trusted_checkpoints', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',

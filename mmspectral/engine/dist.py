@@ -12,7 +12,7 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.logging import print_log
 
-__all__ = ['init_distributed', 'default_backend', 'shutdown_distributed', 'setup_worker']
+__all__ = ['init_distributed', 'default_backend', 'shutdown_distributed', 'setup_worker', 'set_tf32']
 
 
 def default_backend() -> str:
@@ -95,3 +95,16 @@ def setup_worker(launcher: str, device: str):
     if dev.type == 'cuda':
         dev = torch.device('cuda', torch.cuda.current_device())
     return rank, world, dev
+
+
+def set_tf32(enabled: bool = True) -> None:
+    """TF32 tensor cores for float32 matmuls and convolutions (Ampere and later GPUs).
+
+    Float32 matmuls then keep a 10-bit mantissa: ~2-8x faster, with relative errors near 1e-3. The generators
+    train under bf16 autocast, so this only affects what runs outside autocast (optimizer-side maths, fp32
+    configs, tokenizer decoding in fp32). No effect on CPUs.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+    if not torch.cuda.is_available():
+        print_log('set_tf32: no GPU here, TF32 has no effect.', logger='current')

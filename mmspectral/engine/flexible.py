@@ -46,7 +46,6 @@ import torch.nn as nn
 from mmengine._strategy import FSDPStrategy, SingleDeviceStrategy
 from mmengine.device import get_device
 from mmengine.dist import barrier, is_main_process
-from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper, OptimWrapperDict, build_optim_wrapper
 from mmengine.registry import DefaultScope
@@ -56,8 +55,9 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path
-from .dist import init_distributed
-from .runner import ExactResumeMixin, RegistryHintsLoopsMixin, frozen_params_summarised
+from .dist import init_distributed, set_tf32
+from .resume import ExactResumeMixin
+from .runner import RegistryHintsLoopsMixin, frozen_params_summarised
 
 __all__ = ['adaln_block_wrap_policy', 'set_tf32', 'SpectralFSDPStrategy', 'SpectralFlexibleRunner']
 
@@ -85,19 +85,6 @@ def adaln_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: 
             _UNITS.update(child for child in module.children() if any(True for _ in child.parameters()))
         return True
     return module in _UNITS
-
-
-def set_tf32(enabled: bool = True) -> None:
-    """TF32 tensor cores for float32 matmuls and convolutions (Ampere and later GPUs).
-
-    Float32 matmuls then keep a 10-bit mantissa: ~2-8x faster, with relative errors near 1e-3. The generators
-    train under bf16 autocast, so this only affects what runs outside autocast (optimizer-side maths, fp32
-    configs, tokenizer decoding in fp32). No effect on CPUs.
-    """
-    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
-    torch.backends.cudnn.allow_tf32 = bool(enabled)
-    if not torch.cuda.is_available():
-        print_log('set_tf32: no GPU here, TF32 has no effect.', logger='current')
 
 
 def _resolve_function(policy: Union[str, dict, Callable, None]) -> Optional[Callable]:

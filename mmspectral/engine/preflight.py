@@ -33,8 +33,11 @@ from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHED
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
                                  PARAM_SCHEDULERS, QUANTIZERS, TOKENIZERS, TRANSFORMS, VISBACKENDS,
                                  VISUALIZERS, WEIGHT_INITIALIZERS)
+from mmspectral.models.tokenizers.titok import NestedSpectralTokenizer, TiTokTokenizer
+from mmspectral.spectral import build_freq_schedule
 from mmspectral.utils.build import accepted_arguments, unknown_argument_message
 from .checkpoint import CheckpointLoadError, load_torch_file
+from .resume import find_latest_checkpoint
 
 __all__ = ['ConfigCheckError', 'check_config', 'check_runner_checkpoint', 'check_checkpoint_fits']
 
@@ -321,7 +324,6 @@ class _Checker:
 
     # ------------------------------------------------------------------ model
     def check_model(self, model: Mapping) -> None:
-        from mmspectral.models.tokenizers.titok import TiTokTokenizer
         tok = None
         for path, context, node in _walk(model, 'model', 'model'):
             cls = _resolve(node['type'], context) if 'type' in node else None
@@ -350,8 +352,6 @@ class _Checker:
                          "image_size or crop_size, or the tokenizer's image_size).")
 
     def check_tokenizer(self, cls: type, node: Mapping, path: str) -> dict:
-        from mmspectral.models.tokenizers.titok import NestedSpectralTokenizer
-        from mmspectral.spectral import build_freq_schedule
         tok = _effective(cls, node)
         size, patch = tok.get('image_size'), tok.get('patch_size')
         if isinstance(size, int) and isinstance(patch, int) and patch > 0 and size % patch:
@@ -471,7 +471,6 @@ def check_runner_checkpoint(runner: Runner) -> None:
 
     A Runner that builds its model only when it starts (FlexibleRunner) is not checked.
     """
-    from .runner import find_latest_checkpoint
     path, resume = getattr(runner, '_load_from', None), getattr(runner, '_resume', False)
     if resume and path is None:
         path = find_latest_checkpoint(runner.work_dir)

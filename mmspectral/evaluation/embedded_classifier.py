@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmspectral.datasets.embedded import CLASSES, class_names, render_shape
+from mmspectral.fileio import atomic_write
 from mmspectral.registry import FEATURE_EXTRACTORS
 from .generative.extractors import BaseFeatureExtractor
 
@@ -138,7 +139,6 @@ def load_or_train_shapes_classifier(path: Optional[str], image_size: int = 64, c
         return model, acc
     model, acc = train_shapes_classifier(image_size, class_set=class_set, **kwargs)
     if path:
-        from mmspectral.utils import atomic_write
         with atomic_write(path, 'wb') as f:
             torch.save(dict(state_dict=model.state_dict(), num_classes=model.head.out_features,
                             image_size=image_size, real_accuracy=acc, class_set=class_set), f)

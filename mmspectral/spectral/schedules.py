@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from mmspectral.registry import FREQ_SCHEDULES
+from mmspectral.utils import build_component
 from mmspectral.utils.checks import check_range
 
 __all__ = ['BaseFreqSchedule', 'UniformFreqSchedule', 'NonUniformFreqSchedule', 'PiecewiseLinearFreqSchedule']
@@ -211,7 +212,6 @@ class NonUniformFreqSchedule(PiecewiseLinearFreqSchedule):
 
 def build_freq_schedule(cfg, num_tokens: Optional[int] = None, image_size: Optional[int] = None):
     """Build a schedule from a config dict (``num_tokens`` / ``image_size`` fill in missing keys) or pass one."""
-    from mmspectral.utils import build_component
     default_args = {k: v for k, v in (('num_tokens', num_tokens), ('image_size', image_size)) if v is not None}
     schedule = build_component(cfg, FREQ_SCHEDULES, default_args=default_args, expected_type=BaseFreqSchedule)
     for key, want in default_args.items():

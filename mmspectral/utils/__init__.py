@@ -1,7 +1,6 @@
+"""Ground-level helpers (building a component from a config or an object, value checks, timing); nothing here
+imports a subpackage above ``registry``."""
 from .build import build_component
-from .config import build_runner, default_work_dir, load_config
-from .io import atomic_write, write_json
-from .setup_env import register_all_modules
+from .checks import check_range
 
-__all__ = ['build_component', 'register_all_modules', 'load_config', 'build_runner', 'default_work_dir', 'atomic_write',
-           'write_json']
+__all__ = ['build_component', 'check_range']

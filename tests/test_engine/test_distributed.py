@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from mmspectral.registry import MODELS
-from mmspectral.utils import build_runner, load_config
+from mmspectral.apis import build_runner, load_config
 from conftest import run_launch
 
 CONFIG = textwrap.dedent("""
@@ -334,7 +334,7 @@ DRIVER = textwrap.dedent("""
     import importlib.util
     import sys
 
-    from mmspectral.utils import build_runner, load_config, register_all_modules
+    from mmspectral.apis import build_runner, load_config, register_all_modules
 
     tmp, root = sys.argv[1:3]
     register_all_modules(init_default_scope=False)

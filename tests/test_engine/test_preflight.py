@@ -14,7 +14,8 @@ import torch.nn as nn
 from mmspectral.engine import CheckpointLoadError, ConfigCheckError, check_checkpoint_fits, check_config
 from mmspectral.engine import check_runner_checkpoint
 from mmspectral.registry import TOKENIZERS
-from mmspectral.utils import build_component, load_config
+from mmspectral.apis import load_config
+from mmspectral.utils import build_component
 from mmspectral.utils.build import UnknownArgumentError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -19,7 +19,7 @@ from mmengine.model import BaseModel
 from mmspectral.engine import (NonFiniteLossError, atomic_write_path, checkpoint_defect,
                                find_latest_checkpoint, load_torch_file)
 from mmspectral.registry import MODELS
-from mmspectral.utils import build_runner, load_config
+from mmspectral.apis import build_runner, load_config
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'tiny_autoencoder_config.py')
 
@@ -165,7 +165,7 @@ def test_auto_resume_skips_a_torn_newest_checkpoint(tmp_path, monkeypatch):
     assert 'written only in part' in checkpoint_defect(newest)
 
     warnings = []
-    monkeypatch.setattr('mmspectral.engine.runner.print_log', lambda msg, **kw: warnings.append(msg))
+    monkeypatch.setattr('mmspectral.engine.resume.print_log', lambda msg, **kw: warnings.append(msg))
     assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_2.pth')
     assert len(warnings) == 1 and newest in warnings[0]
 

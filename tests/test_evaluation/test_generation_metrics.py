@@ -185,7 +185,7 @@ def _gloo_worker(rank, world, port, folder):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.distributed.init_process_group('gloo', rank=rank, world_size=world)
     try:
-        from mmspectral.utils import register_all_modules
+        from mmspectral.apis import register_all_modules
         register_all_modules(init_default_scope=True)
         metric = generation_metric(os.path.join(folder, 'ref.npz'),
                                    collect_dir=os.path.join(folder, 'collect'))
@@ -236,7 +236,7 @@ def write_token_dataset(folder, num=6, num_tokens=4, vocab=16, num_classes=3):
 
 
 def tiny_generator_runner(tmp_path, generation):
-    from mmspectral.utils import build_runner
+    from mmspectral.apis import build_runner
     tokens = write_token_dataset(tmp_path / 'tokens')
     loader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                   sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='default_collate'),

@@ -127,7 +127,7 @@ def test_sequences_reconstruct_the_image(images):
 
 def _tokenizer_checkpoint(config, path):
     from mmspectral.models import TokenizerModel
-    from mmspectral.utils import load_config
+    from mmspectral.apis import load_config
     cfg = load_config(config)
     torch.manual_seed(0)
     model = TokenizerModel(**{k: v for k, v in cfg.model.items() if k != 'type'})
@@ -139,7 +139,7 @@ def test_learned_tokens_of_a_random_tokenizer(tmp_path, repo_root, monkeypatch):
     monkeypatch.chdir(repo_root)
     _, model = _tokenizer_checkpoint(TITOK_CONFIG, tmp_path / 'titok.pth')
     from mmspectral.models.tokenizers.loading import load_tokenizer
-    from mmspectral.utils import load_config
+    from mmspectral.apis import load_config
     tok = load_tokenizer(load_config(TITOK_CONFIG).model.tokenizer, str(tmp_path / 'titok.pth'))
     imgs = load_images(5, 64, seed=2)
     latent = encode_learned_tokens(tok, imgs, (-1, 1), 'latent', batch_size=2)

@@ -87,7 +87,7 @@ def test_benchmark_compares_configs_and_reports_quality(probe, tmp_path, repo_ro
                   "type='BlockCausalMask', block_size=4)))\n")
     # A 'trained' checkpoint: random weights saved as a Runner would (state_dict), at 32 px for the probe.
     from mmspectral.registry import MODELS
-    from mmspectral.utils import load_config
+    from mmspectral.apis import load_config
     options = ['model.tokenizer.image_size=32', 'model.tokenizer.patch_size=8', 'model.tokenizer_checkpoint=None',
                'model.tokenizer.freq_schedule.type=UniformFreqSchedule']
     cfg = load_config(config, {'model.tokenizer.image_size': 32, 'model.tokenizer.patch_size': 8,

@@ -28,7 +28,7 @@ def small_tokenizer_options():
 @pytest.fixture(scope='module')
 def tokenizer_checkpoint(tmp_path_factory):
     """A tiny TokenizerModel saved the way the Runner saves it."""
-    from mmspectral.utils import load_config
+    from mmspectral.apis import load_config
     cfg = load_config(TOKENIZER_CONFIG)
     cfg.model.tokenizer.update(SMALL_TOKENIZER)
     torch.manual_seed(0)
@@ -127,7 +127,7 @@ def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_
 
 
 def test_generator_model_checks_the_tokenizer(tokenizer_checkpoint):
-    from mmspectral.utils import load_config
+    from mmspectral.apis import load_config
     cfg = load_config(GENERATOR_CONFIG)
     cfg.model.tokenizer.update(SMALL_TOKENIZER)
     cfg.model.tokenizer_checkpoint = tokenizer_checkpoint
@@ -143,7 +143,7 @@ def test_generator_model_checks_the_tokenizer(tokenizer_checkpoint):
 
 
 def test_applications(tokenizer_checkpoint):
-    from mmspectral.utils import load_config
+    from mmspectral.apis import load_config
     cfg = load_config(GENERATOR_CONFIG)
     cfg.model.tokenizer.update(SMALL_TOKENIZER)
     cfg.model.tokenizer_checkpoint = tokenizer_checkpoint

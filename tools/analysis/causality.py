@@ -35,7 +35,8 @@ from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_ma
 from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.spectral import build_freq_schedule  # noqa: E402
-from mmspectral.utils import load_config, register_all_modules, write_json  # noqa: E402
+from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.fileio import write_json  # noqa: E402
 
 SEQUENCES = ('raster', 'scale', 'scale-cumulative', 'spectral', 'spectral-cumulative')
 ESTIMATORS = {'best1': 'best single earlier element', 'pca': 'least squares on the top {d} principal axes'}

@@ -20,7 +20,7 @@ from mmengine.config import DictAction  # noqa: E402
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import accuracy, load_or_train_shapes_classifier, render_batch  # noqa: E402,E501
-from mmspectral.utils import write_json  # noqa: E402
+from mmspectral.fileio import write_json  # noqa: E402
 
 
 def parse_args():

@@ -3,7 +3,7 @@ import argparse
 
 from mmengine.config import DictAction
 
-from mmspectral.utils import load_config, register_all_modules
+from mmspectral.apis import load_config, register_all_modules
 
 
 def main():

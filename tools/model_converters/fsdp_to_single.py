@@ -26,7 +26,8 @@ from mmengine.config import DictAction
 
 from mmspectral.engine import shutdown_distributed, trusted_checkpoints
 from mmspectral.engine.checkpoint import load_torch_file
-from mmspectral.utils import atomic_write, load_config, register_all_modules
+from mmspectral.apis import load_config, register_all_modules
+from mmspectral.fileio import atomic_write
 
 
 def parse_args(argv=None):

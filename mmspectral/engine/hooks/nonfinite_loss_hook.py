@@ -9,7 +9,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
 from mmspectral.registry import HOOKS
 from ..optim_wrapper import AutocastOptimWrapper
-from ..runner import find_latest_checkpoint
+from ..resume import find_latest_checkpoint
 
 __all__ = ['NonFiniteLossHook', 'NonFiniteLossError']
 

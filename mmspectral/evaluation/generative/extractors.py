@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.utils import ProgressBar
 
-from mmspectral.engine import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import CheckpointLoadError, load_torch_file
 from mmspectral.registry import FEATURE_EXTRACTORS, MODELS
 from mmspectral.utils import build_component
 from .inception import FIDInceptionV3

@@ -36,7 +36,7 @@ from torchvision.models import inception_v3
 from torchvision.models.inception import (BasicConv2d, InceptionA, InceptionAux, InceptionB, InceptionC,
                                          InceptionD, InceptionE)
 
-from mmspectral.engine import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import CheckpointLoadError, load_torch_file
 
 __all__ = ['FIDInceptionV3', 'MissingFeatureWeightsError', 'FID_WEIGHTS_FILE', 'load_fid_inception_weights']
 

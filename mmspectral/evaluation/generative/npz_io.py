@@ -24,7 +24,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from mmspectral.utils import atomic_write
+from mmspectral.fileio import atomic_write
 from .statistics import FeatureSet
 
 __all__ = ['NpzFormatError', 'npz_arrays', 'iter_npz_images', 'save_feature_set', 'load_feature_set',

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmspectral.registry import MODELS
+from mmspectral.utils import build_component
 
 __all__ = ['BlurDownsample', 'PatchGANDiscriminator', 'hinge_d_loss', 'hinge_g_loss', 'LeCamRegularizer',
            'adaptive_gan_weight', 'GANLoss']
@@ -210,7 +211,6 @@ class GANLoss(nn.Module):
                  lecam_weight: float = 0.001, lecam_decay: float = 0.999, disc_factor: float = 1.0,
                  condition_on_cutoff: bool = False) -> None:
         super().__init__()
-        from mmspectral.utils import build_component
         self.condition_on_cutoff = bool(condition_on_cutoff)
         if discriminator is None:
             discriminator = PatchGANDiscriminator(in_channels=4 if self.condition_on_cutoff else 3)

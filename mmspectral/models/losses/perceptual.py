@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
-from mmspectral.engine import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import CheckpointLoadError, load_torch_file
 from mmspectral.registry import MODELS
 from ..utils import keep_out_of_checkpoints
 

@@ -1,10 +1,10 @@
+from mmspectral.registry import ATTN_MASKS
+from mmspectral.utils import build_component
 from .attn_masks import BaseAttnMask, BidirectionalMask, BlockCausalMask, SpectralCausalMask
 
 
 def build_attn_mask(cfg):
     """Build a mask builder from a config dict, or pass one through."""
-    from mmspectral.registry import ATTN_MASKS
-    from mmspectral.utils import build_component
     return build_component(cfg, ATTN_MASKS, expected_type=BaseAttnMask)
 
 

@@ -4,7 +4,7 @@ from typing import Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from mmspectral.engine import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import CheckpointLoadError, load_torch_file
 from mmspectral.registry import TOKENIZERS
 from mmspectral.utils import build_component
 

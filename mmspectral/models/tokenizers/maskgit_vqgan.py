@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmspectral.engine import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import CheckpointLoadError, load_torch_file
 from mmspectral.registry import MODELS
 from ..utils import keep_out_of_checkpoints
 

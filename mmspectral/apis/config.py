@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.utils import import_modules_from_strings
 
 from mmspectral.registry import RUNNERS, registry_hints
+from .setup_env import register_all_modules
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -43,7 +44,6 @@ def default_work_dir(config_path: str) -> str:
 
 def build_runner(cfg: Config):
     """Build the config's Runner (``runner_type``, default ``SpectralRunner``), with helpful registry errors."""
-    from mmspectral.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     if 'runner_type' not in cfg:
         cfg.runner_type = 'SpectralRunner'

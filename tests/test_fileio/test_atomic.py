@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mmspectral.utils import atomic_write, write_json
+from mmspectral.fileio import atomic_write, write_json
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

@@ -1,0 +1,75 @@
+"""Files written so that a crash or a concurrent reader never sees half of them.
+
+:func:`atomic_write` opens a temporary file (JSON, npz, the probe); :func:`atomic_write_path` hands out a
+temporary path for writers that take a path (``torch.save`` of checkpoints, the ``last_checkpoint`` record).
+Both replace the target in one rename.
+"""
+import json
+import os
+import os.path as osp
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+__all__ = ['atomic_write', 'write_json', 'atomic_write_path', 'TMP_SUFFIX']
+
+#: What :func:`atomic_write_path` appends to the path it writes first; readers of checkpoints ignore such files.
+TMP_SUFFIX = '.tmp'
+
+
+@contextmanager
+def atomic_write(path: str, mode: str = 'w') -> Iterator[Any]:
+    """Open a temporary file next to ``path``; on success it replaces ``path`` in one step.
+
+    Readers see either the old file or the complete new one. If the body raises, the temporary file is removed
+    and ``path`` keeps its old content.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=1)
+
+
+@contextmanager
+def atomic_write_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path`` to write to; on success it replaces ``path`` in one rename.
+
+    The temporary file is flushed to disk before the rename, so that a process killed (or a machine that loses
+    power) at any moment leaves either the old ``path`` or the complete new one, never a part of it. On an
+    exception the temporary file is removed; a kill leaves ``<path>.tmp`` behind, which readers ignore.
+    """
+    tmp = path + TMP_SUFFIX
+    try:
+        yield tmp
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable; not every file system lets a directory be opened
+        fd = os.open(osp.dirname(osp.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
