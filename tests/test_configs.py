@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from mmspectral.registry import MODELS
 from mmspectral.apis import load_config
+from mmspectral.registry import MODELS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True)

@@ -7,9 +7,9 @@ import torch
 from mmengine.registry import MODELS as MMENGINE_MODELS
 
 from mmspectral import registry as reg
-from mmspectral.registry import (ATTN_MASKS, FREQ_SCHEDULES, GENERATORS, QUANTIZERS, TOKENIZERS, RegistryKeyError,
-                                 registry_hints)
 from mmspectral.apis import load_config
+from mmspectral.registry import (ATTN_MASKS, FREQ_SCHEDULES, GENERATORS, QUANTIZERS, TOKENIZERS,
+                                 RegistryKeyError, registry_hints)
 from mmspectral.utils import build_component
 
 # Tiny constructor arguments for every registered class of the domain registries. A class registered without an

@@ -23,9 +23,9 @@ import time
 import torch
 from mmengine.config import DictAction
 
+from mmspectral.apis import register_all_modules
 from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,
                                               features_from_npz, save_feature_set)
-from mmspectral.apis import register_all_modules
 from mmspectral.fileio import write_json
 
 

@@ -34,13 +34,13 @@ from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import DATASETS as MMENGINE_DATASETS  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
+from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.datasets.token_dataset import META_FILE, shard_paths  # noqa: E402
 from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
+from mmspectral.fileio import write_json  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.fileio import write_json  # noqa: E402
 
 
 class _Tolerant(torch.utils.data.Dataset):

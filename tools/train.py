@@ -32,8 +32,9 @@ def main():
     # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py); it
     # must be set before torch loads, hence the imports below.
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['train_dataloader']))
-    from mmspectral.engine import ConfigCheckError, check_config, check_runner_checkpoint, shutdown_distributed
     from mmspectral.apis import build_runner, default_work_dir, load_config, register_all_modules
+    from mmspectral.engine import (ConfigCheckError, check_config, check_runner_checkpoint,
+                                   shutdown_distributed)
     register_all_modules(init_default_scope=False)
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher

@@ -20,10 +20,11 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
 
-from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier  # noqa: E402,E501
 import numpy as np  # noqa: E402
 
+from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import load_shapes_classifier  # noqa: E402
 from mmspectral.evaluation.generative.npz_io import check_images, npz_arrays  # noqa: E402
 from mmspectral.evaluation.sample_quality import probe_quality  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402

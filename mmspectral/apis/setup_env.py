@@ -3,7 +3,6 @@ import warnings
 
 from mmengine import DefaultScope
 
-
 import mmspectral.datasets  # noqa: F401  (each import registers that subpackage's components)
 import mmspectral.engine  # noqa: F401
 import mmspectral.evaluation  # noqa: F401

@@ -1,5 +1,5 @@
-from .embedded import CLASSES as EMBEDDED_CLASSES
 from .embedded import CLASS_SETS as EMBEDDED_CLASS_SETS
+from .embedded import CLASSES as EMBEDDED_CLASSES
 from .embedded import EmbeddedShapesDataset, class_set_of, export_embedded_shapes, render_shape
 from .image_folder import ImageFolderDataset
 from .token_dataset import PackTokenInputs, TokenDataset

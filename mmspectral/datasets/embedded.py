@@ -282,5 +282,3 @@ def export_embedded_shapes(out_dir: str, num_per_class: int, image_size: int = 3
             raise OSError(f'Could not write {path}.')
         paths.append(path)
     return paths
-
-

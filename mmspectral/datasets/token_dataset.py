@@ -69,8 +69,8 @@ class TokenDataset(BaseDataset):
                 raise ValueError(f'Tokens in {data_root!r} have {key}={self.meta[key]} but the model expects '
                                  f'{want}: they were extracted with another tokenizer. Extract again with the '
                                  'tokenizer the generator is configured for.')
-        if variant not in ('random', 'first') and not (isinstance(variant, int)
-                                                        and 0 <= variant < self.meta['num_variants']):
+        valid_index = isinstance(variant, int) and 0 <= variant < self.meta['num_variants']
+        if variant not in ('random', 'first') and not valid_index:
             raise ValueError(f"variant must be 'random', 'first' or an index below {self.meta['num_variants']}, "
                              f'got {variant!r}.')
         self.variant = variant

@@ -50,8 +50,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper, OptimWrapperDict, build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import FlexibleRunner
-from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig, StateDictType
+from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from torch.distributed.fsdp import StateDictType
 
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path

@@ -29,11 +29,11 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
 from torch.utils.data import DataLoader
 
+from mmspectral.models.tokenizers.titok import NestedSpectralTokenizer, TiTokTokenizer
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
                                  PARAM_SCHEDULERS, QUANTIZERS, TOKENIZERS, TRANSFORMS, VISBACKENDS,
                                  VISUALIZERS, WEIGHT_INITIALIZERS)
-from mmspectral.models.tokenizers.titok import NestedSpectralTokenizer, TiTokTokenizer
 from mmspectral.spectral import build_freq_schedule
 from mmspectral.utils.build import accepted_arguments, unknown_argument_message
 from .checkpoint import CheckpointLoadError, load_torch_file

@@ -35,6 +35,7 @@ from .resume import ExactResumeMixin
 
 __all__ = ['SpectralRunner', 'RegistryHintsLoopsMixin']
 
+
 class _FrozenParamCounter(logging.Filter):
     """Drops MMEngine's per-parameter 'is skipped since its requires_grad=False' warnings and counts them."""
 
@@ -148,4 +149,3 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
             check_runner_checkpoint(self)
         with registry_hints():
             return super().train()
-

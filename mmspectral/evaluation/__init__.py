@@ -2,8 +2,8 @@ from .embedded_classifier import ShapesProbe
 from .functional import psnr, ssim
 from .generative import (BaseFeatureExtractor, FeatureSet, InceptionV3FID, MissingFeatureWeightsError,
                          NpzFormatError, TorchModuleExtractor, build_feature_extractor, evaluate_feature_sets,
-                         features_from_npz, frechet_distance, inception_score, load_feature_set, precision_recall,
-                         save_feature_set)
+                         features_from_npz, frechet_distance, inception_score, load_feature_set,
+                         precision_recall, save_feature_set)
 from .metrics import ReconstructionMetric, TokenPredictionMetric
 
 __all__ = ['psnr', 'ssim', 'ReconstructionMetric', 'TokenPredictionMetric', 'BaseFeatureExtractor',

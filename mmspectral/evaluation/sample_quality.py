@@ -16,8 +16,8 @@ import torch
 
 from mmspectral.datasets.embedded import class_set_of
 from .embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier, render_batch
-from .generative import (InceptionV3FID, evaluate_feature_sets, features_from_npz, frechet_distance_from_features,
-                         precision_recall)
+from .generative import (InceptionV3FID, evaluate_feature_sets, features_from_npz,
+                         frechet_distance_from_features, precision_recall)
 from .generative.statistics import FeatureSet
 from .metrics.generation import balanced_labels
 

@@ -74,6 +74,7 @@ def load_torch_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool
             'saving leaves such a file; use the previous checkpoint in the work dir (--resume auto picks the '
             'newest complete one) or delete this file.') from exc
 
+
 _ZIP_MAGIC = b'PK\x03\x04'
 
 

@@ -2,7 +2,6 @@
 
 Configs load it through custom_imports=dict(imports=['tiny_model']), as a user's own component would be.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModel

@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from mmspectral.datasets import (CorruptImageError, ImageFolderDataset, LoadImage, PackImageInputs, ResizeShorter,
-                                 export_embedded_shapes, render_shape)
+from mmspectral.datasets import (CorruptImageError, ImageFolderDataset, LoadImage, PackImageInputs,
+                                 ResizeShorter, export_embedded_shapes, render_shape)
 from mmspectral.models import ImageDataPreprocessor
 from mmspectral.registry import TRANSFORMS
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmspectral.engine import CheckpointLoadError, find_latest_checkpoint, load_torch_file, trusted_checkpoints
+from mmspectral.engine import (CheckpointLoadError, find_latest_checkpoint, load_torch_file,
+                               trusted_checkpoints)
 
 
 class Custom:

@@ -19,10 +19,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
-from mmspectral.registry import MODELS
-from mmspectral.apis import build_runner, load_config
 from conftest import run_launch
+
+from mmspectral.apis import build_runner, load_config
+from mmspectral.registry import MODELS
 
 CONFIG = textwrap.dedent("""
     _base_ = ['{root}/configs/_base_/default_runtime.py']
@@ -246,6 +246,7 @@ def test_flexible_runner_compiles_the_forward_in_one_process(setup, reference):
 def test_flexible_runner_killed_while_saving_leaves_no_partial_checkpoint(setup, monkeypatch):
     """A save that dies half-way leaves the older checkpoints and no partial iter_N.pth; auto-resume cleans up."""
     import mmengine.runner.checkpoint as mm_checkpoint
+
     from mmspectral.engine import find_latest_checkpoint
     from mmspectral.engine.checkpoint import checkpoint_defect
     real_save, written = mm_checkpoint.save_checkpoint, []

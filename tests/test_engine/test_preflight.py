@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmspectral.engine import CheckpointLoadError, ConfigCheckError, check_checkpoint_fits, check_config
-from mmspectral.engine import check_runner_checkpoint
-from mmspectral.registry import TOKENIZERS
 from mmspectral.apis import load_config
+from mmspectral.engine import (CheckpointLoadError, ConfigCheckError, check_checkpoint_fits, check_config,
+                               check_runner_checkpoint)
+from mmspectral.registry import TOKENIZERS
 from mmspectral.utils import build_component
 from mmspectral.utils.build import UnknownArgumentError
 

@@ -16,10 +16,10 @@ from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 
+from mmspectral.apis import build_runner, load_config
 from mmspectral.engine import (NonFiniteLossError, atomic_write_path, checkpoint_defect,
                                find_latest_checkpoint, load_torch_file)
 from mmspectral.registry import MODELS
-from mmspectral.apis import build_runner, load_config
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'tiny_autoencoder_config.py')
 

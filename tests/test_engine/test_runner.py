@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
-
 from conftest import run_launch
-from mmspectral.engine import AutocastOptimWrapper, find_latest_checkpoint, init_distributed
+
 from mmspectral.apis import build_runner, load_config
+from mmspectral.engine import AutocastOptimWrapper, find_latest_checkpoint, init_distributed
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'tiny_autoencoder_config.py')
 LOSS_RE = re.compile(r'Iter\(train\) \[\s*(\d+)/\d+\].*?loss_rec: ([0-9.]+)')

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from mmspectral.evaluation.embedded_classifier import (ShapesClassifier, accuracy, load_or_train_shapes_classifier,
+from mmspectral.evaluation.embedded_classifier import (ShapesClassifier, accuracy,
+                                                       load_or_train_shapes_classifier,
                                                        load_shapes_classifier, render_batch)
 
 

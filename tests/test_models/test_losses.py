@@ -11,8 +11,8 @@ import torch.nn as nn
 from mmspectral.datasets import render_shape
 from mmspectral.engine import CheckpointLoadError
 from mmspectral.models.losses import (ConvNeXtPerceptualLoss, GANLoss, LeCamRegularizer, LPIPSLoss,
-                                      MissingWeightsError, PatchGANDiscriminator, adaptive_gan_weight, hinge_d_loss,
-                                      hinge_g_loss)
+                                      MissingWeightsError, PatchGANDiscriminator, adaptive_gan_weight,
+                                      hinge_d_loss, hinge_g_loss)
 from mmspectral.models.losses import perceptual as perceptual_module
 from mmspectral.registry import MODELS
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmspectral.models import BidirectionalMask, BlockCausalMask, SpectralCausalMask, TransformerBlock, build_attn_mask
+from mmspectral.models import (BidirectionalMask, BlockCausalMask, SpectralCausalMask, TransformerBlock,
+                               build_attn_mask)
 from mmspectral.registry import ATTN_MASKS
 
 P, N, C = 5, 6, 32  # context tokens, latents, width

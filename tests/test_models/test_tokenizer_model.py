@@ -84,8 +84,8 @@ def test_gan_step_trains_the_discriminator_only_after_start():
     torch.manual_seed(0)
     model = TokenizerModel(
         tokenizer=TOKENIZER,
-        gan_loss=dict(type='GANLoss', start_iter=2, discriminator=dict(type='PatchGANDiscriminator', base_channels=32,
-                                                                          pool_size=4)),
+        gan_loss=dict(type='GANLoss', start_iter=2,
+                      discriminator=dict(type='PatchGANDiscriminator', base_channels=32, pool_size=4)),
     )
     wrappers = MultiOptimWrapperConstructor(dict(
         generator=dict(module='tokenizer', optimizer=dict(type='Adam', lr=1e-3)),

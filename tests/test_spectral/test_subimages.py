@@ -15,8 +15,8 @@ def one_over_f(b=3, size=64, seed=0):
     radius = torch.sqrt(u[:, None] ** 2 + u[None, :] ** 2).clamp_min(1.0)
     coeffs = torch.randn(b, 3, size, size, generator=gen, dtype=torch.float64) / radius
     x = idct2(coeffs)
-    x = (x - x.amin(dim=(-2, -1), keepdim=True)) / (x.amax(dim=(-2, -1), keepdim=True) - x.amin(dim=(-2, -1),
-                                                                                               keepdim=True))
+    low, high = x.amin(dim=(-2, -1), keepdim=True), x.amax(dim=(-2, -1), keepdim=True)
+    x = (x - low) / (high - low)
     return x.float()
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_maps, heldout_r2, load_images,
-                                 luminance_elements, raster_tokens, scale_tokens, sequence_r2, spectral_tokens, split_indices)
+                                 luminance_elements, raster_tokens, scale_tokens, sequence_r2,
+                                 spectral_tokens, split_indices)
 from mmspectral.spectral import dct2
 
 SPECTRAL_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
@@ -126,8 +127,8 @@ def test_sequences_reconstruct_the_image(images):
 
 
 def _tokenizer_checkpoint(config, path):
-    from mmspectral.models import TokenizerModel
     from mmspectral.apis import load_config
+    from mmspectral.models import TokenizerModel
     cfg = load_config(config)
     torch.manual_seed(0)
     model = TokenizerModel(**{k: v for k, v in cfg.model.items() if k != 'type'})
@@ -138,8 +139,8 @@ def _tokenizer_checkpoint(config, path):
 def test_learned_tokens_of_a_random_tokenizer(tmp_path, repo_root, monkeypatch):
     monkeypatch.chdir(repo_root)
     _, model = _tokenizer_checkpoint(TITOK_CONFIG, tmp_path / 'titok.pth')
-    from mmspectral.models.tokenizers.loading import load_tokenizer
     from mmspectral.apis import load_config
+    from mmspectral.models.tokenizers.loading import load_tokenizer
     tok = load_tokenizer(load_config(TITOK_CONFIG).model.tokenizer, str(tmp_path / 'titok.pth'))
     imgs = load_images(5, 64, seed=2)
     latent = encode_learned_tokens(tok, imgs, (-1, 1), 'latent', batch_size=2)

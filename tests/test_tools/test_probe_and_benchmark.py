@@ -40,8 +40,8 @@ def probe(tmp_path_factory):
 def test_probe_tells_real_samples_from_wrong_classes_and_noise(probe, tmp_path, repo_root):
     tool = _load_tool(repo_root, 'train_probe.py')
     images, labels = render_batch(range(100), 32, seed=11)
-    real = tool.main(['--out', probe, '--image-size', '32', '--samples', _write_npz(tmp_path / 'real.npz', images,
-                                                                                   labels)])
+    real_npz = _write_npz(tmp_path / 'real.npz', images, labels)
+    real = tool.main(['--out', probe, '--image-size', '32', '--samples', real_npz])
     wrong = tool.main(['--out', probe, '--image-size', '32', '--samples',
                        _write_npz(tmp_path / 'wrong.npz', images, (labels + 1) % 10)])
     noise = tool.main(['--out', probe, '--image-size', '32', '--samples',
@@ -86,12 +86,12 @@ def test_benchmark_compares_configs_and_reports_quality(probe, tmp_path, repo_ro
     p4.write_text(f"_base_ = [{config!r}]\nmodel = dict(generator=dict(attn_mask=dict(_delete_=True, "
                   "type='BlockCausalMask', block_size=4)))\n")
     # A 'trained' checkpoint: random weights saved as a Runner would (state_dict), at 32 px for the probe.
-    from mmspectral.registry import MODELS
     from mmspectral.apis import load_config
+    from mmspectral.registry import MODELS
     options = ['model.tokenizer.image_size=32', 'model.tokenizer.patch_size=8', 'model.tokenizer_checkpoint=None',
                'model.tokenizer.freq_schedule.type=UniformFreqSchedule']
     cfg = load_config(config, {'model.tokenizer.image_size': 32, 'model.tokenizer.patch_size': 8,
-                              'model.tokenizer.freq_schedule.type': 'UniformFreqSchedule'})
+                               'model.tokenizer.freq_schedule.type': 'UniformFreqSchedule'})
     cfg.model.tokenizer_checkpoint = None
     torch.manual_seed(0)
     ckpt = str(tmp_path / 'gen.pth')

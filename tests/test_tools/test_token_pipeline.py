@@ -1,16 +1,14 @@
 """Token extraction -> TokenDataset -> generator training -> class-balanced sampling, through the real tools."""
 import json
-import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_launch
 
 from mmspectral.datasets import TokenDataset
 from mmspectral.models import GeneratorModel, TokenizerModel
-from conftest import run_launch
 
 TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'

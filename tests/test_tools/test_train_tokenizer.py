@@ -1,7 +1,6 @@
 """The tiny spectral tokenizer config trains, validates, draws its pictures and tests, through the tools."""
 import os
 import re
-import subprocess
 import sys
 
 import cv2

@@ -18,9 +18,9 @@ import time
 
 import torch
 
+from mmspectral.apis import register_all_modules
 from mmspectral.models import SpectralARGenerator
 from mmspectral.models.layers.packed_linear import packed_linears
-from mmspectral.apis import register_all_modules
 from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle
 
 PRESETS = {'d16': dict(depth=16), 'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),

@@ -18,8 +18,8 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
 
-from mmspectral.models import TokenizerModel  # noqa: E402
 from mmspectral.apis import register_all_modules  # noqa: E402
+from mmspectral.models import TokenizerModel  # noqa: E402
 from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
 
 

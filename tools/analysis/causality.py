@@ -32,11 +32,11 @@ import torch  # noqa: E402
 from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_maps, load_images,  # noqa: E402
                                  luminance_elements, pairwise_r2, raster_tokens, scale_tokens, sequence_r2,
                                  spectral_tokens, split_indices)
+from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
+from mmspectral.fileio import write_json  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.spectral import build_freq_schedule  # noqa: E402
-from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.fileio import write_json  # noqa: E402
 
 SEQUENCES = ('raster', 'scale', 'scale-cumulative', 'spectral', 'spectral-cumulative')
 ESTIMATORS = {'best1': 'best single earlier element', 'pca': 'least squares on the top {d} principal axes'}
@@ -189,11 +189,13 @@ def markdown_table(results, estimator: str, columns, max_j: int) -> str:
         prev = 't1' if j == 2 else f't1..t{j - 1}'
         lines.append(f'| R^2(t{j}; {prev}) | ' + ' | '.join(cell(c, j) for c in columns) + ' |')
     fmt = (lambda v: '' if v is None else f'**{v:.3f}**')
-    lines.append('| average j = 2..4 | ' + ' | '.join(fmt(results[c][estimator]['average_j2_4'])
-                                                     if estimator in results[c] else '' for c in columns) + ' |')
+
+    def averages(key):
+        return ' | '.join(fmt(results[c][estimator][key]) if estimator in results[c] else '' for c in columns)
+
+    lines.append('| average j = 2..4 | ' + averages('average_j2_4') + ' |')
     if max_j > 4:
-        lines.append('| average j = 2..N | ' + ' | '.join(fmt(results[c][estimator]['average'])
-                                                         if estimator in results[c] else '' for c in columns) + ' |')
+        lines.append('| average j = 2..N | ' + averages('average') + ' |')
     return '\n'.join(lines)
 
 

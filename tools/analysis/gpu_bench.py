@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from mmspectral.models import SpectralARGenerator, TokenizerModel
 from mmspectral.apis import register_all_modules
+from mmspectral.models import SpectralARGenerator, TokenizerModel
 
 SAMPLING = dict(cfg_scale=1.5, cfg_schedule='linear', top_k=900, top_p=0.96)
 B64 = dict(arch='B', image_size=256, patch_size=16, num_tokens=64, codebook_size=4096, token_size=12)

@@ -9,7 +9,6 @@ held-out real images (the ceiling), the tokenizer's reconstructions of real vali
 (what the tokenizer can deliver to a generator at best), and class-balanced generated samples.
 """
 import argparse
-import json
 import os
 
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -19,7 +18,8 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import accuracy, load_or_train_shapes_classifier, render_batch  # noqa: E402,E501
+from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import accuracy, render_batch  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402
 
 

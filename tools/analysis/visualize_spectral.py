@@ -19,10 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mmspectral.apis import register_all_modules  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, render_shape  # noqa: E402
 from mmspectral.datasets.transforms import LoadImage, ResizeShorter  # noqa: E402
 from mmspectral.spectral import UniformFreqSchedule, build_freq_schedule, dct2, lowpass  # noqa: E402
-from mmspectral.apis import register_all_modules  # noqa: E402
 
 
 def default_photo() -> str:

@@ -24,9 +24,9 @@ import tempfile
 import torch
 from mmengine.config import DictAction
 
+from mmspectral.apis import load_config, register_all_modules
 from mmspectral.engine import shutdown_distributed, trusted_checkpoints
 from mmspectral.engine.checkpoint import load_torch_file
-from mmspectral.apis import load_config, register_all_modules
 from mmspectral.fileio import atomic_write
 
 
@@ -68,8 +68,9 @@ def convert_file(checkpoint: str, out: str) -> dict:
 def convert_folder(cfg, folder: str, out: str, launcher: str) -> None:
     """Shards of ``state_dict_cfg='local'`` -> the full state dict, gathered and written by rank 0."""
     from mmengine.registry import DefaultScope
-    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullStateDictConfig
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import StateDictType
 
     from mmspectral.registry import STRATEGIES
 

@@ -140,4 +140,3 @@ class NonFiniteLossHook(Hook):
                                  f'{what_happened} {where} To skip such steps instead, set '
                                  'default_hooks.nonfinite_loss = '
                                  "dict(type='NonFiniteLossHook', action='skip').")
-

@@ -8,8 +8,8 @@ import torch
 from .extractors import BaseFeatureExtractor
 from .npz_io import (ADM_STAT_KEYS, NpzFormatError, iter_npz_images, load_feature_set, load_stored_statistics,
                      npz_arrays)
-from .statistics import FeatureSet, frechet_distance, frechet_distance_from_features, inception_score, \
-    precision_recall
+from .statistics import (FeatureSet, frechet_distance, frechet_distance_from_features, inception_score,
+                         precision_recall)
 
 __all__ = ['features_from_npz', 'evaluate_feature_sets']
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torchvision.models import inception_v3
 from torchvision.models.inception import (BasicConv2d, InceptionA, InceptionAux, InceptionB, InceptionC,
-                                         InceptionD, InceptionE)
+                                          InceptionD, InceptionE)
 
 from mmspectral.fileio import CheckpointLoadError, load_torch_file
 
@@ -138,8 +138,8 @@ def load_fid_inception_weights(net: nn.Module, path: str, owner: str = 'Inceptio
         for title, keys in (('missing from the file', missing), ('not in the network', unexpected),
                             ('shape mismatch', wrong_shape)):
             if keys:
-                parts.append(f'{title}: ' + ', '.join(keys[:12]) + (f' ... ({len(keys) - 12} more)'
-                                                                   if len(keys) > 12 else ''))
+                more = f' ... ({len(keys) - 12} more)' if len(keys) > 12 else ''
+                parts.append(f'{title}: ' + ', '.join(keys[:12]) + more)
         raise CheckpointLoadError(
             f'{owner}: the weights in {path} do not match the FID Inception network ({"; ".join(parts)}). '
             f'Expected an unmodified {FID_WEIGHTS_FILE!r} (torchvision Inception3 key names, no AuxLogits, '

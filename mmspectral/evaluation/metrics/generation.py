@@ -58,8 +58,8 @@ class _FeatureMetricMixin:
                              'InceptionV3FID) or extractor=dict(type=..., ...), not both; put the weights '
                              'in the extractor config instead: '
                              "extractor=dict(type='InceptionV3FID', weights=...).")
-        self.extractor_cfg = extractor if extractor is not None else dict(type='InceptionV3FID',
-                                                                            weights=inception_weights)
+        default = dict(type='InceptionV3FID', weights=inception_weights)
+        self.extractor_cfg = extractor if extractor is not None else default
         self.reference = reference
         self.use_reference_stats = use_reference_stats
         self.batch_size = batch_size

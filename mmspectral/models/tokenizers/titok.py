@@ -300,4 +300,3 @@ class NestedSpectralTokenizer(TiTokTokenizer):
             spectral_supervision=spectral_supervision,
             prefix_sampling=prefix_sampling if prefix_sampling is not None else dict(distribution='uniform'),
             **kwargs)
-
