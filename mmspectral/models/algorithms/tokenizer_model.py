@@ -183,7 +183,7 @@ class TokenizerModel(BaseModel):
             gen_wrapper, disc_wrapper = optim_wrapper, None
         if self.gan_loss is not None and disc_wrapper is None:
             raise ValueError("A gan_loss needs optim_wrapper=dict(generator=..., discriminator=...) "
-                             "(constructor='TokenizerOptimWrapperConstructor').")
+                             "(constructor='MultiOptimWrapperConstructor').")
         with gen_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
             losses = self.generator_losses(data['inputs'])
