@@ -160,7 +160,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor', MMENGINE_OP
                                     'mmspectral.engine')
 PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS, 'mmspectral.engine')
 LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS, 'mmspectral.engine')
-FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, 'mmspectral.datasets')
+FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, 'mmspectral.models')  # the FSDP wrap policy
 WEIGHT_INITIALIZERS = _child('weight initializer', MMENGINE_WEIGHT_INITIALIZERS, 'mmspectral.models')
 DATASETS = _child('dataset', MMENGINE_DATASETS, 'mmspectral.datasets')
 DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS, 'mmspectral.datasets')

@@ -37,9 +37,8 @@ import copy
 import os
 import os.path as osp
 import shutil
-import weakref
 from functools import partial
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -54,6 +53,7 @@ from torch.distributed.fsdp import FullOptimStateDictConfig, FullStateDictConfig
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.distributed.fsdp import StateDictType
 
+from mmspectral.models.layers.blocks import adaln_block_wrap_policy
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path
 from .dist import init_distributed, set_tf32
@@ -61,31 +61,6 @@ from .resume import ExactResumeMixin
 from .runner import RegistryHintsLoopsMixin, frozen_params_summarised
 
 __all__ = ['adaln_block_wrap_policy', 'set_tf32', 'SpectralFSDPStrategy', 'SpectralFlexibleRunner']
-
-# Sub-layers chosen as FSDP units while FSDP walks the module tree (parents are visited before children).
-_UNITS: 'weakref.WeakSet[nn.Module]' = weakref.WeakSet()
-
-
-@FUNCTIONS.register_module()
-def adaln_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int,
-                            block_types: Sequence[str] = ('AdaLNBlock', )) -> bool:
-    """FSDP auto-wrap policy: each parameterised child of every block of ``block_types`` is one FSDP unit.
-
-    For an ``AdaLNBlock`` of width C these are ``ada_lin`` (6C^2 weights), ``attn`` (4C^2) and ``ffn`` (8C^2);
-    what is left (embeddings, head) stays in the root unit. See the module docstring for why the block
-    itself is not a unit.
-
-    Args:
-        module: the module FSDP asks about.
-        recurse: True when FSDP asks whether to look inside ``module``; False when it asks whether to wrap it.
-        nonwrapped_numel: parameters of ``module`` not yet in a unit (unused).
-        block_types: class names of the blocks whose children are wrapped.
-    """
-    if recurse:
-        if type(module).__name__ in block_types:
-            _UNITS.update(child for child in module.children() if any(True for _ in child.parameters()))
-        return True
-    return module in _UNITS
 
 
 def _resolve_function(policy: Union[str, dict, Callable, None]) -> Optional[Callable]:

@@ -1,11 +1,13 @@
 """Transformer blocks: pre-LayerNorm (ViT / TiTok) and AdaLN-modulated (VAR)."""
+import weakref
 from functools import partial
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, Mlp
 
+from mmspectral.registry import FUNCTIONS
 from .attention import Attention, StaticKVCache
 
 
@@ -80,3 +82,31 @@ class AdaLNBlock(nn.Module):
                       cache_start=cache_start)
         x = x + self.drop_path(h * gamma1)
         return x + self.drop_path(self.ffn(self.norm(x) * (1 + scale2) + shift2) * gamma2)
+
+
+# Sub-layers chosen as FSDP units while FSDP walks the module tree (parents are visited before children).
+_UNITS: 'weakref.WeakSet[nn.Module]' = weakref.WeakSet()
+
+
+@FUNCTIONS.register_module()
+def adaln_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int,
+                            block_types: Sequence[str] = ('AdaLNBlock', )) -> bool:
+    """FSDP auto-wrap policy: each parameterised child of every block of ``block_types`` is one FSDP unit.
+
+    For an ``AdaLNBlock`` of width C these are ``ada_lin`` (6C^2 weights), ``attn`` (4C^2) and ``ffn`` (8C^2);
+    what is left (embeddings, head) stays in the root unit. The block itself cannot be one: the
+    generator computes every block's AdaLN modulation (``block.modulation(cond)``) before it runs the blocks,
+    outside the block's ``forward``, where an FSDP unit's parameters are still sharded. Used by
+    ``SpectralFSDPStrategy`` (``mmspectral.engine.flexible``).
+
+    Args:
+        module: the module FSDP asks about.
+        recurse: True when FSDP asks whether to look inside ``module``; False when it asks whether to wrap it.
+        nonwrapped_numel: parameters of ``module`` not yet in a unit (unused).
+        block_types: class names of the blocks whose children are wrapped.
+    """
+    if recurse:
+        if type(module).__name__ in block_types:
+            _UNITS.update(child for child in module.children() if any(True for _ in child.parameters()))
+        return True
+    return module in _UNITS
