@@ -2,7 +2,7 @@
 import logging
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
@@ -70,6 +70,41 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
                          pipeline=list(pipeline), test_mode=test_mode, lazy_init=lazy_init,
                          max_refetch=max_refetch, indices=indices, serialize_data=serialize_data)
 
+    @classmethod
+    def check_config(cls, ds: Mapping, where: str = 'dataset', cfg: Optional[Mapping] = None) -> List[str]:
+        """The problems of a config of this dataset (its arguments over the defaults), found before any image
+        is read; the config checks of ``mmspectral.engine.preflight`` call this."""
+        problems = []
+        data_root = osp.expanduser(ds.get('data_root') or '')
+        root = _join_root(data_root, (ds.get('data_prefix') or {}).get('img_path') or '') or data_root
+        if not root or not osp.isdir(root):
+            problems.append(f"{where}: image folder {root!r} (data_root + data_prefix['img_path']) does not exist. "
+                            'Set data_root (and data_prefix) to where the images are.')
+            return problems
+        if ds.get('ann_file'):
+            ann = _join_root(data_root, ds['ann_file'])
+            first = _first_listed(ann) if osp.isfile(ann) else None
+            if not osp.isfile(ann):
+                problems.append(f'{where}.ann_file: list file {ann!r} does not exist. Set ann_file (relative to '
+                                'data_root) to the "path label" list, or drop it to read class sub-folders.')
+            elif first is None:
+                problems.append(f'{where}.ann_file: {ann!r} lists no images. Expected "relative/path label" lines.')
+            elif not osp.isfile(osp.join(root, first)):
+                problems.append(f'{where}: the first image of {ann!r}, {first!r}, is not under {root!r}. Is '
+                                "data_prefix['img_path'] right?")
+            return problems
+        extensions = tuple(e.lower() for e in ds.get('extensions') or IMG_EXTENSIONS)
+        classes = ds.get('classes')
+        folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
+        missing = sorted(set(classes or ()) - set(folders))
+        if missing:
+            problems.append(f'{where}: classes {missing[:5]} have no folder under {root!r}. Fix classes or the '
+                            'folder names.')
+        elif not any(_has_image(osp.join(root, c), extensions) for c in (classes or folders)):
+            problems.append(f'{where}: {root!r} holds no images with endings {extensions} in class sub-folders. '
+                            'Expected <root>/<class>/<image>, or pass ann_file with "path label" lines.')
+        return problems
+
     @property
     def image_root(self) -> str:
         return self.data_prefix.get('img_path') or self.data_root
@@ -131,3 +166,25 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
     @property
     def classes(self) -> tuple:
         return tuple(self._classes or ())
+
+
+def _first_listed(ann_file: str) -> Optional[str]:
+    with open(ann_file) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith('#'):
+                return line.rpartition(' ')[0] or line
+    return None
+
+
+def _has_image(folder: str, extensions: Tuple[str, ...]) -> bool:
+    """Whether ``folder`` holds at least one image file; stops at the first one."""
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(extensions) for f in files):
+            return True
+    return False
+
+
+def _join_root(root: str, path: str) -> str:
+    """A path relative to ``root`` as MMEngine's BaseDataset resolves it."""
+    return path if osp.isabs(path) or not root else osp.join(root, path)

@@ -1,7 +1,7 @@
 """Token ids extracted once by ``tools/extract_tokens.py``, memory-mapped (DATASETS)."""
 import json
 import os.path as osp
-from typing import List, Optional, Sequence, Union
+from typing import List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -9,7 +9,8 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
 from mmengine.structures import BaseDataElement
 
-from mmspectral.registry import DATASETS, TRANSFORMS
+from mmspectral.registry import DATASETS, GENERATORS, TRANSFORMS
+from mmspectral.utils.build import effective_arguments
 
 META_FILE = 'meta.json'
 
@@ -78,6 +79,42 @@ class TokenDataset(BaseDataset):
         super().__init__(data_root=data_root, pipeline=list(pipeline), test_mode=test_mode, lazy_init=lazy_init,
                          indices=indices, serialize_data=serialize_data, max_refetch=max_refetch,
                          metainfo=dict(classes=tuple(self.meta.get('classes', ()))))
+
+    @classmethod
+    def check_config(cls, ds: Mapping, where: str = 'dataset', cfg: Optional[Mapping] = None) -> List[str]:
+        """The problems of a config of this dataset found before it is built: missing or unfinished tokens, and
+        tokens of another tokenizer than ``cfg``'s generator expects (the config checks call this)."""
+        problems = []
+        root = osp.expanduser(str(ds.get('data_root') or ''))
+        meta_path = osp.join(root, 'meta.json')
+        if not osp.isfile(meta_path):
+            what = 'does not exist' if not osp.isdir(root) else 'holds no extracted tokens (no meta.json)'
+            problems.append(f'{where}.data_root={root!r} {what}. Extract the tokens first: '
+                            'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out <this folder>.')
+            return problems
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            problems.append(f'{where}: {meta_path} is unreadable ({exc}). Extract the tokens again.')
+            return problems
+        if not meta.get('complete'):
+            problems.append(f'{where}: the token extraction in {root!r} is unfinished. Run the same '
+                            'tools/extract_tokens.py command again: it continues where it stopped.')
+        model = (cfg or {}).get('model')
+        generator = model.get('generator') if isinstance(model, Mapping) else None
+        gen = {}
+        if isinstance(generator, Mapping):
+            gen_cls = GENERATORS.get(generator['type']) if isinstance(generator.get('type'), str) else None
+            gen = effective_arguments(gen_cls, generator) if gen_cls is not None else dict(generator)
+        for key, expected in (('num_tokens', 'expected_num_tokens'), ('vocab_size', 'expected_vocab_size')):
+            for want, owner in ((ds.get(expected), f'{where}.{expected}'),
+                                (gen.get(key), f'model.generator.{key}')):
+                if isinstance(want, int) and key in meta and meta[key] != want:
+                    problems.append(f'{where}: the tokens in {root!r} have {key}={meta[key]} but {owner}={want}: '
+                                    'they were extracted with another tokenizer. Extract them again with the '
+                                    f'tokenizer of this config, or set {owner}={meta[key]}.')
+        return problems
 
     def _open(self):
         # Opened lazily in each worker process: memory maps do not survive pickling.

@@ -17,7 +17,6 @@ about to load (``load_from``, or the newest one for ``resume``) must fit the mod
 """
 import difflib
 import inspect
-import json
 import os
 import os.path as osp
 import re
@@ -29,13 +28,11 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
 from torch.utils.data import DataLoader
 
-from mmspectral.models.tokenizers.titok import NestedSpectralTokenizer, TiTokTokenizer
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
                                  PARAM_SCHEDULERS, QUANTIZERS, TOKENIZERS, TRANSFORMS, VISBACKENDS,
                                  VISUALIZERS, WEIGHT_INITIALIZERS)
-from mmspectral.spectral import build_freq_schedule
-from mmspectral.utils.build import accepted_arguments, unknown_argument_message
+from mmspectral.utils.build import accepted_arguments, effective_arguments, unknown_argument_message
 from .checkpoint import CheckpointLoadError, load_torch_file
 from .resume import find_latest_checkpoint
 
@@ -83,7 +80,6 @@ _CONTEXT_REGISTRIES = {
     'vis_backends': VISBACKENDS, 'train_cfg': LOOPS, 'val_cfg': LOOPS, 'test_cfg': LOOPS,
     'model_wrapper_cfg': MODEL_WRAPPERS, 'init_cfg': WEIGHT_INITIALIZERS}
 _ALL_LOOKUP = tuple(dict.fromkeys(_CONTEXT_REGISTRIES.values()))
-_IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 _SPLITS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
@@ -141,24 +137,6 @@ def _resolve(type_: Any, context: str) -> Any:
         if found is not None:
             return found
     return None
-
-
-def _effective(cls: Any, cfg: Mapping) -> dict:
-    """``cfg`` over the defaults of ``cls`` and its parents (for the arguments that it does not set)."""
-    values = {}
-    for owner in reversed([c for c in getattr(cls, '__mro__', ()) if '__init__' in c.__dict__]):
-        try:
-            params = inspect.signature(owner.__dict__['__init__']).parameters.values()
-        except (TypeError, ValueError):
-            continue
-        values.update({p.name: p.default for p in params if p.default is not p.empty})
-    values.update(cfg)
-    return values
-
-
-def _join(root: str, path: str) -> str:
-    """A path relative to ``root`` as MMEngine's BaseDataset resolves it."""
-    return path if osp.isabs(path) or not root else osp.join(root, path)
 
 
 class _Checker:
@@ -252,89 +230,30 @@ class _Checker:
             for i, item in enumerate(inner if isinstance(inner, (list, tuple)) else [inner]):
                 self.check_dataset(item, f'{where}.{key}' + (f'[{i}]' if key == 'datasets' else ''))
         cls = _resolve(dataset.get('type'), 'dataset')
-        name = getattr(cls, '__name__', '')
-        if name == 'ImageFolderDataset':
-            self.check_image_folder(_effective(cls, dataset), where)
-        elif name == 'TokenDataset':
-            self.check_tokens(_effective(cls, dataset), where)
+        if inspect.isclass(cls) and callable(getattr(cls, 'check_config', None)):
+            for problem in cls.check_config(effective_arguments(cls, dataset), where, self.cfg):
+                self.add(problem)
         else:
             root = dataset.get('data_root')
             if isinstance(root, str) and root and not osp.exists(osp.expanduser(root)):
                 self.add(f'{where}.data_root={root!r} does not exist. Set it to where the data is.')
-
-    def check_image_folder(self, ds: dict, where: str) -> None:
-        data_root = osp.expanduser(ds.get('data_root') or '')
-        root = _join(data_root, (ds.get('data_prefix') or {}).get('img_path') or '') or data_root
-        if not root or not osp.isdir(root):
-            self.add(f"{where}: image folder {root!r} (data_root + data_prefix['img_path']) does not exist. "
-                     'Set data_root (and data_prefix) to where the images are.')
-            return
-        if ds.get('ann_file'):
-            ann = _join(data_root, ds['ann_file'])
-            first = _first_listed(ann) if osp.isfile(ann) else None
-            if not osp.isfile(ann):
-                self.add(f'{where}.ann_file: list file {ann!r} does not exist. Set ann_file (relative to '
-                         'data_root) to the "path label" list, or drop it to read class sub-folders.')
-            elif first is None:
-                self.add(f'{where}.ann_file: {ann!r} lists no images. Expected "relative/path label" lines.')
-            elif not osp.isfile(osp.join(root, first)):
-                self.add(f'{where}: the first image of {ann!r}, {first!r}, is not under {root!r}. Is '
-                         "data_prefix['img_path'] right?")
-            return
-        extensions = tuple(e.lower() for e in ds.get('extensions') or _IMG_EXTENSIONS)
-        classes = ds.get('classes')
-        folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
-        missing = sorted(set(classes or ()) - set(folders))
-        if missing:
-            self.add(f'{where}: classes {missing[:5]} have no folder under {root!r}. Fix classes or the '
-                     'folder names.')
-        elif not any(_has_image(osp.join(root, c), extensions) for c in (classes or folders)):
-            self.add(f'{where}: {root!r} holds no images with endings {extensions} in class sub-folders. '
-                     'Expected <root>/<class>/<image>, or pass ann_file with "path label" lines.')
-
-    def check_tokens(self, ds: dict, where: str) -> None:
-        root = osp.expanduser(str(ds.get('data_root') or ''))
-        meta_path = osp.join(root, 'meta.json')
-        if not osp.isfile(meta_path):
-            what = 'does not exist' if not osp.isdir(root) else 'holds no extracted tokens (no meta.json)'
-            self.add(f'{where}.data_root={root!r} {what}. Extract the tokens first: tools/extract_tokens.py '
-                     'TOKENIZER_CONFIG CHECKPOINT --out <this folder>.')
-            return
-        try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-        except (OSError, ValueError) as exc:
-            self.add(f'{where}: {meta_path} is unreadable ({exc}). Extract the tokens again.')
-            return
-        if not meta.get('complete'):
-            self.add(f'{where}: the token extraction in {root!r} is unfinished. Run the same '
-                     'tools/extract_tokens.py command again: it continues where it stopped.')
-        model = self.cfg.get('model')
-        generator = model.get('generator') if isinstance(model, Mapping) else None
-        gen = {}
-        if isinstance(generator, Mapping):
-            gen = _effective(_resolve(generator.get('type'), 'generator'), generator)
-        for key, expected in (('num_tokens', 'expected_num_tokens'), ('vocab_size', 'expected_vocab_size')):
-            for want, owner in ((ds.get(expected), f'{where}.{expected}'),
-                                (gen.get(key), f'model.generator.{key}')):
-                if isinstance(want, int) and key in meta and meta[key] != want:
-                    self.add(f'{where}: the tokens in {root!r} have {key}={meta[key]} but {owner}={want}: '
-                             'they were extracted with another tokenizer. Extract them again with the '
-                             f'tokenizer of this config, or set {owner}={meta[key]}.')
 
     # ------------------------------------------------------------------ model
     def check_model(self, model: Mapping) -> None:
         tok = None
         for path, context, node in _walk(model, 'model', 'model'):
             cls = _resolve(node['type'], context) if 'type' in node else None
-            if inspect.isclass(cls) and issubclass(cls, TiTokTokenizer):
-                checked = self.check_tokenizer(cls, node, path)
-                tok = checked if path == 'model.tokenizer' else tok
-        if tok is None:
+            if inspect.isclass(cls) and callable(getattr(cls, 'check_config', None)):
+                args = effective_arguments(cls, node)
+                for problem in cls.check_config(args, path, self.cfg):
+                    self.add(problem)
+                if path == 'model.tokenizer':
+                    tok = args
+        if tok is None or not all(k in tok for k in ('num_tokens', 'codebook_size', 'image_size')):
             return
         generator = model.get('generator')
         if isinstance(generator, Mapping):
-            gen = _effective(_resolve(generator.get('type'), 'generator'), generator)
+            gen = effective_arguments(_resolve(generator.get('type'), 'generator'), generator)
             for key, theirs in (('num_tokens', tok['num_tokens']), ('vocab_size', tok['codebook_size'])):
                 if key in gen and gen[key] != theirs:
                     self.add(f'model.generator.{key}={gen[key]} but the tokenizer (model.tokenizer) has '
@@ -351,45 +270,6 @@ class _Checker:
                          f'{tok["image_size"]}: the first step would fail. Make them agree (the dataset\'s '
                          "image_size or crop_size, or the tokenizer's image_size).")
 
-    def check_tokenizer(self, cls: type, node: Mapping, path: str) -> dict:
-        tok = _effective(cls, node)
-        size, patch = tok.get('image_size'), tok.get('patch_size')
-        if isinstance(size, int) and isinstance(patch, int) and patch > 0 and size % patch:
-            fits = [s for s in (size - size % patch, size - size % patch + patch) if s > 0]
-            self.add(f'{path}: image_size={size} is not divisible by patch_size={patch}, so the image does '
-                     f'not split into whole patches. Use image_size {" or ".join(map(str, fits))}, or a '
-                     f'patch_size that divides {size}.')
-            return tok
-        schedule = tok.get('freq_schedule')
-        if schedule is None and issubclass(cls, NestedSpectralTokenizer):
-            schedule = dict(type='NonUniformFreqSchedule')
-        if schedule is None and tok.get('spectral_supervision'):
-            self.add(f"{path}: spectral_supervision=True needs a freq_schedule, e.g. "
-                     "freq_schedule=dict(type='NonUniformFreqSchedule').")
-        elif isinstance(schedule, Mapping):
-            try:  # pure arithmetic: the schedule validates itself when built
-                build_freq_schedule(dict(schedule), tok.get('num_tokens'), size)
-            except (ValueError, TypeError, KeyError) as exc:
-                self.add(f'{path}.freq_schedule: {exc}')
-        return tok
-
-
-def _first_listed(ann_file: str) -> Optional[str]:
-    with open(ann_file) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith('#'):
-                return line.rpartition(' ')[0] or line
-    return None
-
-
-def _has_image(folder: str, extensions: Tuple[str, ...]) -> bool:
-    """Whether ``folder`` holds at least one image file; stops at the first one."""
-    for _, _, files in os.walk(folder, followlinks=True):
-        if any(f.lower().endswith(extensions) for f in files):
-            return True
-    return False
-
 
 def _image_size(dataset: Any) -> Optional[int]:
     """The side of the square images a dataset config yields, where the config tells it."""
@@ -404,7 +284,7 @@ def _image_size(dataset: Any) -> Optional[int]:
     if size is None:
         cls = _resolve(dataset.get('type'), 'dataset')
         if getattr(cls, '__name__', '') == 'EmbeddedShapesDataset':
-            size = _effective(cls, dataset).get('image_size')
+            size = effective_arguments(cls, dataset).get('image_size')
     return size if isinstance(size, int) else None
 
 

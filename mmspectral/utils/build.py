@@ -1,7 +1,7 @@
 import difflib
 import inspect
 import re
-from typing import Any, FrozenSet, Optional
+from typing import Any, FrozenSet, Mapping, Optional
 
 import torch.nn as nn
 from mmengine.config import ConfigDict
@@ -29,6 +29,22 @@ def _forwards_kwargs_to_super(init, kwargs_name: str) -> bool:
         if depth == 0:
             break
     return f'**{kwargs_name}' in src[start:i]
+
+
+def effective_arguments(cls: Any, cfg: Mapping) -> dict:
+    """``cfg`` over the defaults of ``cls`` and its parents (for the arguments that it does not set).
+
+    What a component's ``check_config`` classmethod receives from the config checks (docs/design.md).
+    """
+    values = {}
+    for owner in reversed([c for c in getattr(cls, '__mro__', ()) if '__init__' in c.__dict__]):
+        try:
+            params = inspect.signature(owner.__dict__['__init__']).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        values.update({p.name: p.default for p in params if p.default is not p.empty})
+    values.update(cfg)
+    return values
 
 
 def accepted_arguments(cls: Any) -> Optional[FrozenSet[str]]:

@@ -11,7 +11,7 @@ switch                        TiTokTokenizer       NestedSpectralTokenizer
 ``freq_schedule``             None                 NonUniformFreqSchedule (eq. 9)
 ============================  ===================  =============================
 """
-from typing import Dict, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -112,9 +112,9 @@ class TiTokTokenizer(nn.Module):
         width = width or ARCH_SETTINGS[arch][0]
         depth = depth or ARCH_SETTINGS[arch][1]
         num_heads = num_heads or ARCH_SETTINGS[arch][2]
-        if image_size % patch_size:
-            raise ValueError(f'image_size={image_size} is not divisible by patch_size={patch_size}; pick sizes '
-                             'so that the image splits into whole patches.')
+        size_problem = self.patch_problem(image_size, patch_size)
+        if size_problem:
+            raise ValueError(size_problem)
         if width % num_heads:
             raise ValueError(f'width={width} is not divisible by num_heads={num_heads}.')
         self.image_size = image_size
@@ -160,6 +160,43 @@ class TiTokTokenizer(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+    #: The schedule a config without ``freq_schedule`` gets (the nested tokenizer's default).
+    default_freq_schedule: Optional[dict] = None
+
+    @staticmethod
+    def patch_problem(image_size, patch_size) -> Optional[str]:
+        """Why ``image_size`` does not split into whole patches of ``patch_size``, or None."""
+        if not (isinstance(image_size, int) and isinstance(patch_size, int)) or patch_size <= 0:
+            return None
+        if image_size % patch_size == 0:
+            return None
+        low = image_size - image_size % patch_size
+        fits = [s for s in (low, low + patch_size) if s > 0]
+        return (f'image_size={image_size} is not divisible by patch_size={patch_size}, so the image does not split '
+                f'into whole patches. Use image_size {" or ".join(map(str, fits))}, or a patch_size that divides '
+                f'{image_size}.')
+
+    @classmethod
+    def check_config(cls, args: Mapping, where: str = 'tokenizer', cfg: Optional[Mapping] = None) -> List[str]:
+        """The problems of a config of this tokenizer, found before anything is built (the config checks of
+        ``mmspectral.engine.preflight`` call this with the config's arguments over the defaults)."""
+        size = args.get('image_size')
+        problem = cls.patch_problem(size, args.get('patch_size'))
+        if problem:
+            return [f'{where}: {problem}']
+        schedule = args.get('freq_schedule')
+        if schedule is None:
+            schedule = cls.default_freq_schedule
+        if schedule is None and args.get('spectral_supervision'):
+            return [f"{where}: spectral_supervision=True needs a freq_schedule, e.g. "
+                    "freq_schedule=dict(type='NonUniformFreqSchedule')."]
+        if isinstance(schedule, Mapping):
+            try:  # pure arithmetic: the schedule validates itself when built
+                build_freq_schedule(dict(schedule), args.get('num_tokens'), size)
+            except (ValueError, TypeError, KeyError) as exc:
+                return [f'{where}.freq_schedule: {exc}']
+        return []
 
     # ------------------------------------------------------------------ properties
     @property
@@ -292,11 +329,13 @@ class NestedSpectralTokenizer(TiTokTokenizer):
     argument of TiTokTokenizer is accepted, so each ablation of Table 4 is one changed argument.
     """
 
+    default_freq_schedule = dict(type='NonUniformFreqSchedule')
+
     def __init__(self, attn_mask: Union[dict, BaseAttnMask, None] = None, freq_schedule: Optional[dict] = None,
                  spectral_supervision: bool = True, prefix_sampling: Optional[dict] = None, **kwargs) -> None:
         super().__init__(
             attn_mask=attn_mask if attn_mask is not None else dict(type='SpectralCausalMask'),
-            freq_schedule=freq_schedule if freq_schedule is not None else dict(type='NonUniformFreqSchedule'),
+            freq_schedule=freq_schedule if freq_schedule is not None else dict(self.default_freq_schedule),
             spectral_supervision=spectral_supervision,
             prefix_sampling=prefix_sampling if prefix_sampling is not None else dict(distribution='uniform'),
             **kwargs)
