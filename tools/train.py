@@ -67,6 +67,7 @@ def main():
     runner = build_runner(cfg)
     if not args.skip_checks:
         check_runner_checkpoint(runner)  # the checkpoint to load fits the model, before any data is read
+        runner.checks_done = True  # both checks ran: SpectralRunner.train need not repeat them
     runner.train()
     shutdown_distributed()
 

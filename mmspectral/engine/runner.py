@@ -141,10 +141,13 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
         with atomic_write_path(osp.join(out_dir, filename)) as tmp:
             super().save_checkpoint(osp.dirname(tmp), osp.basename(tmp), None, **kwargs)
 
+    #: Set by a tool that has run the config and checkpoint checks itself (tools/train.py), so that ``train``
+    #: does not run them a second time.
+    checks_done = False
+
     def train(self) -> torch.nn.Module:
-        if not self.cfg.get('skip_checks', False):
-            # Also for runners built from Python: bad input is reported before any data is read (tools/train.py
-            # runs the config checks once more before it builds the runner; they take well under a second).
+        if not self.cfg.get('skip_checks', False) and not self.checks_done:
+            # Also for runners built from Python: bad input is reported before any data is read.
             check_config(self.cfg, mode='train')
             check_runner_checkpoint(self)
         with registry_hints():
