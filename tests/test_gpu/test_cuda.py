@@ -148,6 +148,7 @@ def usable_backends(q, k, v, **kwargs):
 @pytest.mark.parametrize('layout', ['encoder', 'decoder', 'sequence'])
 def test_masks_on_cuda_match_the_float64_reference_and_their_kernels(mask_name, layout):
     from torch.nn.attention.flex_attention import flex_attention
+
     # SpectralCausalMask with one token a step (plain causal in the sequence layout), BlockCausalMask with 4.
     builder = ATTN_MASKS.build(dict(type=mask_name, block_size=4 if mask_name == 'BlockCausalMask' else 1))
     num_latents, num_context = 64, 0 if layout == 'sequence' else 257
