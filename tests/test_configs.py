@@ -98,3 +98,19 @@ def test_generator_parameter_groups_decay_only_linear_weights():
     for name, wd in decay.items():
         expected = cfg.optim_wrapper.optimizer.weight_decay if name in linear_weights else 0.0
         assert wd == pytest.approx(expected), f'{name}: weight decay {wd}, expected {expected}'
+
+
+@pytest.mark.parametrize('name', ['b_64tok_8xb32-1000k_in1k-256', 'b_64tok_8xb32-1000k_in1k-256_stage1',
+                                  'b_64tok_8xb32-500k_in1k-256_stage2'])
+def test_titok_configs_are_the_spectralar_ones_with_the_titok_tokenizer(name):
+    """The baseline differs from SpectralAR only by Table 4's switches (and where stage 2 starts from)."""
+    titok = load_config(os.path.join(ROOT, f'configs/titok/titok-{name}.py')).to_dict()
+    spectral = load_config(os.path.join(ROOT, f'configs/spectralar/spectralar-{name}.py')).to_dict()
+    switches = {'type', 'attn_mask', 'freq_schedule', 'spectral_supervision', 'prefix_sampling'}
+    tok_a, tok_b = titok['model'].pop('tokenizer'), spectral['model'].pop('tokenizer')
+    assert {k for k in set(tok_a) | set(tok_b) if tok_a.get(k) != tok_b.get(k)} == switches
+    assert tok_a['type'] == 'TiTokTokenizer' and tok_a['attn_mask'] == dict(type='BidirectionalMask')
+    assert not tok_a['spectral_supervision'] and tok_a['prefix_sampling'] is None
+    assert titok['model'] == spectral['model']
+    differing = {k for k in set(titok) | set(spectral) if titok.get(k) != spectral.get(k)}
+    assert differing <= {'load_from'} and ('load_from' in differing) == name.endswith('stage2')
