@@ -12,7 +12,7 @@ Three recipes:
 With spectral supervision, every target is ``lowpass(image, w_k)`` for the sample's prefix length k
 (Algorithm 1); without, the full image.
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,7 @@ class TokenizerModel(BaseModel):
         self.perceptual_loss = build_component(perceptual_loss, MODELS)
         self.gan_loss = build_component(gan_loss, MODELS)
         self.proxy_teacher = build_component(proxy_teacher, MODELS)
-        head = self.tokenizer.decoder.head
+        head = self.tokenizer.decoder_head
         if recipe == 'proxy_codes':
             if head != 'proxy_codes':
                 raise ValueError("recipe='proxy_codes' needs tokenizer decoder_head='proxy_codes'.")
@@ -88,10 +88,7 @@ class TokenizerModel(BaseModel):
         if recipe == 'pixel' and head != 'pixels' and self.tokenizer.pixel_decoder is None:
             raise ValueError("recipe='pixel' with decoder_head='proxy_codes' needs the tokenizer's pixel_decoder.")
         if recipe == 'decoder_finetune':
-            frozen = [self.tokenizer.encoder, self.tokenizer.quantizer]
-            for module in frozen:
-                module.requires_grad_(False)
-            self.tokenizer.latent_tokens.requires_grad_(False)
+            self.tokenizer.freeze_encoder()
         n = self.tokenizer.num_tokens
         self.eval_prefix_lengths = sorted(set(eval_prefix_lengths or default_eval_prefixes(n)))
         if self.eval_prefix_lengths[0] < 1 or self.eval_prefix_lengths[-1] > n:
@@ -122,27 +119,31 @@ class TokenizerModel(BaseModel):
 
     # ------------------------------------------------------------------ losses
     def generator_losses(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """All generator-side losses of one batch, plus what the discriminator step needs (keys starting '_').
+        """All generator-side losses of one batch (``loss_*`` are back-propagated, the rest is logged)."""
+        return self.losses_and_disc_inputs(images)[0]
+
+    def losses_and_disc_inputs(self, images: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """The generator-side losses and what the discriminator step needs (``recon``, ``target``,
+        ``prefix_lengths``; empty for the proxy-code recipe).
 
         Trained modules are called through their ``forward`` (``self.tokenizer(...)``, ``self.gan_loss(...)``),
         so per-module DDP wrappers synchronise them.
         """
-        tok = self.tok
-        k = tok.sample_prefix_lengths(images.shape[0], images.device)
+        k = self.tok.sample_prefix_lengths(images.shape[0], images.device)
         out = self.tokenizer(images, k, decode_images=self.recipe != 'proxy_codes',
                              encoder_grad=self.recipe != 'decoder_finetune')
-        target = tok.target(images, k)
+        target = out['target']
         losses: Dict[str, torch.Tensor] = {}
         if self.recipe != 'decoder_finetune':
             losses['loss_commit'] = self.quantizer_loss_weight * out['loss_commit']
             losses['loss_codebook'] = self.quantizer_loss_weight * out['loss_codebook']
-        losses.update(tok.quantizer.usage(out['indices']))
+        losses.update(out['code_stats'])
         losses['prefix_length'] = k.float().mean()
         if self.recipe == 'proxy_codes':
             with torch.no_grad():
                 codes = self.proxy_teacher.encode(self.to_unit(target))  # (B, h*w)
             losses['loss_proxy_ce'] = F.cross_entropy(out['output'].flatten(2).float(), codes)
-            return losses
+            return losses, {}
         recon = out['images']
         loss_rec = F.mse_loss(recon.float(), target.float())
         losses['loss_rec'] = self.pixel_loss_weight * loss_rec
@@ -150,11 +151,8 @@ class TokenizerModel(BaseModel):
             losses['loss_perceptual'] = self.perceptual_loss_weight * self.perceptual_loss(recon, target)
         if self.gan_loss is not None and self.gan.active(self._current_iter()):
             losses.update(self.gan_loss(mode='generator', fake=recon, iter=self._current_iter(), rec_loss=loss_rec,
-                                        last_layer=self.last_layer_weight(), cutoff=self.cutoff(k)))
-        losses['_recon'] = recon
-        losses['_target'] = target
-        losses['_prefix_lengths'] = k
-        return losses
+                                        last_layer=self.tok.last_layer_weight(), cutoff=self.cutoff(k)))
+        return losses, dict(recon=recon, target=target, prefix_lengths=k)
 
     def cutoff(self, prefix_lengths: torch.Tensor) -> Optional[torch.Tensor]:
         """``w_k / S`` of each prefix (B,) when the discriminator is conditioned on it (1 without spectral
@@ -165,13 +163,6 @@ class TokenizerModel(BaseModel):
         if not tok.spectral_supervision:
             return torch.ones(prefix_lengths.shape, device=prefix_lengths.device)
         return tok.freq_schedule.omega(prefix_lengths).float() / tok.freq_schedule.image_size
-
-    def last_layer_weight(self) -> torch.Tensor:
-        """The weight of the last layer that makes pixels (for the adaptive GAN weight)."""
-        tok = self.tok
-        if tok.decoder.head == 'pixels':
-            return tok.decoder.conv_out.weight
-        return tok.pixel_decoder.last_layer_weight()
 
     # ------------------------------------------------------------------ MMEngine API
     def train_step(self, data: Union[dict, tuple, list], optim_wrapper: Union[OptimWrapper, OptimWrapperDict]):
@@ -186,15 +177,14 @@ class TokenizerModel(BaseModel):
                              "(constructor='MultiOptimWrapperConstructor').")
         with gen_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
-            losses = self.generator_losses(data['inputs'])
-        recon, target = losses.pop('_recon', None), losses.pop('_target', None)
-        k = losses.pop('_prefix_lengths', None)
+            losses, for_disc = self.losses_and_disc_inputs(data['inputs'])
         parsed, log_vars = self.parse_losses(losses)
         gen_wrapper.update_params(parsed)
         if disc_wrapper is not None and self.gan.active(self._current_iter()):
             with disc_wrapper.optim_context(self):
-                d_losses = self.gan_loss(mode='discriminator', real=target.detach(), fake=recon.detach(),
-                                         iter=self._current_iter(), cutoff=self.cutoff(k))
+                d_losses = self.gan_loss(mode='discriminator', real=for_disc['target'].detach(),
+                                         fake=for_disc['recon'].detach(), iter=self._current_iter(),
+                                         cutoff=self.cutoff(for_disc['prefix_lengths']))
             d_parsed, d_log = self.parse_losses(d_losses)
             disc_wrapper.update_params(d_parsed)
             log_vars.update({f'disc_{k}' if k == 'loss' else k: v for k, v in d_log.items()})
@@ -202,8 +192,7 @@ class TokenizerModel(BaseModel):
 
     def forward(self, inputs: torch.Tensor, data_samples: Optional[list] = None, mode: str = 'tensor'):
         if mode == 'loss':
-            losses = self.generator_losses(inputs)
-            return {k: v for k, v in losses.items() if not k.startswith('_')}
+            return self.generator_losses(inputs)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':

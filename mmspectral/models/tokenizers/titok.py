@@ -241,7 +241,8 @@ class TiTokTokenizer(nn.Module):
 
         Returns:
             ``output`` (images or proxy-code logits), ``indices`` (B, N), ``loss_commit``, ``loss_codebook``,
-            ``prefix_lengths`` (B,) and, with ``decode_images``, ``images``.
+            ``prefix_lengths`` (B,), ``target`` (what each sample's prefix should reconstruct, :meth:`target`),
+            ``code_stats`` (codebook usage and perplexity, logged) and, with ``decode_images``, ``images``.
         """
         b = images.shape[0]
         one_k = None  # one k for the whole batch: decode a shorter sequence instead of masked slots
@@ -256,12 +257,30 @@ class TiTokTokenizer(nn.Module):
             output = self.decode(quantized[:, :one_k])
         else:
             output = self.decode(quantized, prefix_lengths)
-        result = dict(output=output, prefix_lengths=prefix_lengths, **info)
+        result = dict(output=output, prefix_lengths=prefix_lengths, target=self.target(images, prefix_lengths),
+                      code_stats=self.quantizer.usage(info['indices']), **info)
         if decode_images:
             result['images'] = self.to_images(output)
         return result
 
     # ------------------------------------------------------------------ training helpers
+    @property
+    def decoder_head(self) -> str:
+        """What the decoder predicts: 'pixels' or 'proxy_codes'."""
+        return self.decoder.head
+
+    def last_layer_weight(self) -> torch.Tensor:
+        """The weight of the last layer that makes pixels (the adaptive GAN weight's reference)."""
+        if self.decoder.head == 'pixels':
+            return self.decoder.conv_out.weight
+        return self.pixel_decoder.last_layer_weight()
+
+    def freeze_encoder(self) -> None:
+        """Freeze the encoder, the latent queries and the codebook (TiTok's stage 2 trains the decoder only)."""
+        for module in (self.encoder, self.quantizer):
+            module.requires_grad_(False)
+        self.latent_tokens.requires_grad_(False)
+
     def sample_prefix_lengths(self, batch_size: int, device=None,
                               generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Prefix lengths for a training batch: N for every sample unless ``prefix_sampling`` is set."""
