@@ -18,25 +18,45 @@ TMP_SUFFIX = '.tmp'
 
 
 @contextmanager
-def atomic_write(path: str, mode: str = 'w') -> Iterator[Any]:
-    """Open a temporary file next to ``path``; on success it replaces ``path`` in one step.
+def _replacing(tmp: str, path: str) -> Iterator[None]:
+    """Around a body that writes ``tmp``: flush it to disk and rename it over ``path``; on an exception remove it.
 
-    Readers see either the old file or the complete new one. If the body raises, the temporary file is removed
-    and ``path`` keeps its old content.
+    The rename is made durable too (the folder is synced where the file system allows it).
     """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
+        yield
+        with open(tmp, 'rb') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+    try:  # not every file system lets a directory be opened
+        fd = os.open(osp.dirname(osp.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_write(path: str, mode: str = 'w') -> Iterator[Any]:
+    """Open a temporary file next to ``path``; on success it replaces ``path`` in one step.
+
+    Readers see either the old file or the complete new one. If the body raises, the temporary file is removed
+    and ``path`` keeps its old content. The temporary name is unique, so concurrent writers do not collide.
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    with _replacing(tmp, path):
+        with os.fdopen(fd, mode) as f:
+            yield f
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -54,22 +74,5 @@ def atomic_write_path(path: str) -> Iterator[str]:
     exception the temporary file is removed; a kill leaves ``<path>.tmp`` behind, which readers ignore.
     """
     tmp = path + TMP_SUFFIX
-    try:
+    with _replacing(tmp, path):
         yield tmp
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable; not every file system lets a directory be opened
-        fd = os.open(osp.dirname(osp.abspath(path)), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
