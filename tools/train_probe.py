@@ -21,6 +21,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
@@ -32,8 +34,6 @@ from mmspectral.fileio import write_json  # noqa: E402
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 (N, H, W, 3) -> (N, size, size, 3), bilinear with half-pixel centres (the FID Inception's resize)."""
-    import torch
-    import torch.nn.functional as F
     out = []
     for start in range(0, len(images), 256):
         x = torch.from_numpy(images[start:start + 256]).permute(0, 3, 1, 2).float()

@@ -21,13 +21,17 @@ def shard_paths(root: str, rank: int, world_size: int) -> dict:
     return dict(tokens=stem + '_tokens.npy', labels=stem + '_labels.npy', done=stem + '_done.npy')
 
 
+def _load_meta(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_meta(root: str) -> dict:
     path = osp.join(root, META_FILE)
     if not osp.isfile(path):
         raise FileNotFoundError(f'{root!r} holds no extracted tokens ({META_FILE} missing). Run '
                                 'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out <this folder> first.')
-    with open(path) as f:
-        meta = json.load(f)
+    meta = _load_meta(path)
     if not meta.get('complete'):
         raise RuntimeError(f'The token extraction in {root!r} is unfinished ({meta.get("done", "?")} of '
                            f'{meta.get("num_images", "?")} images). Run the same tools/extract_tokens.py command '
@@ -86,15 +90,14 @@ class TokenDataset(BaseDataset):
         tokens of another tokenizer than ``cfg``'s generator expects (the config checks call this)."""
         problems = []
         root = osp.expanduser(str(ds.get('data_root') or ''))
-        meta_path = osp.join(root, 'meta.json')
+        meta_path = osp.join(root, META_FILE)
         if not osp.isfile(meta_path):
-            what = 'does not exist' if not osp.isdir(root) else 'holds no extracted tokens (no meta.json)'
+            what = 'does not exist' if not osp.isdir(root) else f'holds no extracted tokens (no {META_FILE})'
             problems.append(f'{where}.data_root={root!r} {what}. Extract the tokens first: '
                             'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out <this folder>.')
             return problems
         try:
-            with open(meta_path) as f:
-                meta = json.load(f)
+            meta = _load_meta(meta_path)
         except (OSError, ValueError) as exc:
             problems.append(f'{where}: {meta_path} is unreadable ({exc}). Extract the tokens again.')
             return problems

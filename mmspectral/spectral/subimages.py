@@ -6,6 +6,8 @@ to S x S (bicubic), so it holds only the DCT band below S / 2 of the S-pixel gri
 the band above. :func:`reassemble_subimages` puts four S x S results back into one 2S x 2S image (strided ones
 interleaved, quadrants tiled): it is the exact inverse of :func:`split_subimages` without up-sampling.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +29,7 @@ def upsample(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images.float(), size=(size, size), mode='bicubic', align_corners=False).clamp(0, 1)
 
 
-def split_subimages(images: torch.Tensor, mode: str = 'stride', size: int = None) -> torch.Tensor:
+def split_subimages(images: torch.Tensor, mode: str = 'stride', size: Optional[int] = None) -> torch.Tensor:
     """Cut images (B, C, S, S) into four sub-images of S / 2 and up-sample each to ``size`` (default S).
 
     ``size=S // 2`` (no up-sampling) gives the raw sub-images. Returns (B, 4, C, size, size) in the order
