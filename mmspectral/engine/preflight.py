@@ -22,18 +22,17 @@ import os.path as osp
 import re
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
 from torch.utils.data import DataLoader
 
+from mmspectral.fileio import SAME_ARCHITECTURE, CheckpointLoadError, diff_state_dict, read_state_dict
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
                                  PARAM_SCHEDULERS, QUANTIZERS, TOKENIZERS, TRANSFORMS, VISBACKENDS,
                                  VISUALIZERS, WEIGHT_INITIALIZERS)
 from mmspectral.utils.build import accepted_arguments, effective_arguments, unknown_argument_message
-from .checkpoint import CheckpointLoadError, load_torch_file
 from .resume import find_latest_checkpoint
 
 __all__ = ['ConfigCheckError', 'check_config', 'check_runner_checkpoint', 'check_checkpoint_fits']
@@ -316,34 +315,23 @@ def check_checkpoint_fits(model: nn.Module, path: str, source: str = 'load_from'
     """
     if is_model_wrapper(model):
         model = model.module
-    try:
-        ckpt = torch.load(osp.expanduser(path), map_location='cpu', weights_only=False, mmap=True)
-    except Exception:  # not a zip archive, so no mmap: the plain loader says clearly what is wrong
-        ckpt = load_torch_file(path, map_location='cpu', trusted=True)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, Mapping) else ckpt
-    if not isinstance(state, Mapping):
-        raise CheckpointLoadError(f'{source} {path} holds a {type(state).__name__}, not a checkpoint with a '
-                                  'state_dict. Point it at a checkpoint written by tools/train.py.')
+    state = read_state_dict(path, trusted=True, mmap=True)
     # Model wrappers (DDP around the whole model or around its parts, as the GAN recipe does) add 'module.'
     # segments that the Runner's loader strips: compare names without them.
     state = {_unwrapped_key(k): v for k, v in state.items()}
     own = {_unwrapped_key(k): v for k, v in model.state_dict().items()}
-    shared = [k for k in own if k in state]
-    mis_shaped = [f'{k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}' for k in shared
-                  if hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(own[k].shape)]
-    if not mis_shaped and (shared or not own):
+    diff = diff_state_dict(own, state)
+    shared = len(own) - len(diff.missing)
+    if not diff.mis_shaped and (shared or not own):
         return
-    if mis_shaped:
-        more = ' ...' if len(mis_shaped) > 6 else ''
-        what = f'{len(mis_shaped)} shape mismatches: {", ".join(mis_shaped[:6])}{more}'
+    if diff.mis_shaped:
+        what = diff._replace(missing=[], unexpected=[]).describe('checkpoint')
     else:
         what = f'none of its {len(state)} keys is a parameter of the model (e.g. {next(iter(state), "")!r})'
-    unexpected = len([k for k in state if k not in own])
     raise CheckpointLoadError(
-        f'{source} {path} does not fit {type(model).__name__}: {what} ({len(own) - len(shared)} model keys '
-        f'missing from it, {unexpected} keys the model does not have). Is it a checkpoint of the same '
-        'architecture (same arch / width / depth / num_tokens / codebook_size as the config)? Point it at a '
-        "checkpoint of this model, or set the model to the checkpoint's settings.")
+        f'{source} {path} does not fit {type(model).__name__}: {what} ({len(diff.missing)} model keys '
+        f'missing from it, {len(diff.unexpected)} keys the model does not have). {SAME_ARCHITECTURE} Point it '
+        "at a checkpoint of this model, or set the model to the checkpoint's settings.")
 
 
 def check_runner_checkpoint(runner: Runner) -> None:

@@ -42,7 +42,8 @@ def trusted_checkpoints() -> Iterator[None]:
         _TRUSTED.reset(token)
 
 
-def load_torch_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool] = None) -> Any:
+def load_torch_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool] = None,
+                    mmap: bool = False) -> Any:
     """``torch.load`` with clear errors for missing, torn, corrupt and untrusted files.
 
     Args:
@@ -50,12 +51,19 @@ def load_torch_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool
         map_location: as ``torch.load``.
         trusted: load full pickles (``weights_only=False``). None: trusted only inside
             :func:`trusted_checkpoints`.
+        mmap: memory-map the tensors (nothing but the pickle record is read until a tensor is used), for a
+            check that only needs names and shapes; a file that cannot be mapped is read in full.
     """
     path = osp.expanduser(str(path))
     trusted = _TRUSTED.get() if trusted is None else trusted
     if not osp.isfile(path):
         raise FileNotFoundError(f'Checkpoint or weights file {path!r} does not exist. Check the path in the config '
                                 'or on the command line (mmspectral never downloads weights).')
+    if mmap:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=not trusted, mmap=True)
+        except Exception:  # e.g. not a zip archive: the full read below says clearly what is wrong
+            pass
     try:
         return torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as exc:

@@ -86,7 +86,7 @@ def test_convnext_mismatched_file_lists_the_keys(tmp_path):
     with pytest.raises(CheckpointLoadError) as info:
         ConvNeXtPerceptualLoss(weights_path=str(path))
     msg = str(info.value)
-    assert 'not_a_convnext_key' in msg and 'features.0.0.weight (file (1,)' in msg
+    assert 'not_a_convnext_key' in msg and 'features.0.0.weight: file [1] vs model [96, 3, 4, 4]' in msg
     assert 'missing from the file: classifier.0.bias' in msg and 'more)' in msg
 
 
@@ -187,7 +187,7 @@ def test_lpips_mismatched_files_list_the_keys(lpips, tmp_path):
     msg = str(info.value)
     assert 'missing from the file: lin4.model.1.weight' in msg
     assert 'not in the model: lin5.model.1.weight' in msg
-    assert 'lin0.model.1.weight (file (1, 3, 1, 1), model (1, 64, 1, 1))' in msg
+    assert 'lin0.model.1.weight: file [1, 3, 1, 1] vs model [1, 64, 1, 1]' in msg
     # Anything in the VGG file other than features.* and classifier.* is reported too.
     vgg_state = torch.load(vgg_path)
     vgg_state['extra.weight'] = torch.zeros(1)

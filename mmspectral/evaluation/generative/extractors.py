@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.utils import ProgressBar
 
-from mmspectral.fileio import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import load_state_dict_checked, read_state_dict
 from mmspectral.registry import FEATURE_EXTRACTORS, MODELS
 from mmspectral.utils import build_component
 from .inception import FIDInceptionV3
@@ -242,16 +242,9 @@ class TorchModuleExtractor(BaseFeatureExtractor):
         return f'{type(self).__name__}({type(self.model).__name__})'
 
     def _load(self, checkpoint: str) -> None:
-        state = load_torch_file(checkpoint, map_location='cpu')
-        if isinstance(state, Mapping) and 'state_dict' in state:
-            state = state['state_dict']
-        if not isinstance(state, Mapping):
-            raise CheckpointLoadError(f'TorchModuleExtractor: {checkpoint} does not hold a state dict.')
-        result = self.model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise CheckpointLoadError(f'TorchModuleExtractor: {checkpoint} does not match '
-                                      f'{type(self.model).__name__}: missing {result.missing_keys[:12]}, '
-                                      f'unexpected {result.unexpected_keys[:12]}.')
+        load_state_dict_checked(self.model, read_state_dict(checkpoint), checkpoint,
+                                f'TorchModuleExtractor({type(self.model).__name__})',
+                                'Point checkpoint at weights of the model the extractor wraps.')
 
     def forward_features(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.input_size is not None:

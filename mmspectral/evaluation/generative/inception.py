@@ -26,7 +26,7 @@ network to compare runs; quote the evaluator next to every number.
 """
 import logging
 import os.path as osp
-from typing import Dict, Mapping, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -36,7 +36,7 @@ from torchvision.models import inception_v3
 from torchvision.models.inception import (BasicConv2d, InceptionA, InceptionAux, InceptionB, InceptionC,
                                           InceptionD, InceptionE)
 
-from mmspectral.fileio import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import load_state_dict_checked, read_state_dict
 
 __all__ = ['FIDInceptionV3', 'MissingFeatureWeightsError', 'FID_WEIGHTS_FILE', 'load_fid_inception_weights']
 
@@ -122,29 +122,11 @@ def load_fid_inception_weights(net: nn.Module, path: str, owner: str = 'Inceptio
     not affect evaluation); any other missing or unexpected key, or a shape mismatch, raises
     :class:`CheckpointLoadError` listing them.
     """
-    state = load_torch_file(path, map_location='cpu')
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointLoadError(f'{owner}: {path} does not hold a flat state dict (name -> tensor); got '
-                                  f'{type(state).__name__}. Expected an unmodified {FID_WEIGHTS_FILE!r}.')
-    own = net.state_dict()
-    wrong_shape = [f'{k} (file {tuple(v.shape)}, network {tuple(own[k].shape)})' for k, v in state.items()
-                   if k in own and v.shape != own[k].shape]
-    missing, unexpected = [], sorted(k for k in state if k not in own)
-    if not wrong_shape and not unexpected:
-        result = net.load_state_dict(state, strict=False)
-        missing = sorted(result.missing_keys)
-    if missing or unexpected or wrong_shape:
-        parts = []
-        for title, keys in (('missing from the file', missing), ('not in the network', unexpected),
-                            ('shape mismatch', wrong_shape)):
-            if keys:
-                more = f' ... ({len(keys) - 12} more)' if len(keys) > 12 else ''
-                parts.append(f'{title}: ' + ', '.join(keys[:12]) + more)
-        raise CheckpointLoadError(
-            f'{owner}: the weights in {path} do not match the FID Inception network ({"; ".join(parts)}). '
-            f'Expected an unmodified {FID_WEIGHTS_FILE!r} (torchvision Inception3 key names, no AuxLogits, '
-            f"fc with {FID_NUM_CLASSES} classes); torchvision's own ImageNet Inception weights are a "
-            'different network and do not give comparable FID.')
+    load_state_dict_checked(
+        net, read_state_dict(path, unwrap=False), path, f'{owner} (the FID Inception network)',
+        f'Expected an unmodified {FID_WEIGHTS_FILE!r} (torchvision Inception3 key names, no AuxLogits, fc with '
+        f"{FID_NUM_CLASSES} classes); torchvision's own ImageNet Inception weights are a different network and "
+        'do not give comparable FID.', ignore_missing=('*.num_batches_tracked', ))
 
 
 class FIDInceptionV3(nn.Module):

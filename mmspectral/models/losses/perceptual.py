@@ -9,14 +9,14 @@ Their weights are ordinary parameters, so they are in the parent's ``state_dict`
 """
 import logging
 import os.path as osp
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
-from mmspectral.fileio import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import load_state_dict_checked, read_state_dict
 from mmspectral.registry import MODELS
 from ..utils import keep_out_of_checkpoints
 
@@ -63,44 +63,8 @@ def _resolve_path(owner: str, path: Optional[str], allow_random_init: bool, file
     return osp.expanduser(str(path))
 
 
-def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    state = load_torch_file(path, map_location='cpu')
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointLoadError(f'{path} does not hold a flat state dict (name -> tensor); got '
-                                  f'{type(state).__name__}. Re-save it with torch.save(model.state_dict(), path).')
-    return dict(state)
-
-
-def _short(keys: Sequence[str], limit: int = 12) -> str:
-    shown = ', '.join(keys[:limit])
-    return shown + (f' ... ({len(keys) - limit} more)' if len(keys) > limit else '')
-
-
-def _load_checked(targets: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], path: str, owner: str,
-                  expected_file: str, ignored: Iterable[str] = ()) -> None:
-    """Copy ``state`` into ``targets`` (file key -> the model's tensor) after checking every name and shape.
-
-    Keys starting with a prefix in ``ignored`` may be in the file without a target. Any other mismatch raises one
-    error that lists all of them, in the file's naming.
-    """
-    ignored = tuple(ignored)
-    missing = sorted(set(targets) - set(state))
-    unexpected = sorted(k for k in set(state) - set(targets) if not k.startswith(ignored))
-    wrong_shape = [f'{k} (file {tuple(state[k].shape)}, model {tuple(targets[k].shape)})'
-                   for k in sorted(set(targets) & set(state)) if state[k].shape != targets[k].shape]
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f'missing from the file: {_short(missing)}')
-        if unexpected:
-            parts.append(f'not in the model: {_short(unexpected)}')
-        if wrong_shape:
-            parts.append(f'shape mismatch: {_short(wrong_shape)}')
-        raise CheckpointLoadError(f'{owner}: the weights in {path} do not match the network ({"; ".join(parts)}). '
-                                  f'Expected an unmodified {expected_file!r}.')
-    with torch.no_grad():
-        for key, tensor in targets.items():
-            tensor.copy_(state[key])
+def _unmodified(file_name: str) -> str:
+    return f'Expected an unmodified {file_name!r}; re-download it if it was changed or cut short.'
 
 
 def _warn_random(owner: str, parts: str) -> None:
@@ -169,7 +133,8 @@ class ConvNeXtPerceptualLoss(_FrozenNetLoss):
         if path is None:
             _warn_random(owner, 'the ConvNeXt-S network is')
         else:
-            _load_checked(self.net.state_dict(), _read_state_dict(path), path, owner, _CONVNEXT_FILE)
+            load_state_dict_checked(self.net, read_state_dict(path, unwrap=False), path, f'{owner} (ConvNeXt-S)',
+                                    _unmodified(_CONVNEXT_FILE))
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._freeze()
@@ -233,7 +198,8 @@ class LPIPSLoss(_FrozenNetLoss):
         else:
             # torchvision's file also holds the classifier, which LPIPS does not use.
             targets = {f'features.{k}': v for k, v in self.vgg.state_dict().items()}
-            _load_checked(targets, _read_state_dict(vgg_path), vgg_path, owner, _VGG_FILE, ignored=('classifier.', ))
+            load_state_dict_checked(targets, read_state_dict(vgg_path, unwrap=False), vgg_path, f'{owner} (VGG16)',
+                                    _unmodified(_VGG_FILE), ignore_unexpected=('classifier.*', ))
         if lpips_path is None:
             random_parts.append('the LPIPS heads')
             with torch.no_grad():
@@ -242,7 +208,8 @@ class LPIPSLoss(_FrozenNetLoss):
         else:
             # lpips names the head of layer k 'lin{k}.model.1' (its model.0 is a Dropout).
             targets = {f'lin{k}.model.1.weight': lin.weight for k, lin in enumerate(self.lins)}
-            _load_checked(targets, _read_state_dict(lpips_path), lpips_path, owner, _LPIPS_FILE)
+            load_state_dict_checked(targets, read_state_dict(lpips_path, unwrap=False), lpips_path,
+                                    f'{owner} (LPIPS heads)', _unmodified(_LPIPS_FILE))
         if random_parts:
             _warn_random(owner, ' and '.join(random_parts) + (' are' if len(random_parts) > 1 else ' is'))
         self.register_buffer('shift', torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)

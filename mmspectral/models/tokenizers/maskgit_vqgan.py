@@ -13,13 +13,13 @@ downloaded.
 """
 import math
 import os.path as osp
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmspectral.fileio import CheckpointLoadError, load_torch_file
+from mmspectral.fileio import load_state_dict_checked, read_state_dict
 from mmspectral.registry import MODELS
 from ..utils import keep_out_of_checkpoints
 
@@ -257,30 +257,15 @@ class MaskGITVQGAN(nn.Module):
         if not osp.isfile(path):
             raise FileNotFoundError(f'MaskGIT-VQGAN weights {path!r} do not exist. {_HOW_TO_GET}')
         # trusted=False: outside weights load as tensors only, also inside trusted_checkpoints().
-        ckpt = load_torch_file(path, map_location='cpu', trusted=False)
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, Mapping) else ckpt
-        if not isinstance(state, Mapping):
-            raise CheckpointLoadError(f'{path} holds a {type(state).__name__}, not a state dict (a mapping '
-                                      "from parameter names to tensors, possibly under 'state_dict').")
-        if self.encoder is None:
-            state = {k: v for k, v in state.items() if not k.startswith('encoder.')}
-        own = self.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        mis_shaped = [f'{k}: file {list(getattr(v, "shape", ()))} vs model {list(own[k].shape)}'
-                      for k, v in state.items()
-                      if k in own and tuple(getattr(v, 'shape', ())) != tuple(own[k].shape)]
-        if missing or unexpected or mis_shaped:
-            parts = [f'{len(items)} {what} (first {min(len(items), 5)}: {", ".join(items[:5])})'
-                     for what, items in (('missing keys', missing), ('unexpected keys', unexpected),
-                                         ('shape mismatches', mis_shaped)) if items]
-            hint = ''
-            if any(k.startswith('pixel_') for k in unexpected):
-                hint = (' Keys starting with pixel_decoder. / pixel_quantize. come from a TiTok checkpoint; '
-                        f'this needs the MaskGIT file {PUBLIC_WEIGHTS}.')
-            raise CheckpointLoadError(f'{path} does not match MaskGITVQGAN({self.arch}): ' + '; '.join(parts)
-                                      + f'. Check that the architecture arguments match the file.{hint}')
-        self.load_state_dict(state, strict=True)
+        state = read_state_dict(path, trusted=False)
+        hint = ''
+        if any(k.startswith('pixel_') for k in state):
+            hint = (' Keys starting with pixel_decoder. / pixel_quantize. come from a TiTok checkpoint; '
+                    f'this needs the MaskGIT file {PUBLIC_WEIGHTS}.')
+        # a decoder-only teacher ignores the encoder the file holds
+        load_state_dict_checked(self, state, path, f'MaskGITVQGAN({self.arch})',
+                                f'Check that the architecture arguments match the file.{hint}',
+                                ignore_unexpected=('encoder.*', ) if self.encoder is None else ())
 
     def freeze(self) -> 'MaskGITVQGAN':
         """Eval mode and no parameter gradients; it stays in eval mode when a parent calls ``train()``.
