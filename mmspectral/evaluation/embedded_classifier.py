@@ -1,11 +1,11 @@
 """A small classifier of the EmbeddedShapes classes, trained on real images: the probe that judges samples.
 
 ImageNet generators are judged by an Inception network trained on ImageNet; the embedded dataset has no such
-network to download, so mmspectral trains one in about a minute on the CPU (tools/train_probe.py). Its accuracy
-on samples says whether a class-conditional generator draws the class it was asked for (its accuracy on
-held-out real images is the ceiling), and its pooled features stand in for Inception features on this dataset:
-``ShapesProbe`` is the FEATURE_EXTRACTORS entry that gives them to the Frechet distance, IS and precision /
-recall code (``tools/eval_fid.py --extractor ShapesProbe --extractor-options checkpoint=PATH``).
+network to download, so mmspectral trains one in about a minute on the CPU (tools/train_probe.py). Its
+accuracy on samples says whether a class-conditional generator draws the class it was asked for (its accuracy
+on held-out real images is the ceiling), and its pooled features stand in for Inception features on this
+dataset: ``ShapesProbe`` is the FEATURE_EXTRACTORS entry that gives them to the Frechet distance, IS and
+precision / recall code (``tools/eval_fid.py --extractor ShapesProbe --extractor-options checkpoint=PATH``).
 """
 import os.path as osp
 from typing import Optional, Sequence
@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmspectral.datasets.embedded import CLASSES, class_names, render_shape
-from mmspectral.fileio import atomic_write
+from mmspectral.fileio import atomic_write, load_state_dict_checked, load_torch_file
 from mmspectral.registry import FEATURE_EXTRACTORS
 from .generative.extractors import BaseFeatureExtractor
 
@@ -66,7 +66,8 @@ def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes
 def train_shapes_classifier(image_size: int = 64, num_classes: int = len(CLASSES), steps: int = 250,
                             batch_size: int = 32, seed: int = 1234, num_val: int = 500,
                             class_set: str = 'fine') -> tuple:
-    """Train a ShapesClassifier on freshly drawn images (a seed no tokenizer config uses); CPU, under a minute.
+    """Train a ShapesClassifier on freshly drawn images (a seed no tokenizer config uses);
+    CPU, under a minute.
 
     Returns the model (eval mode) and its accuracy on ``num_val`` held-out real images.
     """
@@ -115,12 +116,13 @@ def load_shapes_classifier(path: str, image_size: Optional[int] = None,
     if not osp.isfile(path):
         raise FileNotFoundError(f'No EmbeddedShapes probe at {path!r}: train one with '
                                 f'`python tools/train_probe.py --out {path}` (about a minute on a CPU).')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = load_torch_file(path, map_location='cpu', trusted=False)
     if not isinstance(state, dict) or 'state_dict' not in state:
         raise ValueError(f'{path} is not a probe file written by tools/train_probe.py (no state_dict entry).')
     saved_set = str(state.get('class_set', 'fine'))
     model = ShapesClassifier(int(state['num_classes']), class_set=saved_set)
-    model.load_state_dict(state['state_dict'])
+    load_state_dict_checked(model, state['state_dict'], path, f'ShapesClassifier({saved_set!r} classes)',
+                            f'Write it again with `python tools/train_probe.py --out {path}`.')
     if image_size is not None and int(state['image_size']) != image_size:
         raise ValueError(f'{path} holds a classifier for {int(state["image_size"])} px images, not '
                          f'{image_size} px; delete it or pass another path.')
