@@ -49,14 +49,15 @@ def free_port() -> int:
     return pick_free_port()
 
 
-# torchrun's rendezvous and gloo's loopback connections can fail on a busy machine for reasons outside the code
-# under test (a port taken between choosing and binding it, a connection reset while ranks start).
-_TRANSIENT_LAUNCH = re.compile(r'EADDRINUSE|address already in use|Connection reset by peer|Connection refused|'
-                               r'Broken pipe|timed out|DistNetworkError', re.IGNORECASE)
+# torchrun's rendezvous and gloo's loopback connections can fail on a busy machine for reasons outside the
+# code under test (a port taken between choosing and binding it, a connection reset while ranks start).
+_TRANSIENT_LAUNCH = re.compile(r'EADDRINUSE|address already in use|Connection reset by peer|'
+                               r'Connection refused|Broken pipe|timed out|DistNetworkError', re.IGNORECASE)
 
 
 def run_launch(args, env, cwd, port_key='PORT', timeout=300):
-    """Run a multi-process launch; retry once, on a new port, if it failed to connect. Returns stdout + stderr.
+    """Run a multi-process launch; retry once, on a new port, if it failed to connect. Returns stdout +
+    stderr.
 
     A failure that is not a connection problem, or one that repeats, fails the test with the output.
     """

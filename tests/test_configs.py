@@ -56,9 +56,11 @@ def test_table4_rows_are_the_switches():
         cfg = load_config(os.path.join(ROOT, folder, f'spectralar-tiny_16tok_1xb32-5k_shapes-64{suffix}.py'))
         rows[suffix] = MODELS.build(cfg.model).tokenizer
     full, row3, row2, row1 = rows[''], rows['_uniform'], rows['_nomask'], rows['_nospectral']
-    assert isinstance(full.freq_schedule, NonUniformFreqSchedule) and isinstance(full.attn_mask, SpectralCausalMask)
+    assert (isinstance(full.freq_schedule, NonUniformFreqSchedule)
+            and isinstance(full.attn_mask, SpectralCausalMask))
     assert full.spectral_supervision and full.prefix_sampler.distribution == 'uniform'
-    assert isinstance(row3.freq_schedule, UniformFreqSchedule) and isinstance(row3.attn_mask, SpectralCausalMask)
+    assert (isinstance(row3.freq_schedule, UniformFreqSchedule)
+            and isinstance(row3.attn_mask, SpectralCausalMask))
     assert isinstance(row2.attn_mask, BidirectionalMask) and row2.spectral_supervision
     assert not row1.spectral_supervision and row1.prefix_sampler.distribution == 'full'
     assert isinstance(row1.attn_mask, BidirectionalMask)
@@ -76,9 +78,10 @@ def test_titok_parameter_groups_skip_decay_on_norms_biases_embeddings_and_tokens
             decay[names[id(p)]] = group['weight_decay']
     assert decay['tokenizer.encoder.transformer.0.attn.qkv.weight'] == pytest.approx(1e-4)
     assert decay['tokenizer.decoder.transformer.0.mlp.fc1.weight'] == pytest.approx(1e-4)
-    for name in ('tokenizer.latent_tokens', 'tokenizer.decoder.mask_token', 'tokenizer.encoder.positional_embedding',
-                 'tokenizer.encoder.patch_embed.weight', 'tokenizer.quantizer.embedding.weight',
-                 'tokenizer.encoder.ln_pre.weight', 'tokenizer.encoder.transformer.0.attn.qkv.bias'):
+    for name in ('tokenizer.latent_tokens', 'tokenizer.decoder.mask_token',
+                 'tokenizer.encoder.positional_embedding', 'tokenizer.encoder.patch_embed.weight',
+                 'tokenizer.quantizer.embedding.weight', 'tokenizer.encoder.ln_pre.weight',
+                 'tokenizer.encoder.transformer.0.attn.qkv.bias'):
         assert decay[name] == 0, name
 
 
@@ -91,7 +94,8 @@ def test_generator_parameter_groups_decay_only_linear_weights():
         type='SpectralARGenerator', depth=2, vocab_size=64, num_tokens=8, num_classes=4)))
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
-    decay = {names[id(p)]: group['weight_decay'] for group in wrapper.optimizer.param_groups for p in group['params']}
+    decay = {names[id(p)]: group['weight_decay']
+             for group in wrapper.optimizer.param_groups for p in group['params']}
     assert set(decay) == set(names.values())
     linear_weights = {f'{name}.weight' for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     assert 'generator.class_emb.weight' in decay and 'generator.blocks.0.attn.scale_mul' in decay

@@ -44,8 +44,8 @@ def test_importing_models_and_evaluation_loads_neither_the_engine_nor_matplotlib
     code = ('import sys, mmspectral.models, mmspectral.evaluation, mmspectral.spectral, mmspectral.datasets; '
             "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('mmspectral.')}), "
             "'matplotlib' in sys.modules)")
-    out = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
     assert out.returncode == 0, out.stderr[-2000:]
     subpackages, matplotlib = out.stdout.strip().rsplit(' ', 1)
     assert 'engine' not in subpackages and 'apis' not in subpackages, subpackages

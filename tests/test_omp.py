@@ -30,12 +30,15 @@ def test_a_policy_the_user_set_wins(clean_env, key, value):
 def test_workers_are_read_from_the_config_and_its_overrides(tmp_path):
     (tmp_path / 'base.py').write_text('train_dataloader = dict(batch_size=4, num_workers=3)\n'
                                       'test_dataloader = dict(batch_size=4, num_workers=0)\n')
-    (tmp_path / 'cfg.py').write_text("_base_ = ['base.py']\ncustom_imports = dict(imports=['not_importable_here'])\n")
+    (tmp_path / 'cfg.py').write_text("_base_ = ['base.py']\n"
+                                     "custom_imports = dict(imports=['not_importable_here'])\n")
     config = str(tmp_path / 'cfg.py')
-    assert config_data_workers(config, None, ['train_dataloader']) == 3  # through _base_, no custom import run
+    # through _base_, no custom import run
+    assert config_data_workers(config, None, ['train_dataloader']) == 3
     assert config_data_workers(config, None, ['test_dataloader']) == 0
     assert config_data_workers(config, {'train_dataloader.num_workers': 0}, ['train_dataloader']) == 0
-    assert config_data_workers(str(tmp_path / 'missing.py'), None, ['train_dataloader']) == 1  # the safe choice
+    # the safe choice
+    assert config_data_workers(str(tmp_path / 'missing.py'), None, ['train_dataloader']) == 1
 
 
 @pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py'])

@@ -12,8 +12,8 @@ from mmspectral.registry import (ATTN_MASKS, FREQ_SCHEDULES, GENERATORS, QUANTIZ
                                  RegistryKeyError, registry_hints)
 from mmspectral.utils import build_component
 
-# Tiny constructor arguments for every registered class of the domain registries. A class registered without an
-# entry here fails test_every_registered_class_builds, so new components get built at least once.
+# Tiny constructor arguments for every registered class of the domain registries. A class registered without
+# an entry here fails test_every_registered_class_builds, so new components get built at least once.
 TINY_DEFAULTS = {
     'UniformFreqSchedule': dict(num_tokens=8, image_size=32),
     'NonUniformFreqSchedule': dict(num_tokens=8, image_size=32),
@@ -26,7 +26,8 @@ TINY_DEFAULTS = {
                            token_size=4, codebook_size=16),
     'SpectralARGenerator': dict(depth=1, vocab_size=16, num_tokens=4, num_classes=2),
     'NestedSpectralTokenizer': dict(image_size=32, patch_size=8, num_tokens=4, width=32, depth=1, num_heads=2,
-                                    token_size=4, codebook_size=16, freq_schedule=dict(type='UniformFreqSchedule')),
+                                    token_size=4, codebook_size=16,
+                                    freq_schedule=dict(type='UniformFreqSchedule')),
 }
 
 
@@ -152,8 +153,8 @@ def test_user_components_from_their_own_directory(tmp_path, monkeypatch, repo_ro
     assert build_component(cfg.tokenizer, TOKENIZERS).num_tokens == 8
     assert build_component(cfg.generator, GENERATORS).token == 3
     # The tools resolve the same file from the directory they are run in.
-    out = subprocess.run([sys.executable, f'{repo_root}/tools/misc/print_config.py', 'my_config.py', '--cfg-options',
-                          'generator.token=5'], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, f'{repo_root}/tools/misc/print_config.py', 'my_config.py',
+                          '--cfg-options', 'generator.token=5'], cwd=tmp_path, env=subprocess_env,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "type='ConstantGenerator'" in out.stdout and 'token=5' in out.stdout

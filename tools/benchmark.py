@@ -4,23 +4,23 @@
         [--train-batch-size 16] [--iters 3] [--device cpu|cuda] [--out-dir work_dirs/benchmark]
         [--quality-per-class 20] [--probe PATH] [--ref REF.npz --inception-weights PATH] [--no-wait]
 
-Every CONFIG is a generator config (a GeneratorModel with its tokenizer). For each, in a fresh process (so that
-peak memory is its own), the script reports parameters (tokenizer, generator), tokens per image, AR steps,
-sampling images / s (the generator alone, the config's sampling settings), decoding images / s (tokens to
-pixels), training images / s (one optimiser step of the config's optim_wrapper on random tokens, or images when
-the config encodes on the fly), and peak memory of sampling and of training. Without a checkpoint the weights
-are random (speed does not depend on them) and the quality columns stay empty. With a checkpoint (one per
-config, ``-`` for none) it also reports sample quality on class-balanced samples (``--quality-per-class`` per
-class, same seeds for every model):
+Every CONFIG is a generator config (a GeneratorModel with its tokenizer). For each, in a fresh process (so
+that peak memory is its own), the script reports parameters (tokenizer, generator), tokens per image, AR
+steps, sampling images / s (the generator alone, the config's sampling settings), decoding images / s (tokens
+to pixels), training images / s (one optimiser step of the config's optim_wrapper on random tokens, or images
+when the config encodes on the fly), and peak memory of sampling and of training. Without a checkpoint the
+weights are random (speed does not depend on them) and the quality columns stay empty. With a checkpoint (one
+per config, ``-`` for none) it also reports sample quality on class-balanced samples (``--quality-per-class``
+per class, same seeds for every model):
 
-* EmbeddedShapes generators (10 classes): the probe classifier's class accuracy and the Frechet distance in its
-  feature space against real images (tools/train_probe.py; ``--probe`` reuses a saved probe);
+* EmbeddedShapes generators (10 classes): the probe classifier's class accuracy and the Frechet distance in
+  its feature space against real images (tools/train_probe.py; ``--probe`` reuses a saved probe);
 * other generators, with ``--ref`` (an ADM reference batch or a statistics npz) and ``--inception-weights``:
   FID, IS, precision and recall (docs/evaluation.md; use tools/sample.py and tools/eval_fid.py for the
   50,000-sample protocol numbers).
 
-Writes ``benchmark.md``, ``benchmark.csv`` and ``benchmark.json`` to ``--out-dir``. CPU timings wait for an idle
-machine first and report the CPU time other processes used while measuring.
+Writes ``benchmark.md``, ``benchmark.csv`` and ``benchmark.json`` to ``--out-dir``. CPU timings wait for an
+idle machine first and report the CPU time other processes used while measuring.
 """
 import argparse
 import csv
@@ -60,7 +60,8 @@ COLUMNS = (
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Side-by-side speed, memory and quality of generator configs.')
+    parser = argparse.ArgumentParser(
+        description='Side-by-side speed, memory and quality of generator configs.')
     parser.add_argument('configs', nargs='+', help='generator configs (GeneratorModel with a tokenizer)')
     parser.add_argument('--checkpoints', nargs='+', default=None,
                         help="one per config: a trained generator checkpoint, or '-' for random weights")
@@ -69,9 +70,12 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=3, help='timed repeats (median) after one warm-up')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
-    parser.add_argument('--quality-per-class', type=int, default=20, help='samples per class for quality columns')
-    parser.add_argument('--probe', default=None, help='saved EmbeddedShapes probe (trained and saved if missing)')
-    parser.add_argument('--ref', default=None, help='reference batch / statistics npz for FID (not EmbeddedShapes)')
+    parser.add_argument('--quality-per-class', type=int, default=20,
+                        help='samples per class for quality columns')
+    parser.add_argument('--probe', default=None,
+                        help='saved EmbeddedShapes probe (trained and saved if missing)')
+    parser.add_argument('--ref', default=None,
+                        help='reference batch / statistics npz for FID (not EmbeddedShapes)')
     parser.add_argument('--inception-weights', default=None, help='pt_inception-2015-12-05 weights for FID')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-wait', action='store_true', help='do not wait for an idle machine')
@@ -98,7 +102,8 @@ def _build(config: str, checkpoint: str, device: torch.device, cfg_options):
         return load_config(config, cfg_options), init_generator(config, checkpoint, device, cfg_options)
     cfg = load_config(config, cfg_options)
     if cfg.model.get('type') != 'GeneratorModel':
-        raise ValueError(f'{config} must configure a GeneratorModel, got model.type={cfg.model.get("type")!r}.')
+        raise ValueError(f'{config} must configure a GeneratorModel, '
+                         f'got model.type={cfg.model.get("type")!r}.')
     cfg.model.tokenizer_checkpoint = None  # random weights: speed does not depend on them
     torch.manual_seed(0)
     return cfg, MODELS.build(cfg.model).to(device).eval()

@@ -4,13 +4,13 @@
         [--augment none|flip|tencrop] [--crop-range 1.1] [--batch-size 64] [--num-workers 4]
     torchrun --nproc_per_node 8 tools/extract_tokens.py ... --launcher pytorch     # sharded across ranks
 
-Images go through the split's evaluation pipeline (deterministic: resize and centre crop), then the tokenizer's
-``encode``; ``--augment flip`` also encodes each image's horizontal flip (two variants per image; the
-TokenDataset draws one at random while training); ``--augment tencrop`` enlarges the image by ``--crop-range``
-(bicubic, antialiased), takes its four corner crops and its centre crop at the original size, and their flips
-(ten variants, as LlamaGen's code extraction). Each rank writes its own memory-mapped shard and marks the
-images it finished, so an interrupted run continues where it stopped when started again with the same command.
-An unreadable image is reported with its path and gets label -1 (the TokenDataset skips it).
+Images go through the split's evaluation pipeline (deterministic: resize and centre crop), then the
+tokenizer's ``encode``; ``--augment flip`` also encodes each image's horizontal flip (two variants per image;
+the TokenDataset draws one at random while training); ``--augment tencrop`` enlarges the image by
+``--crop-range`` (bicubic, antialiased), takes its four corner crops and its centre crop at the original size,
+and their flips (ten variants, as LlamaGen's code extraction). Each rank writes its own memory-mapped shard
+and marks the images it finished, so an interrupted run continues where it stopped when started again with the
+same command. An unreadable image is reported with its path and gets label -1 (the TokenDataset skips it).
 """
 import argparse
 import json
@@ -19,7 +19,8 @@ import os.path as osp
 
 from mmspectral.omp import set_omp_wait_policy
 
-# Before torch loads: idle OpenMP threads sleep at once when data-loader workers share the cores (mmspectral/omp.py).
+# Before torch loads: idle OpenMP threads sleep at once when data-loader workers share the cores
+# (mmspectral/omp.py).
 DEFAULT_NUM_WORKERS = 2
 _workers = argparse.ArgumentParser(add_help=False)
 _workers.add_argument('--num-workers', type=int, default=DEFAULT_NUM_WORKERS)
@@ -118,11 +119,13 @@ def main():
     if cfg.model.get('type') != 'TokenizerModel':
         raise ValueError(f'{args.config} is not a tokenizer config (model.type={cfg.model.get("type")!r}).')
     tokenizer = load_tokenizer(cfg.model.tokenizer, args.checkpoint, device=device)
-    preprocessor = MODELS.build(cfg.model.get('data_preprocessor') or dict(type='ImageDataPreprocessor')).to(device)
+    preprocessor = MODELS.build(cfg.model.get('data_preprocessor')
+                                or dict(type='ImageDataPreprocessor')).to(device)
     dataset = build_dataset(cfg, args.split)
     num_images, n = len(dataset), tokenizer.num_tokens
     if args.crop_range < 1:
-        raise ValueError(f'--crop-range must be >= 1 (the enlargement before cropping), got {args.crop_range}.')
+        raise ValueError('--crop-range must be >= 1 (the enlargement before cropping), '
+                         f'got {args.crop_range}.')
     variants = NUM_VARIANTS[args.augment]
     os.makedirs(args.out, exist_ok=True)
     meta_path = osp.join(args.out, META_FILE)
@@ -149,13 +152,15 @@ def main():
     paths = shard_paths(args.out, rank, world)
     dtype = np.int16 if tokenizer.vocab_size <= np.iinfo(np.int16).max else np.int32
     mode = 'r+' if osp.isfile(paths['done']) else 'w+'
-    tokens = np.lib.format.open_memmap(paths['tokens'], mode=mode, dtype=dtype, shape=(len(mine), variants, n))
+    tokens = np.lib.format.open_memmap(paths['tokens'], mode=mode, dtype=dtype,
+                                       shape=(len(mine), variants, n))
     labels = np.lib.format.open_memmap(paths['labels'], mode=mode, dtype=np.int64, shape=(len(mine),))
     done = np.lib.format.open_memmap(paths['done'], mode=mode, dtype=np.bool_, shape=(len(mine),))
     todo = np.flatnonzero(~done)
     if rank == 0:
-        print(f'encoding {num_images} images of the {args.split} split into {n} tokens x {variants} variant(s) '
-              f'with {world} process(es); {len(mine) - len(todo)} already done on this rank', flush=True)
+        print(f'encoding {num_images} images of the {args.split} split into {n} tokens x {variants} '
+              f'variant(s) with {world} process(es); {len(mine) - len(todo)} already done on this rank',
+              flush=True)
     loader = torch.utils.data.DataLoader(_Tolerant(dataset, mine[todo]), batch_size=args.batch_size,
                                          num_workers=args.num_workers, collate_fn=list)
     bar = ProgressBar(len(todo)) if rank == 0 and len(todo) else None
@@ -170,7 +175,8 @@ def main():
             if good:
                 data = preprocessor(pseudo_collate([s for _, s in good]), False)
                 images = data['inputs']
-                codes = [tokenizer.encode(view) for view in augmented_views(images, args.augment, args.crop_range)]
+                codes = [tokenizer.encode(view)
+                         for view in augmented_views(images, args.augment, args.crop_range)]
                 codes = torch.stack(codes, 1).cpu().numpy().astype(dtype)  # (b, V, N)
                 rows = [row_of[idx] for idx, _ in good]
                 tokens[rows] = codes

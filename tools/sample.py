@@ -7,15 +7,16 @@
     torchrun --nproc_per_node 8 tools/sample.py ... --launcher pytorch
 
 Writes ``<out>/images/<index>_<class>.png`` for ``per_class`` samples of every class (50 x 1000 = 50,000 for
-ImageNet, the protocol of docs/evaluation.md) and, when all are there, ``<out>/samples_<M>x<H>x<W>x3.npz`` with
-``arr_0`` (uint8, M x H x W x 3, in index order) and ``labels``. Batch b uses seed ``seed + b`` whichever rank
-runs it, so the images do not depend on the number of processes; batches whose PNGs all exist are skipped, so an
-interrupted run continues where it stopped. Sampling settings default to the config's ``model.sampling``.
+ImageNet, the protocol of docs/evaluation.md) and, when all are there, ``<out>/samples_<M>x<H>x<W>x3.npz``
+with ``arr_0`` (uint8, M x H x W x 3, in index order) and ``labels``. Batch b uses seed ``seed + b`` whichever
+rank runs it, so the images do not depend on the number of processes; batches whose PNGs all exist are
+skipped, so an interrupted run continues where it stopped. Sampling settings default to the config's
+``model.sampling``.
 
-``--super-resolve`` writes every sample at twice its size instead (Table 3): the sample is drawn as usual, rounded
-to 8 bits as its PNG would be, then up-sampled by bicubic interpolation (the baseline) or by spectral completion
-of its four strided ('stride') or quadrant ('patch') sub-images (``GeneratorModel.super_resolve``), with the
-batch's random stream continued. The three modes start from the same samples.
+``--super-resolve`` writes every sample at twice its size instead (Table 3): the sample is drawn as usual,
+rounded to 8 bits as its PNG would be, then up-sampled by bicubic interpolation (the baseline) or by spectral
+completion of its four strided ('stride') or quadrant ('patch') sub-images (``GeneratorModel.super_resolve``),
+with the batch's random stream continued. The three modes start from the same samples.
 """
 import argparse
 import os
@@ -43,14 +44,15 @@ def parse_args():
     parser.add_argument('checkpoint', help='trained generator checkpoint')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--per-class', type=int, default=50)
-    parser.add_argument('--num-classes', type=int, default=None, help='use the first C classes (default: all)')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help='use the first C classes (default: all)')
     parser.add_argument('--batch-size', type=int, default=32)
     add_sampling_args(parser)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-npz', action='store_true', help='only the PNG files')
     parser.add_argument('--super-resolve', choices=['bicubic', 'stride', 'patch'], default=None,
-                        help='write each sample at twice its size (Table 3): bicubic up-sampling (the baseline) or '
-                             'spectral completion of strided / quadrant sub-images')
+                        help='write each sample at twice its size (Table 3): bicubic up-sampling '
+                             '(the baseline) or spectral completion of strided / quadrant sub-images')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
@@ -65,18 +67,19 @@ def main():
     model = init_generator(args.config, args.checkpoint, device, args.cfg_options)
     options = sampling_options(args)
     if args.super_resolve and 'num_tokens' in options:
-        raise SystemExit('--super-resolve up-samples full samples (Table 3); drop --num-tokens, or sample the '
-                         'truncated generations without --super-resolve.')
+        raise SystemExit('--super-resolve up-samples full samples (Table 3); drop --num-tokens, '
+                         'or sample the truncated generations without --super-resolve.')
     num_classes = args.num_classes or model.gen.num_classes
     labels = balanced_labels(num_classes, args.per_class)
     os.makedirs(osp.join(args.out, 'images'), exist_ok=True)
-    batches = [np.arange(s, min(s + args.batch_size, len(labels))) for s in range(0, len(labels), args.batch_size)]
+    batches = [np.arange(s, min(s + args.batch_size, len(labels)))
+               for s in range(0, len(labels), args.batch_size)]
     mine = [b for b in range(len(batches)) if b % world == rank]
     todo = [b for b in mine if not all(osp.isfile(image_path(args.out, i, labels[i])) for i in batches[b])]
     if rank == 0:
-        print(f'{len(labels)} samples ({args.per_class} per class, {num_classes} classes) in {len(batches)} batches '
-              f'on {world} process(es); {len(mine) - len(todo)} batches of this rank already done. Sampling: '
-              f'{ {**model.sampling, **options} }', flush=True)
+        print(f'{len(labels)} samples ({args.per_class} per class, {num_classes} classes) in {len(batches)} '
+              f'batches on {world} process(es); {len(mine) - len(todo)} batches of this rank already done. '
+              f'Sampling: { {**model.sampling, **options} }', flush=True)
     bar = ProgressBar(len(todo)) if rank == 0 and todo else None
     for b in todo:
         idx = batches[b]

@@ -22,8 +22,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py); it
-    # must be set before torch loads, hence the imports below.
+    # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py);
+    # it must be set before torch loads, hence the imports below.
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['test_dataloader']))
     from mmspectral.apis import build_runner, default_work_dir, load_config, register_all_modules
     from mmspectral.engine import (ConfigCheckError, check_config, check_runner_checkpoint,
@@ -36,8 +36,8 @@ def main():
         raise FileNotFoundError(f'Checkpoint {args.checkpoint!r} does not exist.')
     missing = [k for k in ('test_dataloader', 'test_cfg', 'test_evaluator') if cfg.get(k) is None]
     if missing:
-        raise KeyError(f'{args.config} cannot be tested: it has no {", ".join(missing)}. Add them (see the configs '
-                       'under configs/ for examples).')
+        raise KeyError(f'{args.config} cannot be tested: it has no {", ".join(missing)}. Add them (see the '
+                       'configs under configs/ for examples).')
     cfg.load_from = args.checkpoint
     cfg.resume = False
     try:

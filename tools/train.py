@@ -1,4 +1,5 @@
-"""Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]."""
+"""Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
+[--amp]."""
 import argparse
 import os.path as osp
 import sys
@@ -11,10 +12,11 @@ from mmspectral.omp import config_data_workers, set_omp_wait_policy
 def parse_args():
     parser = argparse.ArgumentParser(description='Train an mmspectral model.')
     parser.add_argument('config', help='config file')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: ./work_dirs/<config name>)')
+    parser.add_argument('--work-dir',
+                        help='where logs and checkpoints go (default: ./work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='auto|PATH',
-                        help='resume the run: "auto" (or no value) picks the newest checkpoint in the work dir; '
-                        'a path resumes from that checkpoint')
+                        help='resume the run: "auto" (or no value) picks the newest checkpoint in the '
+                        'work dir; a path resumes from that checkpoint')
     parser.add_argument('--amp', action='store_true',
                         help='bf16 autocast (AutocastOptimWrapper) on CPU and GPU alike')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
@@ -29,8 +31,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py); it
-    # must be set before torch loads, hence the imports below.
+    # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py);
+    # it must be set before torch loads, hence the imports below.
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['train_dataloader']))
     from mmspectral.apis import build_runner, default_work_dir, load_config, register_all_modules
     from mmspectral.engine import (ConfigCheckError, check_config, check_runner_checkpoint,

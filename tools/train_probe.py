@@ -1,15 +1,16 @@
 """Train the EmbeddedShapes probe classifier, and judge sample files with it.
 
     python tools/train_probe.py [--out work_dirs/shapes_probe_64px.pth] [--image-size 64] [--steps 250]
-    python tools/train_probe.py --out PROBE.pth --samples samples/NAME/samples_200x64x64x3.npz [--num-real 1000]
-        [--resize]   # samples of another size (super-resolved ones) resized to the probe's, as FID resizes to 299
+    python tools/train_probe.py --out PROBE.pth --samples samples/NAME/samples_200x64x64x3.npz
+        [--num-real 1000] [--resize]   # samples of another size (super-resolved ones) resized to the
+                                       probe's, as FID resizes to 299
 
 The embedded dataset has no Inception network that knows it, so mmspectral trains a small CNN on freshly drawn
-real images (about a minute on a CPU) and uses it twice: its class accuracy on samples says whether the generator
-draws the class it was asked for, and its pooled features replace Inception features for a Frechet distance and
-precision / recall (k = 3) against real images. ``--samples`` takes the npz of tools/sample.py (``arr_0`` uint8
-N x H x W x 3 and ``labels``) and prints and writes (``--json``) those figures. An existing ``--out`` file is
-reused unless ``--retrain``. The same probe plugs into tools/eval_fid.py as
+real images (about a minute on a CPU) and uses it twice: its class accuracy on samples says whether the
+generator draws the class it was asked for, and its pooled features replace Inception features for a Frechet
+distance and precision / recall (k = 3) against real images. ``--samples`` takes the npz of tools/sample.py
+(``arr_0`` uint8 N x H x W x 3 and ``labels``) and prints and writes (``--json``) those figures. An existing
+``--out`` file is reused unless ``--retrain``. The same probe plugs into tools/eval_fid.py as
 ``--extractor ShapesProbe --extractor-options checkpoint=PROBE.pth``.
 """
 import argparse
@@ -33,7 +34,8 @@ from mmspectral.fileio import write_json  # noqa: E402
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> (N, size, size, 3), bilinear with half-pixel centres (the FID Inception's resize)."""
+    """uint8 (N, H, W, 3) -> (N, size, size, 3), bilinear with half-pixel centres (the FID Inception's
+    resize)."""
     out = []
     for start in range(0, len(images), 256):
         x = torch.from_numpy(images[start:start + 256]).permute(0, 3, 1, 2).float()
@@ -44,15 +46,17 @@ def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train the EmbeddedShapes probe; judge samples with it.')
-    parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth', help='probe file (reused if present)')
+    parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth',
+                        help='probe file (reused if present)')
     parser.add_argument('--image-size', type=int, default=64, help='image size of a new probe')
     parser.add_argument('--steps', type=int, default=250, help='training steps of batch 32')
     parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
-                        help="EmbeddedShapes class set of the probe (default: an existing probe's, else 'fine')")
+                        help="EmbeddedShapes class set of the probe (default: an existing probe's, "
+                             "else 'fine')")
     parser.add_argument('--retrain', action='store_true', help='train again even if --out exists')
     parser.add_argument('--samples', default=None, help='samples npz to judge (arr_0 images, labels)')
-    parser.add_argument('--num-real', type=int, default=None, help='real images to compare with (default: as many '
-                                                                   'as samples)')
+    parser.add_argument('--num-real', type=int, default=None,
+                        help='real images to compare with (default: as many as samples)')
     parser.add_argument('--json', default=None, help='write the figures here (default: next to --samples)')
     parser.add_argument('--resize', action='store_true',
                         help="resize samples of another size to the probe's (bilinear, as the FID Inception "
@@ -84,9 +88,9 @@ def main(argv=None):
     if images.shape[1] != size and args.resize:
         images = resize_uint8(images, size)
     if images.shape[1] != size:
-        raise SystemExit(f'The samples are {images.shape[1]} px but the probe {args.out} is for {size} px; train '
-                         f'one for them: --image-size {images.shape[1]} --out <another file>, or judge them resized: '
-                         '--resize.')
+        raise SystemExit(f'The samples are {images.shape[1]} px but the probe {args.out} is for {size} px; '
+                         f'train one for them: --image-size {images.shape[1]} --out <another file>, or judge '
+                         'them resized: --resize.')
     result = probe_quality(images, labels, args.out, num_real=args.num_real, class_set=class_set)
     result.update(samples=args.samples, num_samples=int(len(images)), probe=args.out,
                   resized_from=int(arrays['arr_0'][0][1]) if arrays['arr_0'][0][1] != size else None)

@@ -18,7 +18,8 @@ optim_wrapper = dict(
     constructor='MultiOptimWrapperConstructor',
     generator=dict(module='tokenizer', type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4),
                    clip_grad=dict(max_norm=1.0)),
-    discriminator=dict(module='gan_loss.discriminator', type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)),
+    discriminator=dict(module='gan_loss.discriminator', type='OptimWrapper',
+                       optimizer=dict(type='AdamW', lr=1e-4)),
 )
 param_scheduler = dict(
     _delete_=True,

@@ -17,7 +17,8 @@ class TinySpectralAutoencoder(BaseModel):
     def __init__(self, width: int = 8, omega: int = 8, data_preprocessor=None):
         super().__init__(data_preprocessor=data_preprocessor)
         self.omega = omega
-        self.net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, 3, 3, padding=1))
+        self.net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.GELU(),
+                                 nn.Conv2d(width, 3, 3, padding=1))
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
         recon = self.net(inputs)

@@ -22,8 +22,8 @@ def image_folder(tmp_path):
 
 
 def test_class_folders_are_read_from_real_files(image_folder):
-    ds = ImageFolderDataset(data_root=str(image_folder), data_prefix=dict(img_path='train'), pipeline=PIPELINE,
-                            test_mode=True)
+    ds = ImageFolderDataset(data_root=str(image_folder), data_prefix=dict(img_path='train'),
+                            pipeline=PIPELINE, test_mode=True)
     assert len(ds) == 6
     assert ds.metainfo['classes'] == ('disk', 'square', 'triangle')
     for i in range(len(ds)):
@@ -38,12 +38,13 @@ def test_class_folders_are_read_from_real_files(image_folder):
 def test_list_file(image_folder):
     lines = ['# path label', 'square/000001.png 1', 'disk/000000.png 0', '']
     (image_folder / 'list.txt').write_text('\n'.join(lines))
-    ds = ImageFolderDataset(data_root=str(image_folder), ann_file='list.txt', data_prefix=dict(img_path='train'),
-                            pipeline=PIPELINE)
+    ds = ImageFolderDataset(data_root=str(image_folder), ann_file='list.txt',
+                            data_prefix=dict(img_path='train'), pipeline=PIPELINE)
     assert len(ds) == 2 and [ds.get_data_info(i)['gt_label'] for i in range(2)] == [1, 0]
     (image_folder / 'bad.txt').write_text('square/000001.png\n')
     with pytest.raises(ValueError, match='bad.txt:1: expected "relative/path label"'):
-        ImageFolderDataset(data_root=str(image_folder), ann_file='bad.txt', data_prefix=dict(img_path='train'))
+        ImageFolderDataset(data_root=str(image_folder), ann_file='bad.txt',
+                           data_prefix=dict(img_path='train'))
 
 
 def test_missing_or_empty_roots_are_clear(tmp_path):
@@ -66,10 +67,12 @@ def write_corrupt_files(folder):
 
 def test_corrupt_images_are_skipped_counted_and_named(image_folder):
     write_corrupt_files(image_folder / 'train' / 'disk')
-    ds = ImageFolderDataset(data_root=str(image_folder), data_prefix=dict(img_path='train'), pipeline=PIPELINE)
+    ds = ImageFolderDataset(data_root=str(image_folder), data_prefix=dict(img_path='train'),
+                            pipeline=PIPELINE)
     assert len(ds) == 9
     paths = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
-    bad = [i for i, p in enumerate(paths) if os.path.basename(p) in ('truncated.jpg', 'garbage.png', 'empty.jpg')]
+    bad = [i for i, p in enumerate(paths)
+           if os.path.basename(p) in ('truncated.jpg', 'garbage.png', 'empty.jpg')]
     assert len(bad) == 3
 
     records = []
@@ -88,8 +91,8 @@ def test_corrupt_images_are_skipped_counted_and_named(image_folder):
     for name in ('truncated.jpg', 'garbage.png', 'empty.jpg'):
         assert name in messages
 
-    strict = ImageFolderDataset(data_root=str(image_folder), data_prefix=dict(img_path='train'), pipeline=PIPELINE,
-                                skip_corrupt=False)
+    strict = ImageFolderDataset(data_root=str(image_folder), data_prefix=dict(img_path='train'),
+                                pipeline=PIPELINE, skip_corrupt=False)
     with pytest.raises(CorruptImageError, match='truncated.jpg: the JPEG data is truncated'):
         strict[bad[[os.path.basename(paths[i]) for i in bad].index('truncated.jpg')]]
     evaluation = ImageFolderDataset(data_root=str(image_folder), data_prefix=dict(img_path='train'),
@@ -111,7 +114,8 @@ def test_tokenizer_pipeline_transforms(tmp_path):
     for t in pipeline:
         results = t(results)
     assert results['img'].shape == (32, 32, 3)
-    centre = TRANSFORMS.build(dict(type='CenterCrop', crop_size=24))(dict(img=np.zeros((32, 48, 3), np.uint8)))
+    centre = TRANSFORMS.build(dict(type='CenterCrop', crop_size=24))(
+        dict(img=np.zeros((32, 48, 3), np.uint8)))
     assert centre['img'].shape == (24, 24, 3)
     with pytest.raises(ValueError, match='put ResizeShorter'):
         TRANSFORMS.build(dict(type='RandomCrop', crop_size=64))(dict(img=np.zeros((32, 48, 3), np.uint8)))

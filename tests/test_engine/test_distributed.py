@@ -244,7 +244,8 @@ def test_flexible_runner_compiles_the_forward_in_one_process(setup, reference):
 
 
 def test_flexible_runner_killed_while_saving_leaves_no_partial_checkpoint(setup, monkeypatch):
-    """A save that dies half-way leaves the older checkpoints and no partial iter_N.pth; auto-resume cleans up."""
+    """A save that dies half-way leaves the older checkpoints and no partial iter_N.pth; auto-resume
+    cleans up."""
     import mmengine.runner.checkpoint as mm_checkpoint
 
     from mmspectral.engine import find_latest_checkpoint
@@ -262,19 +263,22 @@ def test_flexible_runner_killed_while_saving_leaves_no_partial_checkpoint(setup,
     monkeypatch.setattr(mm_checkpoint, 'save_checkpoint', dies_on_second_save)
     work = setup / 'killed'
     with pytest.raises(KeyboardInterrupt):
-        train_here(setup / 'tiny.py', work, {'runner_type': 'SpectralFlexibleRunner', 'train_cfg.max_iters': 8,
+        train_here(setup / 'tiny.py', work, {'runner_type': 'SpectralFlexibleRunner',
+                                             'train_cfg.max_iters': 8,
                                              'default_hooks.checkpoint.interval': 4})
     assert [osp.basename(f) for f in written] == ['iter_4.pth.tmp', 'iter_8.pth.tmp']
     assert not (work / 'iter_8.pth').exists()
     assert checkpoint_defect(str(work / 'iter_4.pth')) is None
     assert find_latest_checkpoint(str(work)) == str(work / 'iter_4.pth')
 
-    # Auto-resume removes what the kill left (the torn file, and a shard folder of a sharded save) and finishes.
+    # Auto-resume removes what the kill left (the torn file, and a shard folder of a sharded save) and
+    # finishes.
     (work / 'iter_12.pth.tmp').mkdir()
     (work / 'iter_12.pth.tmp' / 'rank0.pth').write_bytes(b'PK\x03\x04 torn')
     monkeypatch.setattr(mm_checkpoint, 'save_checkpoint', real_save)
     train_here(setup / 'tiny.py', work, {'runner_type': 'SpectralFlexibleRunner', 'train_cfg.max_iters': 8,
-                                         'default_hooks.checkpoint.interval': 4, 'resume': True, 'load_from': None})
+                                         'default_hooks.checkpoint.interval': 4, 'resume': True,
+                                         'load_from': None})
     assert sorted(p.name for p in work.glob('*.pth*')) == ['iter_4.pth', 'iter_8.pth']
     assert checkpoint_defect(str(work / 'iter_8.pth')) is None
 

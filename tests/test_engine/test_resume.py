@@ -105,7 +105,8 @@ def assert_same_tensors(a, b, what):
 def test_resumed_run_continues_the_same_run(tmp_path, runner_type):
     kind = dict(runner_type=runner_type)
     full = train(make_runner(tmp_path / 'full', 'full', val=True, **kind))
-    cut = train(make_runner(tmp_path / 'cut', 'cut', val=True, **kind), kill_after=5)  # killed after iter_3.pth
+    # killed after iter_3.pth
+    cut = train(make_runner(tmp_path / 'cut', 'cut', val=True, **kind), kill_after=5)
     assert cut == {i: full[i] for i in range(1, 6)}
     assert find_latest_checkpoint(str(tmp_path / 'cut')).endswith('iter_3.pth')
 

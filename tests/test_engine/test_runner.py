@@ -104,7 +104,8 @@ def test_train_tool_amp_and_resume_in_moved_work_dir(tmp_path, repo_root, subpro
 @pytest.mark.slow
 def test_dist_train_two_cpu_processes(tmp_path, repo_root, subprocess_env, free_port):
     env = dict(subprocess_env, PYTHON=sys.executable, PORT=str(free_port))
-    log = run_launch(['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(tmp_path)], env, repo_root)
+    log = run_launch(['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(tmp_path)], env,
+                     repo_root)
     assert 'backend=gloo, rank 0 of 2' in log and 'backend=gloo, rank 1 of 2' in log
     assert 'Distributed training: True' in log
     # The iterations from rank 0's log file: on the shared console, the other rank's lines may cut into them.
@@ -125,8 +126,8 @@ def test_test_tool_evaluates_a_checkpoint(tmp_path, repo_root, subprocess_env):
     log = run_tool([sys.executable, 'tools/test.py', CONFIG, ckpt, '--work-dir', str(tmp_path / 'test')],
                    subprocess_env, repo_root)
     assert 'Load checkpoint from' in log and re.search(r'count: 24', log)
-    proc = subprocess.run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'missing.pth')], cwd=repo_root,
-                          env=subprocess_env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'missing.pth')],
+                          cwd=repo_root, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and 'missing.pth' in proc.stderr
 
 

@@ -15,7 +15,8 @@ def reference_ssim(x: np.ndarray, y: np.ndarray) -> float:
         a, b = x[ch].astype(np.float64), y[ch].astype(np.float64)
         mx, my = f(a), f(b)
         vx, vy, cxy = f(a * a) - mx ** 2, f(b * b) - my ** 2, f(a * b) - mx * my
-        out.append(np.mean(((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))))
+        out.append(np.mean(((2 * mx * my + c1) * (2 * cxy + c2))
+                           / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))))
     return float(np.mean(out))
 
 
@@ -63,5 +64,6 @@ def test_per_position_perplexity_finds_positions_that_carry_nothing():
         tokens = torch.tensor(np.concatenate([rng.integers(0, 64, 4), np.full(4, 7)]))
         metric.process(None, [sample(image, {8: image}, {8: image}, tokens)])
     result = metric.compute_metrics(metric.results)
-    assert result['codebook_perplexity_pos1-4'] > 55 and result['codebook_perplexity_pos5-8'] == pytest.approx(1.0)
+    assert (result['codebook_perplexity_pos1-4'] > 55
+            and result['codebook_perplexity_pos5-8'] == pytest.approx(1.0))
     assert 'codebook_perplexity_pos1-1' not in result

@@ -43,8 +43,8 @@ def test_failed_load_changes_nothing_and_says_what_differs(tmp_path):
     del state['2.bias']
     with pytest.raises(CheckpointLoadError) as info:
         load_state_dict_checked(model, state, 'x.pth', 'Net', 'Use the right file.', noun='checkpoint')
-    assert str(info.value) == ('x.pth does not fit Net: 1 shape mismatches: 0.weight: checkpoint [3, 4] vs model '
-                               '[8, 4]; 1 missing from the checkpoint: 2.bias. Use the right file.')
+    assert str(info.value) == ('x.pth does not fit Net: 1 shape mismatches: 0.weight: checkpoint [3, 4] vs '
+                               'model [8, 4]; 1 missing from the checkpoint: 2.bias. Use the right file.')
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     # a good one loads every tensor; ignored missing names keep the model's values
     state = other.state_dict()
@@ -55,7 +55,8 @@ def test_failed_load_changes_nothing_and_says_what_differs(tmp_path):
 
 def test_mapping_target_is_filled_in_place():
     model = nn.Linear(3, 2, bias=False)
-    load_state_dict_checked({'renamed.weight': model.weight}, {'renamed.weight': torch.ones(2, 3)}, 'f', 'M', '')
+    load_state_dict_checked({'renamed.weight': model.weight}, {'renamed.weight': torch.ones(2, 3)},
+                            'f', 'M', '')
     assert torch.equal(model.weight.detach(), torch.ones(2, 3))
 
 

@@ -3,8 +3,8 @@ sampling, NCCL, FSDP, torch.compile and short runs of tools/train.py. Marked ``g
 ``tools/analysis/gpu_check.sh`` runs them on a GPU machine. Where a test has a cheap CPU twin (same code, tiny
 size, no sync count), the twin runs in every suite so that the test logic itself is checked everywhere.
 
-What the tests observe (the SDPA backends each mask can use, whether compile worked) is written to the JSON file
-named by ``MMSPECTRAL_GPU_REPORT`` when it is set, for the script's report.
+What the tests observe (the SDPA backends each mask can use, whether compile worked) is written to the JSON
+file named by ``MMSPECTRAL_GPU_REPORT`` when it is set, for the script's report.
 """
 import json
 import os
@@ -26,7 +26,8 @@ REPORT = os.environ.get('MMSPECTRAL_GPU_REPORT')
 TINY_TOKENIZER = dict(image_size=32, patch_size=8, num_tokens=8, width=64, depth=2, num_heads=4, token_size=4,
                       codebook_size=32)
 B64_TOKENIZER = dict(arch='B', image_size=256, patch_size=16, num_tokens=64)
-SCHEDULE = dict(freq_schedule=dict(type='NonUniformFreqSchedule'), prefix_sampling=dict(distribution='uniform'))
+SCHEDULE = dict(freq_schedule=dict(type='NonUniformFreqSchedule'),
+                prefix_sampling=dict(distribution='uniform'))
 TOKENIZERS = {
     'titok-tiny': dict(type='TiTokTokenizer', **TINY_TOKENIZER),
     'nested-tiny': dict(type='NestedSpectralTokenizer', **TINY_TOKENIZER, init_std='fan_in',
@@ -93,7 +94,8 @@ def test_bf16_training_step_is_finite_reaches_every_parameter_and_never_syncs(na
             step.losses = losses
         trained = dict(model.tok.named_parameters())
     else:
-        model = GeneratorModel(generator=dict(type='SpectralARGenerator', **GENERATORS[name])).to(device).train()
+        model = GeneratorModel(
+            generator=dict(type='SpectralARGenerator', **GENERATORS[name])).to(device).train()
         gen = model.generator
         tokens = torch.randint(0, gen.vocab_size, (8, gen.num_tokens), device=device)
         labels = torch.randint(0, gen.num_classes, (8,), device=device)
@@ -153,7 +155,8 @@ def test_masks_on_cuda_match_the_float64_reference_and_their_kernels(mask_name, 
     builder = ATTN_MASKS.build(dict(type=mask_name, block_size=4 if mask_name == 'BlockCausalMask' else 1))
     num_latents, num_context = 64, 0 if layout == 'sequence' else 257
     length = num_latents + num_context
-    q, k, v = torch.randn(3, 2, 8, length, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    q, k, v = torch.randn(3, 2, 8, length, 64, generator=torch.Generator().manual_seed(0),
+                          dtype=torch.float64)
     dense = builder(num_latents, num_context, layout=layout)
     reference = F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
     qc, kc, vc = (t.cuda().bfloat16() for t in (q, k, v))
@@ -216,8 +219,9 @@ def test_nccl_group_and_fsdp_round_trip(tmp_path, free_port, monkeypatch):
         wrapped.eval()
         with torch.no_grad():
             before = wrapped(tokens, labels)
-        with FullyShardedDataParallel.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
-                                                      FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
+        with FullyShardedDataParallel.state_dict_type(
+                wrapped, StateDictType.FULL_STATE_DICT,
+                FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
             state = wrapped.state_dict()
         torch.save(state, tmp_path / 'fsdp.pth')
         fresh.load_state_dict(torch.load(tmp_path / 'fsdp.pth', weights_only=True))
@@ -241,7 +245,8 @@ def test_compiled_generator_forward_equals_eager():
         try:
             compiled = torch.compile(model)(tokens, labels)
         except Exception as exc:  # noqa: BLE001 - the note is the result
-            record('compile/generator_forward', f'failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}')
+            record('compile/generator_forward',
+                   f'failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}')
             pytest.xfail(f'torch.compile of the generator failed: {exc}')
     torch.testing.assert_close(compiled, eager, atol=2e-3, rtol=2e-3)
     record('compile/generator_forward', 'ok')
@@ -271,7 +276,8 @@ def train_then_resume_cases():
 
 
 @pytest.mark.parametrize('device', list(train_then_resume_cases()))
-def test_train_tokenizer_and_generator_on_cuda_with_amp_and_resume(device, tmp_path, repo_root, subprocess_env):
+def test_train_tokenizer_and_generator_on_cuda_with_amp_and_resume(device, tmp_path, repo_root,
+                                                                   subprocess_env):
     tokenizer_config = local_only(TOKENIZER_CONFIG, tmp_path, repo_root)
     generator_config = local_only(GENERATOR_CONFIG, tmp_path, repo_root)
     small = ['model.tokenizer.width=64', 'model.tokenizer.depth=2', 'model.tokenizer.num_heads=4']
@@ -279,25 +285,26 @@ def test_train_tokenizer_and_generator_on_cuda_with_amp_and_resume(device, tmp_p
     common = ['train_dataloader.dataset.num_samples=64', 'val_dataloader.dataset.num_samples=16',
               'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
               'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False', *small]
-    schedule = lambda n: [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}', 'param_scheduler.0.end=2',  # noqa
-                          'param_scheduler.1.begin=2', f'param_scheduler.1.end={n}',
-                          'default_hooks.checkpoint.interval=4']
+    schedule = lambda n: [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}',  # noqa
+                          'param_scheduler.0.end=2', 'param_scheduler.1.begin=2',
+                          f'param_scheduler.1.end={n}', 'default_hooks.checkpoint.interval=4']
     log = run_tool(['tools/train.py', tokenizer_config, '--work-dir', str(tok_dir), '--amp', '--cfg-options',
                     *common, *schedule(4)], repo_root, subprocess_env)
     assert device != 'cuda' or 'cuda' in log.lower()
-    log = run_tool(['tools/train.py', tokenizer_config, '--work-dir', str(tok_dir), '--amp', '--resume', 'auto',
-                    '--cfg-options', *common, *schedule(6)], repo_root, subprocess_env)
+    log = run_tool(['tools/train.py', tokenizer_config, '--work-dir', str(tok_dir), '--amp', '--resume',
+                    'auto', '--cfg-options', *common, *schedule(6)], repo_root, subprocess_env)
     assert 'resumed' in log.lower() and (tok_dir / 'iter_6.pth').is_file()
     tokens = tmp_path / 'tokens'
     run_tool(['tools/extract_tokens.py', tokenizer_config, str(tok_dir / 'iter_6.pth'), '--out', str(tokens),
-              '--device', device, '--num-workers', '0', '--cfg-options', 'train_dataloader.dataset.num_samples=64',
-              *small], repo_root, subprocess_env)
+              '--device', device, '--num-workers', '0', '--cfg-options',
+              'train_dataloader.dataset.num_samples=64', *small], repo_root, subprocess_env)
     gen_dir = tmp_path / 'gen'
     gen_common = [f'model.tokenizer_checkpoint={tok_dir / "iter_6.pth"}', *small,
-                  f'train_dataloader.dataset.data_root={tokens}', f'val_dataloader.dataset.data_root={tokens}',
+                  f'train_dataloader.dataset.data_root={tokens}',
+                  f'val_dataloader.dataset.data_root={tokens}',
                   f'test_dataloader.dataset.data_root={tokens}', 'train_dataloader.batch_size=16']
     run_tool(['tools/train.py', generator_config, '--work-dir', str(gen_dir), '--amp', '--cfg-options',
               *gen_common, *schedule(4)], repo_root, subprocess_env)
-    log = run_tool(['tools/train.py', generator_config, '--work-dir', str(gen_dir), '--amp', '--resume', 'auto',
-                    '--cfg-options', *gen_common, *schedule(6)], repo_root, subprocess_env)
+    log = run_tool(['tools/train.py', generator_config, '--work-dir', str(gen_dir), '--amp', '--resume',
+                    'auto', '--cfg-options', *gen_common, *schedule(6)], repo_root, subprocess_env)
     assert 'resumed' in log.lower() and (gen_dir / 'iter_6.pth').is_file()

@@ -57,20 +57,24 @@ def test_cached_sampling_equals_uncached(mask, cfg):
 
 
 def varied(mask=None):
-    """A tiny generator whose logits spread over several units, so a change of guidance weight flips tokens."""
+    """A tiny generator whose logits spread over several units, so a change of guidance weight flips
+    tokens."""
     torch.manual_seed(1)
     model = SpectralARGenerator(depth=2, vocab_size=64, num_tokens=16, num_classes=4, attn_mask=mask,
-                                init_adaln_gamma=1.0, init_head=1.0, init_adaln=1.0, drop_path_rate=0.0).eval()
+                                init_adaln_gamma=1.0, init_head=1.0, init_adaln=1.0,
+                                drop_path_rate=0.0).eval()
     with torch.no_grad():
         model.head.weight.mul_(4.0)
-        model.class_emb.weight.mul_(8.0)  # classes (and the null class) far apart: guidance changes the logits
+        # classes (and the null class) far apart: guidance changes the logits
+        model.class_emb.weight.mul_(8.0)
     return model
 
 
 @pytest.mark.parametrize('mask', [None, dict(type='BlockCausalMask', block_size=4)])
 def test_truncated_generation_is_the_prefix_of_the_full_one(mask):
-    """Table 3's truncation discards the last tokens: for every seed and length, cached or not, with or without a
-    prefix, the truncated tokens equal the first n of the full generation with the same settings."""
+    """Table 3's truncation discards the last tokens: for every seed and length, cached or not, with or
+    without a prefix, the truncated tokens equal the first n of the full generation with the same
+    settings."""
     model = varied(mask)
     labels = torch.tensor([0, 1, 2, 3])
     kwargs = dict(cfg_scale=1.5, cfg_schedule='linear', top_k=20, top_p=0.9)
@@ -80,21 +84,23 @@ def test_truncated_generation_is_the_prefix_of_the_full_one(mask):
     for seed in range(6):
         full = model.generate(labels, seed=seed, **kwargs)
         # The guidance ramp matters on this model: ramping over fewer steps changes most full generations.
-        flips += not torch.equal(full, model.generate(labels, seed=seed, **{**kwargs, 'cfg_schedule': 'constant'}))
+        flips += not torch.equal(full, model.generate(labels, seed=seed,
+                                                      **{**kwargs, 'cfg_schedule': 'constant'}))
         prefix = full[:, :3]
         for n in (2, 7, 13):
             for use_cache in (True, False):
                 short = model.generate(labels, seed=seed, num_tokens=n, use_cache=use_cache, **kwargs)
                 assert torch.equal(short, full[:, :n]), (seed, n, use_cache)
-                cont = model.generate(labels, seed=seed + 100, num_tokens=n, prefix=prefix, use_cache=use_cache,
-                                      **kwargs)
+                cont = model.generate(labels, seed=seed + 100, num_tokens=n, prefix=prefix,
+                                      use_cache=use_cache, **kwargs)
                 whole = model.generate(labels, seed=seed + 100, prefix=prefix, use_cache=use_cache, **kwargs)
                 assert torch.equal(cont, whole[:, :n]), (seed, n, use_cache, 'prefix')
     assert flips >= 4
 
 
 def test_initialisation_has_vars_std():
-    """VAR's truncated normal cuts at +-2 (absolute): at std ~0.03 nothing is cut and the weights have that std."""
+    """VAR's truncated normal cuts at +-2 (absolute): at std ~0.03 nothing is cut and the weights have that
+    std."""
     model = SpectralARGenerator(depth=4, vocab_size=512, num_tokens=16, num_classes=10)
     std = (1 / (3 * model.width)) ** 0.5
     for name in ('blocks.0.attn.qkv.weight', 'blocks.1.ffn.fc1.weight', 'word_embed.weight', 'pos_1LC'):

@@ -52,9 +52,9 @@ def test_spectral_causal_encoder_blocks_backward_flow(stack, tokens):
 
 
 def test_spectral_causal_decoder_mask_lets_later_latents_reach_earlier_ones(stack, tokens):
-    """In the decoder, mask tokens read every present latent and every latent reads the mask tokens, so from the
-    second layer on latent j reaches latent i < j through them: the decoder's spectral causal mask does not stop
-    backward flow by itself. Within one layer it does.
+    """In the decoder, mask tokens read every present latent and every latent reads the mask tokens, so from
+    the second layer on latent j reaches latent i < j through them: the decoder's spectral causal mask does
+    not stop backward flow by itself. Within one layer it does.
 
     What keeps prefix k's output free of s_{k+1}..s_N is that absent latents are masked out (prefix_lengths),
     which this test checks too (and test_per_sample_prefix_equals_truncation in full).
@@ -72,7 +72,8 @@ def test_spectral_causal_decoder_mask_lets_later_latents_reach_earlier_ones(stac
     out = stack(tokens, prefix_mask)
     for j in range(k, N):
         changed = stack(perturbed(tokens, P + j), prefix_mask)
-        assert torch.allclose(out[:, :P + k], changed[:, :P + k], atol=1e-6)  # mask tokens and present latents
+        # mask tokens and present latents
+        assert torch.allclose(out[:, :P + k], changed[:, :P + k], atol=1e-6)
 
 
 def test_bidirectional_lets_information_flow_both_ways(stack, tokens):
@@ -167,10 +168,12 @@ def test_masks_build_from_config_and_switch_by_type():
 @pytest.mark.parametrize('mask_cls', [BidirectionalMask, SpectralCausalMask, BlockCausalMask])
 @pytest.mark.parametrize('layout', ['encoder', 'decoder', 'sequence'])
 def test_flex_block_mask_computes_what_the_dense_mask_does(mask_cls, layout):
-    """flex_attention with the builder's BlockMask equals SDPA with its dense boolean mask (eager on the CPU)."""
+    """flex_attention with the builder's BlockMask equals SDPA with its dense boolean mask (eager on the
+    CPU)."""
     from torch.nn.attention.flex_attention import flex_attention
     builder = mask_cls(block_size=2)
     dense = builder(N, P, layout=layout)
     q, k, v = torch.randn(3, 2, 4, P + N, 16, generator=torch.Generator().manual_seed(3)).unbind(0)
     out = flex_attention(q, k, v, block_mask=builder.flex_block_mask(N, P, layout=layout))
-    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=dense), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=dense),
+                               atol=1e-5, rtol=1e-5)

@@ -13,13 +13,14 @@ from mmspectral.spectral import lowpass
 TOKENIZER = dict(type='NestedSpectralTokenizer', image_size=32, patch_size=8, num_tokens=8, width=64, depth=1,
                  num_heads=2, token_size=4, codebook_size=32, init_std='fan_in',
                  freq_schedule=dict(type='UniformFreqSchedule'))
-TEACHER = dict(type='MaskGITVQGAN', hidden_channels=32, channel_mult=(1, 1, 1, 1), z_channels=16, codebook_size=24,
-               allow_random_init=True)
+TEACHER = dict(type='MaskGITVQGAN', hidden_channels=32, channel_mult=(1, 1, 1, 1), z_channels=16,
+               codebook_size=24, allow_random_init=True)
 
 
 def batch(n=4, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=gen, dtype=torch.uint8) for _ in range(n)],
+    return dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=gen, dtype=torch.uint8)
+                        for _ in range(n)],
                 data_samples=None)
 
 
@@ -145,11 +146,14 @@ def test_predict_gives_every_prefix_and_its_target():
 
 
 def test_perceptual_network_stays_out_of_checkpoints():
-    model = TokenizerModel(tokenizer=TOKENIZER, perceptual_loss=dict(type='LPIPSLoss', allow_random_init=True))
+    model = TokenizerModel(tokenizer=TOKENIZER,
+                           perceptual_loss=dict(type='LPIPSLoss', allow_random_init=True))
     state = model.state_dict()
     assert state and not any(k.startswith('perceptual_loss.') for k in state)
-    fresh = TokenizerModel(tokenizer=TOKENIZER, perceptual_loss=dict(type='LPIPSLoss', allow_random_init=True))
-    result = fresh.load_state_dict(state, strict=True)  # nothing missing: the frozen net keeps its own weights
+    fresh = TokenizerModel(tokenizer=TOKENIZER,
+                           perceptual_loss=dict(type='LPIPSLoss', allow_random_init=True))
+    # nothing missing: the frozen net keeps its own weights
+    result = fresh.load_state_dict(state, strict=True)
     assert not result.missing_keys
     losses = model.generator_losses(model.data_preprocessor(batch(2), True)['inputs'])
     assert losses['loss_perceptual'] > 0

@@ -23,11 +23,13 @@ def test_causal_prefix_encoding_equals_slicing_and_costs_less(images):
     tok = tiny()
     assert tok.is_causal
     lengths = []
-    handle = tok.encoder.transformer[0].register_forward_pre_hook(lambda m, args: lengths.append(args[0].shape[1]))
+    handle = tok.encoder.transformer[0].register_forward_pre_hook(
+        lambda m, args: lengths.append(args[0].shape[1]))
     full = tok.encode(images)
     for k in range(1, 9):
         assert torch.equal(tok.encode(images, num_tokens=k), full[:, :k])
-        assert torch.allclose(tok.encode_continuous(images, k), tok.encode_continuous(images)[:, :k], atol=1e-5)
+        assert torch.allclose(tok.encode_continuous(images, k), tok.encode_continuous(images)[:, :k],
+                              atol=1e-5)
     handle.remove()
     context = 1 + (32 // 8) ** 2
     # A prefix of k tokens runs the encoder on context + k tokens only (calls: full, then per k: encode(k),
@@ -143,7 +145,8 @@ def test_legacy_projection_reinterprets_memory(images):
     x = torch.cat([enc.class_embedding.expand(3, -1, -1), x], 1) + enc.positional_embedding
     x = torch.cat([x, (tok.latent_tokens + enc.latent_token_positional_embedding).expand(3, -1, -1)], 1)
     latent = enc.ln_post(enc.run(x, None)[:, enc.num_context:])  # (B, N, C)
-    expected = torch.einsum('bcn,dc->bnd', latent.reshape(3, 64, 8), enc.token_proj.weight) + enc.token_proj.bias
+    expected = (torch.einsum('bcn,dc->bnd', latent.reshape(3, 64, 8), enc.token_proj.weight)
+                + enc.token_proj.bias)
     assert torch.allclose(tok.encode_continuous(images), expected, atol=1e-5)
 
 
@@ -163,7 +166,8 @@ def test_vector_quantizer():
     torch.nn.functional.normalize(z2, dim=-1).sum().backward()
     assert torch.allclose(z.grad, z2.grad, atol=1e-6)
     stats = vq.usage(torch.tensor([[0, 0, 1, 1]]))
-    assert stats['codebook_usage'] == pytest.approx(2 / 16) and stats['codebook_perplexity'] == pytest.approx(2.0)
+    assert (stats['codebook_usage'] == pytest.approx(2 / 16)
+            and stats['codebook_perplexity'] == pytest.approx(2.0))
     with pytest.raises(ValueError, match=r'\[0, 16\)'):
         vq.lookup(torch.tensor([[16]]))
 

@@ -74,7 +74,8 @@ def test_half_precision_keeps_dtype():
 @pytest.mark.parametrize('omega', [0, 1, 5, 16, 32])
 def test_lowpass_matches_reference(omega):
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    np.testing.assert_allclose(lowpass(x, omega).numpy(), reference_lowpass(x.numpy(), omega, omega), atol=1e-10)
+    np.testing.assert_allclose(lowpass(x, omega).numpy(), reference_lowpass(x.numpy(), omega, omega),
+                               atol=1e-10)
 
 
 def test_lowpass_per_sample_is_one_pass_of_the_single_results():
@@ -107,7 +108,8 @@ def test_lowpass_non_square_scales_per_axis():
     # The shorter side is the reference: omega = 32 keeps everything.
     assert torch.allclose(lowpass(x, 32), x, atol=1e-10)
     # An explicit reference size: omega counts frequencies of a 64-pixel side.
-    np.testing.assert_allclose(lowpass(x, 16, size=64).numpy(), reference_lowpass(x.numpy(), 8, 16), atol=1e-10)
+    np.testing.assert_allclose(lowpass(x, 16, size=64).numpy(), reference_lowpass(x.numpy(), 8, 16),
+                               atol=1e-10)
     per_sample = lowpass(x, torch.tensor([4, 8]))
     np.testing.assert_allclose(per_sample[0].numpy(), reference_lowpass(x[0].numpy(), 4, 8), atol=1e-10)
 

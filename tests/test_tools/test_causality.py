@@ -1,4 +1,5 @@
-"""The causality study (paper section 4.2): regressions, sequences, and tools/analysis/causality.py end to end."""
+"""The causality study (paper section 4.2): regressions, sequences, and tools/analysis/causality.py end to
+end."""
 import json
 import subprocess
 import sys
@@ -46,7 +47,8 @@ def test_heldout_r2_matches_an_independent_computation():
     y_wide = x_wide[:, :3] + rng.standard_normal((80, 3))
     got = heldout_r2(torch.tensor(x_wide), torch.tensor(y_wide), tr, te, pca_dim=5)
     assert got['num_predictors'] == 5
-    assert got['r2_avg'] == pytest.approx(numpy_heldout_r2(x_wide, y_wide, tr.numpy(), te.numpy(), 5), abs=1e-4)
+    assert got['r2_avg'] == pytest.approx(numpy_heldout_r2(x_wide, y_wide, tr.numpy(), te.numpy(), 5),
+                                          abs=1e-4)
 
 
 def test_r2_is_one_for_a_linear_target_and_near_zero_for_noise():
@@ -86,7 +88,8 @@ def test_best_single_predictor_finds_the_source_element():
     assert rows[0]['r2_avg'] < 0.05
     # Every target element is counted once in the Figure-4 maps, at its source's place in the frame.
     maps = frame_maps(rows, [(3, 4), (1, 5), (1, 5)], [(0, 0), (3, 0), (3, 0)], (4, 5))
-    assert maps[1]['counts'].sum() == 5 and maps[1]['counts'][0, 1, 3] == 1 and maps[1]['counts'][1, 3, 4] == 1
+    assert (maps[1]['counts'].sum() == 5 and maps[1]['counts'][0, 1, 3] == 1
+            and maps[1]['counts'][1, 3, 4] == 1)
     assert (maps[1]['best_token'][3] == [1, 1, 1, 1, 2]).all() and (maps[1]['best_token'][:3] == 0).all()
 
 
@@ -104,7 +107,8 @@ def test_sequences_reconstruct_the_image(images):
     for make, cuts in ((scale_tokens, [4, 8, 16, 32]), (spectral_tokens, [4, 8, 16, 32]),
                        (spectral_tokens, [1, 3, 9, 32])):
         inc, cum = make(images, cuts), make(images, cuts, cumulative=True)
-        # Linear per channel: the tool builds sequences from the luminance image and gets the tokens' luminance.
+        # Linear per channel: the tool builds sequences from the luminance image and gets the tokens'
+        # luminance.
         grey = make(images.mean(1, keepdim=True), cuts)
         assert all(torch.allclose(a, b[:, 0]) for a, b in zip(luminance_elements(inc), grey))
         assert len(inc) == 4 and all(t.shape == images.shape for t in inc)
@@ -121,7 +125,8 @@ def test_sequences_reconstruct_the_image(images):
         assert coeffs[..., outside].abs().max() < 1e-10 and coeffs[..., ~outside].abs().max() > 1e-3
     # A scale token before the last is the upsampled area-average residual: smooth, not the image itself.
     first = scale_tokens(images, [4, 8, 16, 32])[0]
-    assert torch.allclose(torch.nn.functional.avg_pool2d(images, 8).mean((-1, -2)), first.mean((-1, -2)), atol=0.02)
+    assert torch.allclose(torch.nn.functional.avg_pool2d(images, 8).mean((-1, -2)), first.mean((-1, -2)),
+                          atol=0.02)
     with pytest.raises(ValueError, match='end at the image size'):
         spectral_tokens(images, [4, 8, 16])
 
@@ -160,8 +165,8 @@ def test_tool_end_to_end(tmp_path, repo_root, subprocess_env):
     _tokenizer_checkpoint(f'{repo_root}/{TITOK_CONFIG}', tmp_path / 'titok.pth')
     out = tmp_path / 'out'
     proc = subprocess.run(
-        [sys.executable, 'tools/analysis/causality.py', '--num-images', '40', '--image-size', '32', '--out-dir',
-         str(out), '--tokenizer', SPECTRAL_CONFIG, str(tmp_path / 'spectral.pth'), 'spectral',
+        [sys.executable, 'tools/analysis/causality.py', '--num-images', '40', '--image-size', '32',
+         '--out-dir', str(out), '--tokenizer', SPECTRAL_CONFIG, str(tmp_path / 'spectral.pth'), 'spectral',
          '--tokenizer', TITOK_CONFIG, str(tmp_path / 'titok.pth'), '--token-space', 'quantized'],
         cwd=repo_root, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

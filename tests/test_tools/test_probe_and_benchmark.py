@@ -70,14 +70,16 @@ def test_shapes_probe_plugs_into_eval_fid(probe, tmp_path, repo_root):
     b, lb = render_batch(range(80), 32, seed=22)
     ref, same = _write_npz(tmp_path / 'a.npz', a, la), _write_npz(tmp_path / 'b.npz', b, lb)
     noise = _write_npz(tmp_path / 'n.npz', torch.rand_like(b), lb)
-    common = ['--ref', ref, '--extractor', 'ShapesProbe', '--extractor-options', f'checkpoint={probe}', '--no-sfid']
+    common = ['--ref', ref, '--extractor', 'ShapesProbe', '--extractor-options', f'checkpoint={probe}',
+              '--no-sfid']
     close = tool.main([same, '--out', str(tmp_path / 'm1.json')] + common)
     far = tool.main([noise, '--out', str(tmp_path / 'm2.json')] + common)
     assert close['fid'] < 0.2 * far['fid']
     assert close['inception_score'] > far['inception_score']
     missing = str(tmp_path / 'none.pth')
     with pytest.raises(FileNotFoundError, match='train_probe.py'):
-        tool.main([same, '--ref', ref, '--extractor', 'ShapesProbe', '--extractor-options', f'checkpoint={missing}'])
+        tool.main([same, '--ref', ref, '--extractor', 'ShapesProbe', '--extractor-options',
+                   f'checkpoint={missing}'])
 
 
 def test_benchmark_compares_configs_and_reports_quality(probe, tmp_path, repo_root, subprocess_env):
@@ -88,8 +90,8 @@ def test_benchmark_compares_configs_and_reports_quality(probe, tmp_path, repo_ro
     # A 'trained' checkpoint: random weights saved as a Runner would (state_dict), at 32 px for the probe.
     from mmspectral.apis import load_config
     from mmspectral.registry import MODELS
-    options = ['model.tokenizer.image_size=32', 'model.tokenizer.patch_size=8', 'model.tokenizer_checkpoint=None',
-               'model.tokenizer.freq_schedule.type=UniformFreqSchedule']
+    options = ['model.tokenizer.image_size=32', 'model.tokenizer.patch_size=8',
+               'model.tokenizer_checkpoint=None', 'model.tokenizer.freq_schedule.type=UniformFreqSchedule']
     cfg = load_config(config, {'model.tokenizer.image_size': 32, 'model.tokenizer.patch_size': 8,
                                'model.tokenizer.freq_schedule.type': 'UniformFreqSchedule'})
     cfg.model.tokenizer_checkpoint = None
@@ -99,14 +101,15 @@ def test_benchmark_compares_configs_and_reports_quality(probe, tmp_path, repo_ro
 
     out = str(tmp_path / 'bench')
     # A subprocess, as users run it: every config is measured in a spawned child that imports the script.
-    subprocess.run([sys.executable, 'tools/benchmark.py', config, str(p4), '--checkpoints', ckpt, '-', '--iters',
-                    '1', '--batch-size', '2', '--train-batch-size', '4', '--no-wait', '--out-dir', out,
-                    '--quality-per-class', '2', '--probe', probe, '--cfg-options'] + options,
+    subprocess.run([sys.executable, 'tools/benchmark.py', config, str(p4), '--checkpoints', ckpt, '-',
+                    '--iters', '1', '--batch-size', '2', '--train-batch-size', '4', '--no-wait', '--out-dir',
+                    out, '--quality-per-class', '2', '--probe', probe, '--cfg-options'] + options,
                    cwd=repo_root, env=subprocess_env, check=True)
     rows = json.load(open(osp.join(out, 'benchmark.json')))
     d4, d4p4 = rows
     assert (d4['num_tokens'], d4['ar_steps'], d4p4['ar_steps']) == (16, 16, 4)
-    assert d4['generator_params_m'] == pytest.approx(d4p4['generator_params_m'], rel=1e-3)  # + 3 start positions
+    # + 3 start positions
+    assert d4['generator_params_m'] == pytest.approx(d4p4['generator_params_m'], rel=1e-3)
     for row in rows:
         for key in ('sample_images_per_s', 'decode_images_per_s', 'train_images_per_s', 'sample_peak_mib'):
             assert row[key] > 0

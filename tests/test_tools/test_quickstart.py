@@ -12,9 +12,10 @@ SHORT = dict(TOKENIZER_ITERS='12', GENERATOR_ITERS='12', NUM_TRAIN_IMAGES='60', 
 
 
 def quickstart(work_dir, env, repo_root):
-    env = dict(env, WORK_DIR=str(work_dir), MMSPECTRAL_USE_PYTHON=sys.executable, OMP_NUM_THREADS='2', **SHORT)
-    proc = subprocess.run(['bash', 'tools/quickstart.sh'], cwd=repo_root, env=env, capture_output=True, text=True,
-                          timeout=900)
+    env = dict(env, WORK_DIR=str(work_dir), MMSPECTRAL_USE_PYTHON=sys.executable, OMP_NUM_THREADS='2',
+               **SHORT)
+    proc = subprocess.run(['bash', 'tools/quickstart.sh'], cwd=repo_root, env=env, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout
 
@@ -37,8 +38,9 @@ def test_quickstart_runs_every_stage_and_continues(tmp_path, subprocess_env, rep
     out = quickstart(tmp_path, subprocess_env, repo_root)
     for stage in range(1, 6):
         assert f'[quickstart] {stage}/5' in out
-    for name in ('class_grid.png', 'progression.png', 'tokenizer_reconstructions.png', 'tokenizer_psnr_vs_k.png',
-                 'spectral_embedded_class1.png', 'tokenizer/iter_12.pth', 'generator/iter_12.pth'):
+    for name in ('class_grid.png', 'progression.png', 'tokenizer_reconstructions.png',
+                 'tokenizer_psnr_vs_k.png', 'spectral_embedded_class1.png', 'tokenizer/iter_12.pth',
+                 'generator/iter_12.pth'):
         assert (tmp_path / name).stat().st_size > 0, name
     metrics = json.loads((tmp_path / 'metrics.json').read_text())
     assert 'recon/psnr_lowpass/k1' in metrics['tokenizer'] and 'tokens/acc' in metrics['generator']

@@ -87,7 +87,8 @@ class RefDecoder(nn.Module):
         b, d, _, n = z.shape
         x = self.decoder_embed(z.reshape(b, d, n).permute(0, 2, 1))
         w = x.shape[-1]
-        ctx = torch.cat([self.class_embedding.expand(b, 1, w), self.mask_token.repeat(b, self.grid ** 2, 1)], 1)
+        ctx = torch.cat([self.class_embedding.expand(b, 1, w),
+                         self.mask_token.repeat(b, self.grid ** 2, 1)], 1)
         ctx = ctx + self.positional_embedding
         x = self.ln_pre(torch.cat([ctx, x + self.latent_token_positional_embedding[:n]], 1)).permute(1, 0, 2)
         for blk in self.transformer:
@@ -109,7 +110,8 @@ class RefTiTok(nn.Module):
         self.quantize.embedding = nn.Embedding(codebook, token_size)
         self.pixel_quantize = nn.Module()
         self.pixel_quantize.embedding = nn.Embedding(codes, 256)
-        self.pixel_decoder = MaskGITDecoder(3, maskgit['hidden_channels'], maskgit['channel_mult'], 2, 256, 32)
+        self.pixel_decoder = MaskGITDecoder(3, maskgit['hidden_channels'], maskgit['channel_mult'],
+                                            2, 256, 32)
 
     def quantize_latents(self, z):  # (B, D, 1, N) -> ids (B, N), normalised codes (B, D, 1, N)
         b, d, _, n = z.shape
@@ -124,21 +126,23 @@ def test_b64_official_layout_converts_without_missing_or_unexpected_keys():
     with torch.device('meta'):
         official = RefTiTok().state_dict()
         ours = TiTokTokenizer(arch='B', decoder_head='proxy_codes', legacy_token_projection=True,
-                              pixel_decoder=dict(type='MaskGITVQGAN', with_encoder=False, allow_random_init=True))
+                              pixel_decoder=dict(type='MaskGITVQGAN', with_encoder=False,
+                                                 allow_random_init=True))
     assert len(official) == 404  # the official TiTok-B-64 inference checkpoint's key count
     converted, arch = converter.convert_titok_state_dict(official)
     result = ours.load_state_dict(converted, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
     assert arch == dict(width=768, depth=12, num_heads=12, image_size=256, patch_size=16, num_tokens=64,
-                        token_size=12, codebook_size=4096, decoder_head='proxy_codes', proxy_codebook_size=1024)
+                        token_size=12, codebook_size=4096, decoder_head='proxy_codes',
+                        proxy_codebook_size=1024)
 
 
 def test_converted_weights_compute_what_the_official_layout_computes(tmp_path):
     converter = load_converter()
     torch.manual_seed(0)
     # Head dim 64, as in every TiTok size (the converter infers heads = width / 64).
-    ref = RefTiTok(image=32, patch=8, width=128, depth=2, heads=2, tokens=8, token_size=4, codebook=32, codes=16,
-                   maskgit=dict(hidden_channels=32, channel_mult=(1, 1, 1))).eval()
+    ref = RefTiTok(image=32, patch=8, width=128, depth=2, heads=2, tokens=8, token_size=4, codebook=32,
+                   codes=16, maskgit=dict(hidden_channels=32, channel_mult=(1, 1, 1))).eval()
     converted, arch = converter.convert_titok_state_dict(ref.state_dict())
     tok = TiTokTokenizer(**arch, legacy_token_projection=True,
                          pixel_decoder=dict(type='MaskGITVQGAN', hidden_channels=32, channel_mult=(1, 1, 1),
@@ -165,12 +169,13 @@ def test_converted_weights_compute_what_the_official_layout_computes(tmp_path):
 def test_converter_script_writes_a_loadable_checkpoint(tmp_path, repo_root, subprocess_env):
     import subprocess
     import sys
-    ref = RefTiTok(image=32, patch=8, width=64, depth=1, heads=4, tokens=4, token_size=4, codebook=8, codes=16,
-                   maskgit=dict(hidden_channels=32, channel_mult=(1, 1, 1)))
+    ref = RefTiTok(image=32, patch=8, width=64, depth=1, heads=4, tokens=4, token_size=4, codebook=8,
+                   codes=16, maskgit=dict(hidden_channels=32, channel_mult=(1, 1, 1)))
     src, dst = tmp_path / 'official.bin', tmp_path / 'converted.pth'
     torch.save(ref.state_dict(), src)
-    proc = subprocess.run([sys.executable, 'tools/model_converters/titok_to_mmspectral.py', str(src), str(dst)],
-                          cwd=repo_root, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, 'tools/model_converters/titok_to_mmspectral.py', str(src),
+                           str(dst)], cwd=repo_root, env=subprocess_env, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     ckpt = torch.load(dst, weights_only=True)
     assert ckpt['meta']['tokenizer_args']['legacy_token_projection'] is True

@@ -1,4 +1,5 @@
-"""Token extraction -> TokenDataset -> generator training -> class-balanced sampling, through the real tools."""
+"""Token extraction -> TokenDataset -> generator training -> class-balanced sampling, through the real
+tools."""
 import json
 import sys
 
@@ -47,8 +48,8 @@ def extract(out, ckpt, env, repo_root, n=24, extra=(), launcher=None):
 
 
 @pytest.mark.slow
-def test_extraction_is_sharded_resumable_and_read_back(tmp_path, repo_root, subprocess_env, tokenizer_checkpoint,
-                                                       free_port):
+def test_extraction_is_sharded_resumable_and_read_back(tmp_path, repo_root, subprocess_env,
+                                                       tokenizer_checkpoint, free_port):
     single = tmp_path / 'single'
     extract(single, tokenizer_checkpoint, subprocess_env, repo_root)
     meta = json.load(open(single / 'meta.json'))
@@ -96,26 +97,30 @@ def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_
               'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False']
     work = tmp_path / 'gen'
     log = run([sys.executable, 'tools/train.py', GENERATOR_CONFIG, '--work-dir', str(work), '--cfg-options',
-               *common, 'train_cfg.max_iters=6', 'train_cfg.val_interval=6', 'default_hooks.logger.interval=2'],
+               *common, 'train_cfg.max_iters=6', 'train_cfg.val_interval=6',
+               'default_hooks.logger.interval=2'],
               subprocess_env, repo_root)
     assert 'loss_ce' in log and 'acc_pos1-2' in log and 'tokens/ce_pos13-16' in log
     ckpt = str(work / 'iter_6.pth')
-    sample = [sys.executable, 'tools/sample.py', GENERATOR_CONFIG, ckpt, '--per-class', '2', '--num-classes', '3',
-              '--batch-size', '4', '--cfg-options', *common]
+    sample = [sys.executable, 'tools/sample.py', GENERATOR_CONFIG, ckpt, '--per-class', '2', '--num-classes',
+              '3', '--batch-size', '4', '--cfg-options', *common]
     run(sample + ['--out', str(tmp_path / 's1')], subprocess_env, repo_root)
     npz = np.load(tmp_path / 's1' / 'samples_6x64x64x3.npz')
     assert npz['arr_0'].shape == (6, 64, 64, 3) and npz['arr_0'].dtype == np.uint8
     assert npz['labels'].tolist() == [0, 0, 1, 1, 2, 2]
     # Two processes write the same images; a finished batch is not sampled again.
-    run(['bash', '-c', f'{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port {free_port} '
+    run(['bash', '-c',
+         f'{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port {free_port} '
          + ' '.join(sample[1:]) + f' --out {tmp_path / "s2"} --launcher pytorch'], subprocess_env, repo_root)
     assert np.array_equal(np.load(tmp_path / 's2' / 'samples_6x64x64x3.npz')['arr_0'], npz['arr_0'])
     log = run(sample + ['--out', str(tmp_path / 's1')], subprocess_env, repo_root)
     assert '2 batches of this rank already done' in log
-    # Table 3's super-resolution rows: the same samples at twice the size, as an ADM npz (the bicubic baseline:
-    # the PNG samples above up-sampled; the spectral rows share its first draws and are checked in-process).
+    # Table 3's super-resolution rows: the same samples at twice the size, as an ADM npz (the bicubic
+    # baseline: the PNG samples above up-sampled; the spectral rows share its first draws and are checked
+    # in-process).
     from mmspectral.spectral import upsample
-    run(sample + ['--out', str(tmp_path / 'sr_bicubic'), '--super-resolve', 'bicubic'], subprocess_env, repo_root)
+    run(sample + ['--out', str(tmp_path / 'sr_bicubic'), '--super-resolve', 'bicubic'], subprocess_env,
+        repo_root)
     big = np.load(tmp_path / 'sr_bicubic' / 'samples_6x128x128x3.npz')
     expected = upsample(torch.from_numpy(npz['arr_0']).permute(0, 3, 1, 2).float() / 255, 128)
     expected = (expected * 255).round().byte().permute(0, 2, 3, 1).numpy()
@@ -157,8 +162,9 @@ def test_applications(tokenizer_checkpoint):
     images = torch.rand(2, 3, 64, 64)
     var = model.variations(images, labels, keep=5, num=3, seed=2)
     assert var.shape == (2, 3, 3, 64, 64)
-    # Super-resolution as the paper builds it: the sub-images of the 64 px image, up-sampled to 64 px, keep the
-    # tokens of the band they hold (w_k <= 32), the generator completes them, and the results are reassembled.
+    # Super-resolution as the paper builds it: the sub-images of the 64 px image, up-sampled to 64 px, keep
+    # the tokens of the band they hold (w_k <= 32), the generator completes them, and the results are
+    # reassembled.
     from mmspectral.spectral import split_subimages, upsample
     keep = model.super_resolution_prefix()
     assert keep == sum(w <= 32 for w in model.tokenizer.freq_schedule.omegas) and 1 <= keep < 16
@@ -171,7 +177,8 @@ def test_applications(tokenizer_checkpoint):
         subs = split_subimages(images, mode)  # (2, 4, 3, 64, 64)
         assert torch.equal(prefix, model.encode(subs.flatten(0, 1), keep))
         assert torch.equal(tokens[:, :keep], prefix) and tokens.shape == (8, 16)
-        torch.testing.assert_close(split_subimages(big, mode, size=64), model.decode(tokens).view(2, 4, 3, 64, 64))
+        torch.testing.assert_close(split_subimages(big, mode, size=64),
+                                   model.decode(tokens).view(2, 4, 3, 64, 64))
     model.gen.generate = generate
     torch.testing.assert_close(model.super_resolve(images, labels, mode='bicubic'), upsample(images, 128))
     with pytest.raises(ValueError, match='stride'):
@@ -189,7 +196,8 @@ def test_tencrop_views_are_corner_and_centre_crops_and_their_flips(repo_root):
     assert torch.equal(flip[1], images.flip(-1))
     views = module.augmented_views(images, 'tencrop', crop_range=1.2)  # enlarged to 24 px
     assert len(views) == 10 and all(v.shape == images.shape for v in views)
-    up = torch.nn.functional.interpolate(images, size=(24, 24), mode='bicubic', antialias=True, align_corners=False)
+    up = torch.nn.functional.interpolate(images, size=(24, 24), mode='bicubic', antialias=True,
+                                         align_corners=False)
     assert torch.equal(views[0], up[..., :20, :20]) and torch.equal(views[3], up[..., 4:, 4:])
     assert torch.equal(views[4], up[..., 2:22, 2:22])
     for crop, flipped in zip(views[:5], views[5:]):

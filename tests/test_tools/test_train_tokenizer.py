@@ -9,9 +9,12 @@ from conftest import run_launch
 
 CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 SMALL = ['model.tokenizer.width=32', 'model.tokenizer.depth=1', 'model.tokenizer.num_heads=2',
-         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-         'val_dataloader.dataset.num_samples=8', 'val_dataloader.batch_size=4', 'val_dataloader.num_workers=0',
-         'test_dataloader.dataset.num_samples=8', 'test_dataloader.batch_size=4', 'test_dataloader.num_workers=0',
+         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+         'train_dataloader.persistent_workers=False',
+         'val_dataloader.dataset.num_samples=8', 'val_dataloader.batch_size=4',
+         'val_dataloader.num_workers=0',
+         'test_dataloader.dataset.num_samples=8', 'test_dataloader.batch_size=4',
+         'test_dataloader.num_workers=0',
          'train_cfg.max_iters=4', 'train_cfg.val_interval=4', 'default_hooks.logger.interval=2']
 
 
@@ -33,8 +36,8 @@ def test_tiny_tokenizer_trains_validates_and_tests(tmp_path, repo_root, subproce
     vis_data = [os.path.join(d, f) for d, _, files in os.walk(work) for f in files]
     assert any('vis_image' in p and 'val_reconstructions' in p for p in vis_data)
     assert any('events.out.tfevents' in p for p in vis_data)
-    log = run([sys.executable, 'tools/test.py', CONFIG, str(work / 'iter_4.pth'), '--work-dir', str(tmp_path / 't'),
-               '--cfg-options', *SMALL], subprocess_env, repo_root)
+    log = run([sys.executable, 'tools/test.py', CONFIG, str(work / 'iter_4.pth'), '--work-dir',
+               str(tmp_path / 't'), '--cfg-options', *SMALL], subprocess_env, repo_root)
     assert re.search(r'recon/psnr: \d', log)
 
 

@@ -12,8 +12,8 @@ def test_visualize_spectral_writes_the_figure(tmp_path, repo_root, subprocess_en
     out = tmp_path / 'fig.png'
     proc = subprocess.run([sys.executable, 'tools/analysis/visualize_spectral.py', '--image', str(image),
                            '--num-tokens', '16', '--image-size', '64', '--prefixes', '1', '4', '12', '16',
-                           '--out', str(out)], cwd=repo_root, env=subprocess_env, capture_output=True, text=True,
-                          timeout=120)
+                           '--out', str(out)], cwd=repo_root, env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     fig = cv2.imread(str(out))
     assert fig is not None and fig.shape[0] > 300 and fig.shape[1] > 600

@@ -5,11 +5,12 @@
 
 Random weights (speed does not depend on them), ImageNet sizes (4096 codes, 64 tokens, 1000 classes), the
 paper's sampling settings (cfg 1.5 with VAR's linear ramp, top-k 900, top-p 0.96). The transformer alone is
-timed: decoding tokens to pixels is the tokenizer's cost and is measured by benchmark_tokenizers.py. Each figure
-is the median of ``--repeats`` runs after a warm-up, on an idle machine (the script waits for one and reports
-the CPU time other processes used). FLOPs are counted for the work really done: per generated position, the
-transformer's matmuls for every row of the (doubled, with guidance) batch, attention over the cached length, the
-output head; the AdaLN projections once per image; uncached sampling recomputes every earlier position.
+timed: decoding tokens to pixels is the tokenizer's cost and is measured by benchmark_tokenizers.py. Each
+figure is the median of ``--repeats`` runs after a warm-up, on an idle machine (the script waits for one and
+reports the CPU time other processes used). FLOPs are counted for the work really done: per generated
+position, the transformer's matmuls for every row of the (doubled, with guidance) batch, attention over the
+cached length, the output head; the AdaLN projections once per image; uncached sampling recomputes every
+earlier position.
 """
 import argparse
 import resource
@@ -23,7 +24,8 @@ from mmspectral.models import SpectralARGenerator
 from mmspectral.models.layers.packed_linear import packed_linears
 from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle
 
-PRESETS = {'d16': dict(depth=16), 'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),
+PRESETS = {'d16': dict(depth=16),
+           'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),
            'd20': dict(depth=20), 'd24': dict(depth=24), 'd30': dict(depth=30)}
 
 
@@ -48,8 +50,8 @@ def stream_bandwidth(device: torch.device, dtype: torch.dtype, mib: int = 512, r
     """GB/s at which a 2-row linear layer reads a weight matrix far larger than the caches.
 
     One sampling step at a small batch reads every weight once and does little else, so this rate bounds it:
-    seconds per step >= weight bytes / bandwidth (the 'floor' column). The layer runs the way sampling runs it:
-    with the oneDNN-packed weight for fp32 on the CPU, the default kernel otherwise.
+    seconds per step >= weight bytes / bandwidth (the 'floor' column). The layer runs the way sampling runs
+    it: with the oneDNN-packed weight for fp32 on the CPU, the default kernel otherwise.
     """
     cols = 4096
     rows = mib * 2 ** 20 // (cols * torch.tensor([], dtype=dtype).element_size())
@@ -135,8 +137,8 @@ def main():
     print(f'# {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak '
           + ', '.join(f'{dt} {peak:.0f} GFLOP/s' for dt, peak in peaks.items()) + '; weight streaming '
           + ', '.join(f'{dt} {bw:.1f} GB/s' for dt, bw in bandwidth.items()))
-    print('| model | dtype | batch | cache | cfg | s / image | images / s | GFLOP / image | GFLOP/s | % peak | '
-          'floor s / image | peak MiB | foreign CPU s |')
+    print('| model | dtype | batch | cache | cfg | s / image | images / s | GFLOP / image | GFLOP/s | '
+          '% peak | floor s / image | peak MiB | foreign CPU s |')
     print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
     results = {}
     for preset in args.presets:
@@ -153,19 +155,22 @@ def main():
                     if not args.no_wait and device.type == 'cpu':
                         wait_until_idle()
                     labels = torch.randint(0, 1000, (batch,), device=device)
-                    options = dict(cfg_scale=1.5 if guided else 0.0, cfg_schedule='linear', top_k=900, top_p=0.96,
-                                   use_cache=cached, seed=0)
-                    seconds, peak_mib, foreign = run(model, labels, options, dt == 'bf16', args.repeats, device)
+                    options = dict(cfg_scale=1.5 if guided else 0.0, cfg_schedule='linear', top_k=900,
+                                   top_p=0.96, use_cache=cached, seed=0)
+                    seconds, peak_mib, foreign = run(model, labels, options, dt == 'bf16', args.repeats,
+                                                     device)
                     flops = sampling_flops(model, batch, guided, cached) / batch
                     rate = flops / (seconds / batch) / 1e9
                     # The slower of reading the weights once per step and doing the FLOPs at matmul peak.
                     steps = model.num_tokens // model.block_size
-                    floor = max(steps * step_weight_bytes(model, 4 if dt == 'fp32' else 2) / bandwidth[dt] / 1e9,
-                                flops * batch / peaks[dt] / 1e9) / batch
+                    floor = max(
+                        steps * step_weight_bytes(model, 4 if dt == 'fp32' else 2) / bandwidth[dt] / 1e9,
+                        flops * batch / peaks[dt] / 1e9) / batch
                     results[(preset, dt, batch, cached, guided)] = seconds / batch
-                    print(f'| {preset} | {dt} | {batch} | {"yes" if cached else "no"} | {1.5 if guided else 0} | '
-                          f'{seconds / batch:.3f} | {batch / seconds:.2f} | {flops / 1e9:.1f} | {rate:.0f} | '
-                          f'{100 * rate / peaks[dt]:.0f}% | {floor:.3f} | {peak_mib:.0f} | {foreign:.1f} |', flush=True)
+                    print(f'| {preset} | {dt} | {batch} | {"yes" if cached else "no"} | '
+                          f'{1.5 if guided else 0} | {seconds / batch:.3f} | {batch / seconds:.2f} | '
+                          f'{flops / 1e9:.1f} | {rate:.0f} | {100 * rate / peaks[dt]:.0f}% | {floor:.3f} | '
+                          f'{peak_mib:.0f} | {foreign:.1f} |', flush=True)
         del model
     print()
     for dt in args.dtypes:
@@ -176,8 +181,8 @@ def main():
                       f'{results[("d16", dt, batch, False, True)] / results[key]:.1f}x (target >= 10x)')
         key = ('d16', dt, 1, True, True)
         if key in results and ('d16-p4', dt, 1, True, True) in results:
-            print(f'{dt}: d16-p4 over d16 at B=1: {results[key] / results[("d16-p4", dt, 1, True, True)]:.1f}x '
-                  '(target >= 3x)')
+            print(f'{dt}: d16-p4 over d16 at B=1: '
+                  f'{results[key] / results[("d16-p4", dt, 1, True, True)]:.1f}x (target >= 3x)')
 
 
 if __name__ == '__main__':

@@ -5,10 +5,10 @@
 
 Measures, for each tokenizer: a full training step (forward, backward, AdamW update, as TokenizerModel runs it
 with the 'pixel' recipe), encode, and decode_tokens; median seconds, images per second and peak memory (CUDA:
-max_memory_allocated per operation; CPU: the peak RSS of a fresh process that measures one tokenizer, model and
-framework included). It also times the spectral extras alone: the
-per-sample low-pass targets and the per-sample attention masks. Timings wait for an idle machine first and
-report the CPU time other processes used meanwhile (a busy machine makes CPU timings meaningless).
+max_memory_allocated per operation; CPU: the peak RSS of a fresh process that measures one tokenizer, model
+and framework included). It also times the spectral extras alone: the per-sample low-pass targets and the
+per-sample attention masks. Timings wait for an idle machine first and report the CPU time other processes
+used meanwhile (a busy machine makes CPU timings meaningless).
 """
 import argparse
 import multiprocessing
@@ -74,7 +74,8 @@ def measure_tokenizer(kind: str, options: dict) -> dict:
         rows['spectral extras'] = {
             'low-pass targets': measure(lambda: tok.target(images, k), args.iters, device),
             'per-sample decoder mask': measure(
-                lambda: tok.attn_mask(tok.num_tokens, tok.decoder.num_context, 'decoder', k), args.iters, device),
+                lambda: tok.attn_mask(tok.num_tokens, tok.decoder.num_context, 'decoder', k),
+                args.iters, device),
         }
     return rows
 
@@ -93,8 +94,8 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     b = args.batch_size
-    print(f'# {args.arch}, {args.image_size}px, patch {args.patch_size}, {args.num_tokens} tokens, batch {b}, '
-          f'{device}, {"bf16 autocast" if args.amp else "fp32"}, torch {torch.__version__}, '
+    print(f'# {args.arch}, {args.image_size}px, patch {args.patch_size}, {args.num_tokens} tokens, '
+          f'batch {b}, {device}, {"bf16 autocast" if args.amp else "fp32"}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads')
     rows = {}
     context = multiprocessing.get_context('spawn')

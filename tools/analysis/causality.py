@@ -1,18 +1,20 @@
-"""The causality study of paper section 4.2: how much of each token is a linear function of the tokens before it.
+"""The causality study of paper section 4.2: how much of each token is a linear function of the tokens
+before it.
 
     python tools/analysis/causality.py [--num-images 2000] [--image-size 64] [--image-dir DIR] [--seed 2]
         [--sequences raster scale scale-cumulative spectral spectral-cumulative]
         [--scale-sides 8 16 32 64] [--omegas 8 16 32 64 | --schedule NonUniformFreqSchedule]
         [--pca-dim D | --no-pca] [--train-fraction 0.75] [--split-seed 0] [--grid 64]
-        [--tokenizer CONFIG CHECKPOINT [NAME]]... [--token-space latent|quantized] [--out-dir work_dirs/causality]
+        [--tokenizer CONFIG CHECKPOINT [NAME]]... [--token-space latent|quantized]
+        [--out-dir work_dirs/causality]
 
-Images: EmbeddedShapes images 0..N-1 of split ``--seed`` (2 = the tiny configs' test split), or the first N files
-under ``--image-dir``. Each image becomes 4-element sequences (raster quadrants; VAR-style scale residuals or
-their running sums; DCT bands or the nested low-pass sub-images) and, with ``--tokenizer``, the N learned tokens
-of each trained tokenizer. Two held-out R^2 of ``t_j`` on ``t_1..t_{j-1}`` are reported: the best single earlier
-element of each element (the paper's "linear correlation", Figure 4) and least squares on the top principal
-axes of all earlier elements. docs/causality.md defines both. Writes ``causality.md`` (also printed),
-``causality.json`` and one PNG per sequence into ``--out-dir``.
+Images: EmbeddedShapes images 0..N-1 of split ``--seed`` (2 = the tiny configs' test split), or the first N
+files under ``--image-dir``. Each image becomes 4-element sequences (raster quadrants; VAR-style scale
+residuals or their running sums; DCT bands or the nested low-pass sub-images) and, with ``--tokenizer``, the N
+learned tokens of each trained tokenizer. Two held-out R^2 of ``t_j`` on ``t_1..t_{j-1}`` are reported: the
+best single earlier element of each element (the paper's "linear correlation", Figure 4) and least squares on
+the top principal axes of all earlier elements. docs/causality.md defines both. Writes ``causality.md`` (also
+printed), ``causality.json`` and one PNG per sequence into ``--out-dir``.
 """
 import argparse
 import os
@@ -46,33 +48,42 @@ PAPER = {'raster': (0.471, 0.366, 0.525, 0.454), 'scale': (0.889, 0.953, 0.943, 
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='R^2 of each token on the tokens before it (paper Table 1, Fig. 4).')
+    parser = argparse.ArgumentParser(
+        description='R^2 of each token on the tokens before it (paper Table 1, Fig. 4).')
     parser.add_argument('--num-images', type=int, default=2000)
-    parser.add_argument('--image-size', type=int, default=64, help='side of the images the sequences are cut from')
+    parser.add_argument('--image-size', type=int, default=64,
+                        help='side of the images the sequences are cut from')
     parser.add_argument('--image-dir', default=None, help='a folder of images (default: EmbeddedShapes)')
-    parser.add_argument('--seed', type=int, default=2, help='EmbeddedShapes split seed (2: the tiny test split)')
+    parser.add_argument('--seed', type=int, default=2,
+                        help='EmbeddedShapes split seed (2: the tiny test split)')
     parser.add_argument('--class-set', default='fine', choices=sorted(EMBEDDED_CLASS_SETS),
-                        help="EmbeddedShapes class set ('coarse' for tokenizers trained on it, as the tiny configs)")
+                        help="EmbeddedShapes class set ('coarse' for tokenizers trained on it, as the tiny "
+                        'configs)')
     parser.add_argument('--sequences', nargs='+', choices=SEQUENCES, default=list(SEQUENCES))
     parser.add_argument('--scale-sides', type=int, nargs='+', default=None,
-                        help='sides of the scale-wise maps, ending at the image size (default: S/8 S/4 S/2 S)')
+                        help='sides of the scale-wise maps, ending at the image size '
+                        '(default: S/8 S/4 S/2 S)')
     parser.add_argument('--omegas', type=int, nargs='+', default=None,
                         help='DCT cut-offs w_1..w_L of the spectral bands, ending at the image size '
                         '(default: S/8 S/4 S/2 S)')
     parser.add_argument('--schedule', default=None,
-                        help='take the cut-offs from this FREQ_SCHEDULES type with 4 tokens instead of --omegas')
-    parser.add_argument('--pca-dim', type=int, default=None, help='principal axes of the earlier tokens in the '
-                        'least-squares estimator, used when they have more elements than this (default: '
-                        'min(128, fit images // 8))')
+                        help='take the cut-offs from this FREQ_SCHEDULES type with 4 tokens instead of '
+                        '--omegas')
+    parser.add_argument('--pca-dim', type=int, default=None,
+                        help='principal axes of the earlier tokens in the least-squares estimator, used when '
+                        'they have more elements than this (default: min(128, fit images // 8))')
     parser.add_argument('--no-pca', action='store_true', help='report the best-single-element estimator only')
-    parser.add_argument('--train-fraction', type=float, default=0.75, help='images the regressions are fitted on')
+    parser.add_argument('--train-fraction', type=float, default=0.75,
+                        help='images the regressions are fitted on')
     parser.add_argument('--split-seed', type=int, default=0)
     parser.add_argument('--grid', type=int, default=64, help='elements are luminance pixels every '
                         'max(1, S // grid) pixels')
-    parser.add_argument('--tokenizer', nargs='+', action='append', default=[], metavar='CONFIG CHECKPOINT [NAME]',
+    parser.add_argument('--tokenizer', nargs='+', action='append', default=[],
+                        metavar='CONFIG CHECKPOINT [NAME]',
                         help='a trained tokenizer (a TokenizerModel config and its checkpoint); repeatable')
     parser.add_argument('--token-space', choices=['latent', 'quantized'], default='latent',
-                        help="learned tokens as the encoder's pre-quantisation output or as their codebook vectors")
+                        help="learned tokens as the encoder's pre-quantisation output or as their codebook "
+                        'vectors')
     parser.add_argument('--batch-size', type=int, default=100, help='images per tokenizer forward pass')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--out-dir', default='work_dirs/causality')
@@ -95,7 +106,8 @@ def cutoffs(args, size: int):
     else:
         omegas = args.omegas or default
     if sides is None or omegas is None:
-        raise ValueError(f'--image-size {size} is not divisible by 8: give --scale-sides and --omegas explicitly.')
+        raise ValueError(f'--image-size {size} is not divisible by 8: give --scale-sides and --omegas '
+                         'explicitly.')
     return sides, omegas
 
 
@@ -149,13 +161,14 @@ def image_figure(name: str, maps, title: str):
     fig.colorbar(im, ax=axes[:, n].tolist(), fraction=0.05)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(n - 1)]
     fig.legend(handles, [f't{i + 1}' for i in range(n - 1)], loc='lower center', ncol=n - 1, fontsize=8)
-    fig.suptitle(f'{name}: {title}\ncounts (log scale) of each earlier element being the best single predictor',
-                 fontsize=9)
+    fig.suptitle(f'{name}: {title}\n'
+                 'counts (log scale) of each earlier element being the best single predictor', fontsize=9)
     return fig
 
 
 def learned_figure(name: str, pair: np.ndarray, share: np.ndarray, title: str):
-    """Learned tokens: R^2 of t_j on t_i alone, and which earlier token holds each dimension's best predictor."""
+    """Learned tokens: R^2 of t_j on t_i alone, and which earlier token holds each dimension's best
+    predictor."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     n = pair.shape[0]
     for ax, mat, label in ((axes[0], pair, 'held-out R^2 of t_j on t_i alone (least squares)'),
@@ -216,13 +229,14 @@ def main(argv=None):
         args.pca_dim = max(1, min(128, len(train_idx) // 8))
     source = args.image_dir or f'EmbeddedShapes seed {args.seed}'
     print(f'{len(images)} images ({source}) at {args.image_size} px: fit on {len(train_idx)}, test on '
-          f'{len(test_idx)}; scale sides {sides}, DCT cut-offs {omegas}; elements: luminance every {stride} px; '
-          f'least squares on at most {args.pca_dim} principal axes', flush=True)
+          f'{len(test_idx)}; scale sides {sides}, DCT cut-offs {omegas}; '
+          f'elements: luminance every {stride} px; least squares on at most {args.pca_dim} principal axes',
+          flush=True)
 
     results, settings = {}, dict(vars(args), scale_sides=sides, omegas=omegas, element_stride=stride,
                                  num_train=len(train_idx), num_test=len(test_idx), command=' '.join(sys.argv))
-    # Every sequence is built by per-channel linear maps, so building it from the luminance image gives exactly
-    # the luminance of its tokens, with a third of the memory.
+    # Every sequence is built by per-channel linear maps, so building it from the luminance image gives
+    # exactly the luminance of its tokens, with a third of the memory.
     luminance = images.mean(1, keepdim=True)  # (B, 1, S, S)
     for name in args.sequences:
         tokens, offsets = image_sequence(name, luminance, sides, omegas)
@@ -235,8 +249,8 @@ def main(argv=None):
         grid = -(-args.image_size // stride)
         maps = frame_maps(best, [tuple(e.shape[1:]) for e in elements],
                           [(oy // stride, ox // stride) for oy, ox in offsets], (grid, grid))
-        results[name]['best_source_counts'] = [np.bincount(r['source_token'].numpy(), minlength=r['j'] - 1).tolist()
-                                               for r in best]
+        results[name]['best_source_counts'] = [
+            np.bincount(r['source_token'].numpy(), minlength=r['j'] - 1).tolist() for r in best]
         fig = image_figure(name, maps, f'{len(images)} images, {args.image_size} px')
         fig.savefig(osp.join(args.out_dir, f'causality_{name}.png'), dpi=100)
         plt.close(fig)
@@ -256,8 +270,9 @@ def main(argv=None):
                                                                         args.image_dir, args.class_set)
         tokens = encode_learned_tokens(tokenizer, tok_images, value_range, args.token_space, args.batch_size)
         best = best_single_r2(tokens, train_idx, test_idx)
-        entry = dict(best1=summarise(best), config=config, checkpoint=checkpoint, type=type(tokenizer).__name__,
-                     num_tokens=len(tokens), token_dim=int(tokens[0].shape[1]), space=args.token_space)
+        entry = dict(best1=summarise(best), config=config, checkpoint=checkpoint,
+                     type=type(tokenizer).__name__, num_tokens=len(tokens), token_dim=int(tokens[0].shape[1]),
+                     space=args.token_space)
         if 'pca' in estimators:
             entry['pca'] = summarise(sequence_r2(tokens, train_idx, test_idx, args.pca_dim))
         pair = pairwise_r2(tokens, train_idx, test_idx, args.pca_dim)
@@ -278,14 +293,15 @@ def main(argv=None):
     columns = list(results)
     max_j = max(r['j'] for c in columns for r in results[c]['best1']['rows'])
     parts = [f'# Causality of token sequences\n\n{len(images)} images ({source}) at {args.image_size} px, '
-             f'fitted on {len(train_idx)}, R^2 on the other {len(test_idx)}; scale sides {sides}, DCT cut-offs '
-             f'{omegas}; elements: luminance pixels every {stride} px; learned tokens: {args.token_space}.\n']
+             f'fitted on {len(train_idx)}, R^2 on the other {len(test_idx)}; scale sides {sides}, '
+             f'DCT cut-offs {omegas}; elements: luminance pixels every {stride} px; '
+             f'learned tokens: {args.token_space}.\n']
     for est in estimators:
         label = ESTIMATORS[est].format(d=args.pca_dim)
         parts.append(f'## R^2 with the {label}\n\n' + markdown_table(results, est, columns, max_j) + '\n')
-    parts.append('Paper (Table 1, ImageNet): raster ' + ' / '.join(map(str, PAPER['raster'])) + ', scale-wise ' +
-                 ' / '.join(map(str, PAPER['scale'])) + ', spectral ' + ' / '.join(map(str, PAPER['spectral'])) +
-                 ' (j = 2, 3, 4, average).\n')
+    parts.append('Paper (Table 1, ImageNet): raster ' + ' / '.join(map(str, PAPER['raster'])) +
+                 ', scale-wise ' + ' / '.join(map(str, PAPER['scale'])) +
+                 ', spectral ' + ' / '.join(map(str, PAPER['spectral'])) + ' (j = 2, 3, 4, average).\n')
     text = '\n'.join(parts)
     print('\n' + text)
     with open(osp.join(args.out_dir, 'causality.md'), 'w') as f:

@@ -2,11 +2,11 @@
 
     python tools/analysis/gpu_bench.py [--report gpu_tests_report.json] [--out table.md] [--dry-run]
 
-Random weights (speed does not depend on them), bf16 autocast, each figure the median of a few timed runs after a
-warm-up (``torch.cuda.synchronize`` around each):
+Random weights (speed does not depend on them), bf16 autocast, each figure the median of a few timed runs
+after a warm-up (``torch.cuda.synchronize`` around each):
 
-* tokenizer B-64 training step (forward, backward, AdamW; TiTok and the nested spectral tokenizer) at batch 32:
-  images / s and peak memory;
+* tokenizer B-64 training step (forward, backward, AdamW; TiTok and the nested spectral tokenizer) at batch
+  32: images / s and peak memory;
 * generator d16 training step at batch 96: images / s and peak memory;
 * sampling at batch 256 with the paper's settings (cfg 1.5 with VAR's ramp, top-k 900, top-p 0.96) for d16 and
   d16-p4: images / s (tokens only; decoding is the next line);
@@ -77,7 +77,8 @@ def tokenizer_training(kind: str, batch: int = 32):
 
 def generator_training(batch: int = 96):
     torch.manual_seed(0)
-    gen = SpectralARGenerator.from_preset('d16', vocab_size=4096, num_tokens=64, num_classes=1000).cuda().train()
+    gen = SpectralARGenerator.from_preset('d16', vocab_size=4096, num_tokens=64,
+                                          num_classes=1000).cuda().train()
     opt = torch.optim.AdamW(gen.parameters(), lr=1e-4, fused=True)
     tokens = torch.randint(0, 4096, (batch, 64), device='cuda')
     labels = torch.randint(0, 1000, (batch,), device='cuda')
@@ -140,7 +141,8 @@ def attention_lines(report: str):
     rows = []
     for key in sorted(k for k in data if k.startswith('attention/')):
         entry = data[key]
-        text = 'SDPA: ' + ', '.join(entry.get('backends', [])) + ('' if entry.get('dense_mask') else ' (no mask)')
+        text = ('SDPA: ' + ', '.join(entry.get('backends', []))
+                + ('' if entry.get('dense_mask') else ' (no mask)'))
         if 'is_causal_backends' in entry:
             text += '; is_causal: ' + ', '.join(entry['is_causal_backends'])
         rows.append((key, text + f"; flex_attention: {entry.get('flex_attention', '?')}"))

@@ -1,12 +1,13 @@
-"""Is each generated EmbeddedShapes sample of the class it was asked for? A classifier trained on real images says.
+"""Is each generated EmbeddedShapes sample of the class it was asked for? A classifier trained on real images
+says.
 
     python tools/analysis/shapes_class_accuracy.py GENERATOR_CONFIG CHECKPOINT [--per-class 20]
         [--classifier work_dirs/shapes_classifier_64px.pth] [--out accuracy.json] [--cfg 3.0] [--seed 0]
 
 Trains the small ShapesClassifier (mmspectral.evaluation.embedded_classifier; under a minute on a CPU) unless
 ``--classifier`` names a saved one, then reports its accuracy on three sets of the same classes:
-held-out real images (the ceiling), the tokenizer's reconstructions of real validation images from all N tokens
-(what the tokenizer can deliver to a generator at best), and class-balanced generated samples.
+held-out real images (the ceiling), the tokenizer's reconstructions of real validation images from all N
+tokens (what the tokenizer can deliver to a generator at best), and class-balanced generated samples.
 """
 import argparse
 import os
@@ -24,11 +25,13 @@ from mmspectral.fileio import write_json  # noqa: E402
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Class accuracy of EmbeddedShapes samples and reconstructions.')
+    parser = argparse.ArgumentParser(
+        description='Class accuracy of EmbeddedShapes samples and reconstructions.')
     parser.add_argument('config', help='generator config (a GeneratorModel with a tokenizer)')
     parser.add_argument('checkpoint', help='trained generator checkpoint')
     parser.add_argument('--per-class', type=int, default=20)
-    parser.add_argument('--classifier', default=None, help='saved classifier (trained and saved here if missing)')
+    parser.add_argument('--classifier', default=None,
+                        help='saved classifier (trained and saved here if missing)')
     parser.add_argument('--out', default=None, help='write the accuracies to this JSON file')
     parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
                         help='EmbeddedShapes class set (default: the one the training tokens\' classes name)')
@@ -48,7 +51,8 @@ def main():
     class_set = args.class_set or class_set_of(getattr(model, 'class_names', None) or ())
     classifier, real_acc = load_or_train_shapes_classifier(args.classifier, size, class_set)
 
-    # Tokenizer reconstructions of validation-seed images (the embedded configs' validation split uses seed 1).
+    # Tokenizer reconstructions of validation-seed images (the embedded configs' validation split uses
+    # seed 1).
     images, labels = render_batch(range(args.per_class * num_classes), size, seed=1, num_classes=num_classes,
                                   class_set=class_set)
     recons = torch.cat([model.decode(model.encode(images[i:i + args.batch_size]))
@@ -59,7 +63,8 @@ def main():
     options = sampling_options(args)
     wanted = torch.arange(num_classes).repeat_interleave(args.per_class)
     samples = torch.cat([model.sample(wanted[i:i + args.batch_size],
-                                      generator=torch.Generator().manual_seed(args.seed + b), **options)['images']
+                                      generator=torch.Generator().manual_seed(args.seed + b),
+                                      **options)['images']
                          for b, i in enumerate(range(0, len(wanted), args.batch_size))])
     sample_acc = accuracy(classifier, samples, wanted)
     result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
@@ -67,7 +72,8 @@ def main():
                   chance=1.0 / num_classes,
                   sampling={**model.sampling, **options}, seed=args.seed)
     print('class accuracy of the ShapesClassifier: real images {:.1%}, tokenizer reconstructions {:.1%}, '
-          'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc, 1.0 / num_classes),
+          'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc,
+                                                            1.0 / num_classes),
           flush=True)
     if args.out:
         write_json(args.out, result)

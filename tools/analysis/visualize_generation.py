@@ -4,9 +4,9 @@
         [--per-class 8] [--progression-classes 0 3 6 8] [--cfg 3.0] [--top-k 0] [--seed 0]
 
 Writes ``DIR/class_grid.png`` (one row per class, ``per_class`` samples, the class name on the left) and
-``DIR/progression.png`` (one row per chosen class: the decoded prefix after every sampling step, so each column
-adds the next band of frequencies). Sampling settings default to the config's ``model.sampling``; the same seed
-gives the same figures.
+``DIR/progression.png`` (one row per chosen class: the decoded prefix after every sampling step, so each
+column adds the next band of frequencies). Sampling settings default to the config's ``model.sampling``; the
+same seed gives the same figures.
 """
 import argparse
 import os
@@ -51,7 +51,8 @@ def class_names(model, num_classes: int):
 def class_grid(model, num_classes: int, per_class: int, seed: int, names, **options):
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     images = model.sample(labels, generator=torch.Generator().manual_seed(seed), **options)['images'].cpu()
-    fig, axes = plt.subplots(num_classes, 1, figsize=(0.9 * per_class + 1.2, 0.95 * num_classes), squeeze=False)
+    fig, axes = plt.subplots(num_classes, 1, figsize=(0.9 * per_class + 1.2, 0.95 * num_classes),
+                             squeeze=False)
     for c, ax in enumerate(axes[:, 0]):
         row = make_grid(images[c * per_class:(c + 1) * per_class], nrow=per_class, padding=1, pad_value=1.0)
         ax.imshow(row.permute(1, 2, 0).numpy())
@@ -65,7 +66,8 @@ def class_grid(model, num_classes: int, per_class: int, seed: int, names, **opti
 
 
 def progression_figure(model, classes, seed: int, names, **options):
-    result = model.progression(torch.as_tensor(classes), generator=torch.Generator().manual_seed(seed), **options)
+    result = model.progression(torch.as_tensor(classes), generator=torch.Generator().manual_seed(seed),
+                               **options)
     steps = result['steps']  # [(prefix length, images (B, 3, H, W))]
     fig, axes = plt.subplots(len(classes), len(steps), figsize=(1.05 * len(steps) + 1.0, 1.15 * len(classes)),
                              squeeze=False)
@@ -99,7 +101,8 @@ def main():
     with torch.no_grad():
         for name, fig in (('class_grid.png', class_grid(model, num_classes, args.per_class, args.seed, names,
                                                         **options)),
-                          ('progression.png', progression_figure(model, classes, args.seed, names, **options))):
+                          ('progression.png', progression_figure(model, classes, args.seed, names,
+                                                                 **options))):
             path = osp.join(args.out_dir, name)
             fig.savefig(path, dpi=110)
             plt.close(fig)

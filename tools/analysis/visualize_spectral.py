@@ -93,7 +93,8 @@ def spectral_figure(img: np.ndarray, schedule, prefixes, title: str = ''):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Plot the spectral decomposition of an image for a schedule.')
+    parser = argparse.ArgumentParser(
+        description='Plot the spectral decomposition of an image for a schedule.')
     parser.add_argument('--image', help='image file (default: matplotlib\'s grace_hopper.jpg)')
     parser.add_argument('--embedded-class', type=int, default=None,
                         help='use an EmbeddedShapes image of this class (0-9 of --class-set: ' + '; '.join(

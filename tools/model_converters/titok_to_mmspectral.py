@@ -11,8 +11,9 @@ use ``--no-legacy`` for checkpoints trained with ``is_legacy: False``.
 
 Renames: nn.MultiheadAttention's ``in_proj_*`` / ``out_proj`` -> ``attn.qkv`` / ``attn.proj``; ``mlp.c_fc`` /
 ``mlp.c_proj`` -> ``mlp.fc1`` / ``mlp.fc2``; 1x1 convs -> linear layers (``encoder.conv_out`` ->
-``encoder.token_proj``, ``decoder.ffn.*``); ``quantize`` -> ``quantizer``; ``pixel_quantize`` / ``pixel_decoder``
--> ``pixel_decoder.quantize`` / ``pixel_decoder.decoder`` (the MaskGIT-VQGAN decoder of stage 2).
+``encoder.token_proj``, ``decoder.ffn.*``); ``quantize`` -> ``quantizer``; ``pixel_quantize`` /
+``pixel_decoder`` -> ``pixel_decoder.quantize`` / ``pixel_decoder.decoder`` (the MaskGIT-VQGAN decoder of
+stage 2).
 """
 import argparse
 import os.path as osp
@@ -43,8 +44,8 @@ def convert_titok_state_dict(official: Dict[str, torch.Tensor],
     The number of attention heads is not in the weights; every TiTok size (S, B, L) uses ``head_dim`` 64.
     """
     if 'encoder.patch_embed.weight' not in official or 'latent_tokens' not in official:
-        raise KeyError('This does not look like a TiTok tokenizer state dict (no encoder.patch_embed.weight / '
-                       f'latent_tokens); its first keys are {list(official)[:5]}.')
+        raise KeyError('This does not look like a TiTok tokenizer state dict (no encoder.patch_embed.weight '
+                       f'/ latent_tokens); its first keys are {list(official)[:5]}.')
     proxy_head = 'decoder.ffn.2.weight' in official
     out = OrderedDict()
     for key, value in official.items():
@@ -60,9 +61,11 @@ def convert_titok_state_dict(official: Dict[str, torch.Tensor],
     width = official['encoder.patch_embed.weight'].shape[0]
     patch = official['encoder.patch_embed.weight'].shape[-1]
     grid = round((official['encoder.positional_embedding'].shape[0] - 1) ** 0.5)
-    depth = 1 + max(int(m.group(1)) for k in official for m in [re.match(r'encoder\.transformer\.(\d+)\.', k)] if m)
-    arch = dict(width=width, depth=depth, num_heads=width // head_dim, image_size=grid * patch, patch_size=patch,
-                num_tokens=official['latent_tokens'].shape[0], token_size=official['encoder.conv_out.weight'].shape[0],
+    depth = 1 + max(int(m.group(1)) for k in official
+                    for m in [re.match(r'encoder\.transformer\.(\d+)\.', k)] if m)
+    arch = dict(width=width, depth=depth, num_heads=width // head_dim, image_size=grid * patch,
+                patch_size=patch, num_tokens=official['latent_tokens'].shape[0],
+                token_size=official['encoder.conv_out.weight'].shape[0],
                 codebook_size=official['quantize.embedding.weight'].shape[0],
                 decoder_head='proxy_codes' if proxy_head else 'pixels')
     if proxy_head:
@@ -74,7 +77,8 @@ def main():
     parser = argparse.ArgumentParser(description='Convert an official TiTok checkpoint for mmspectral.')
     parser.add_argument('src', help='official TiTok state dict (.bin / .pth)')
     parser.add_argument('dst', help='output checkpoint for mmspectral')
-    parser.add_argument('--head-dim', type=int, default=64, help='attention head width (64 in every TiTok size)')
+    parser.add_argument('--head-dim', type=int, default=64,
+                        help='attention head width (64 in every TiTok size)')
     parser.add_argument('--no-legacy', action='store_true',
                         help='the checkpoint was trained with is_legacy: False (a correct token projection)')
     args = parser.parse_args()
@@ -85,7 +89,8 @@ def main():
     converted, arch = convert_titok_state_dict(official, args.head_dim)
     arch['legacy_token_projection'] = not args.no_legacy
     state_dict = OrderedDict(('tokenizer.' + k, v) for k, v in converted.items())
-    torch.save(dict(state_dict=state_dict, meta=dict(tokenizer_args=arch, converted_from=osp.basename(args.src))),
+    torch.save(dict(state_dict=state_dict,
+                    meta=dict(tokenizer_args=arch, converted_from=osp.basename(args.src))),
                args.dst)
     print(f'wrote {args.dst}: {len(state_dict)} tensors. Tokenizer arguments: {arch}')
 
