@@ -10,8 +10,8 @@ Two kinds live here:
   precision, recall). Build them with :func:`mmspectral.utils.build_component`, which takes a config dict or
   an object that is already built.
 
-An unknown ``type`` raises :class:`RegistryKeyError`, which names the registry and the registered types closest
-to the typo (see :func:`explain_missing_key`).
+An unknown ``type`` raises :class:`RegistryKeyError`, which names the registry and the registered types
+closest to the typo (see :func:`explain_missing_key`).
 """
 import difflib
 import re
@@ -79,8 +79,8 @@ def explain_missing_key(key: str, registry: Registry) -> str:
         msg += f' Registered types: {shown}.'
     constant = _constant_name(registry)
     msg += (f' If it is a component of your own, decorate it with @{constant}.register_module() '
-            f'(from mmspectral.registry import {constant}) in your file and import that file from the config: '
-            "custom_imports = dict(imports=['my_module']) (see docs/add_component.md).")
+            f'(from mmspectral.registry import {constant}) in your file and import that file from the '
+            "config: custom_imports = dict(imports=['my_module']) (see docs/add_component.md).")
     return msg
 
 
@@ -181,8 +181,8 @@ FEATURE_EXTRACTORS = SpectralRegistry('feature_extractor', scope='mmspectral',
                                       locations=['mmspectral.evaluation.generative'])
 
 ALL_REGISTRIES = (RUNNERS, LOOPS, HOOKS, MODEL_WRAPPERS, STRATEGIES, OPTIMIZERS, OPTIM_WRAPPERS,
-                  OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, LOG_PROCESSORS, FUNCTIONS, WEIGHT_INITIALIZERS,
-                  DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS, METRICS, EVALUATOR, VISUALIZERS, VISBACKENDS,
-                  TOKENIZERS, QUANTIZERS, FREQ_SCHEDULES, ATTN_MASKS, GENERATORS,
+                  OPTIM_WRAPPER_CONSTRUCTORS, PARAM_SCHEDULERS, LOG_PROCESSORS, FUNCTIONS,
+                  WEIGHT_INITIALIZERS, DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS, METRICS, EVALUATOR,
+                  VISUALIZERS, VISBACKENDS, TOKENIZERS, QUANTIZERS, FREQ_SCHEDULES, ATTN_MASKS, GENERATORS,
                   FEATURE_EXTRACTORS)
 _MMENGINE_ROOTS = tuple(reg.parent for reg in ALL_REGISTRIES if reg.parent is not None)

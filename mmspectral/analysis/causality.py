@@ -1,10 +1,11 @@
 """How well does each token of a sequence follow linearly from the tokens before it? (paper section 4.2)
 
-The paper's toy experiment (Table 1, Figure 4) cuts images into 4-element sequences three ways and measures the
-R^2 of a linear regression of token ``t_j`` on ``t_1..t_{j-1}``. This module builds those sequences, fits the
-regressions on one split of the images and scores them on another, finds for each element its best single
-predictor among earlier elements, and encodes images with a trained tokenizer so that its learned tokens get the
-same statistics. docs/causality.md defines every quantity exactly; tools/analysis/causality.py runs it all.
+The paper's toy experiment (Table 1, Figure 4) cuts images into 4-element sequences three ways and measures
+the R^2 of a linear regression of token ``t_j`` on ``t_1..t_{j-1}``. This module builds those sequences, fits
+the regressions on one split of the images and scores them on another, finds for each element its best single
+predictor among earlier elements, and encodes images with a trained tokenizer so that its learned tokens get
+the same statistics. docs/causality.md defines every quantity exactly; tools/analysis/causality.py runs it
+all.
 
 Every token is a tensor ``(B, ...)`` whose trailing dims are its elements (pixels and channels, or embedding
 dims); a sequence is a list of them.
@@ -33,20 +34,23 @@ def load_images(num_images: int, image_size: int, seed: int = 2, image_dir: Opti
                 class_set: str = 'fine') -> torch.Tensor:
     """``num_images`` RGB images as float64 ``(B, 3, S, S)`` in [0, 1].
 
-    Without ``image_dir``: EmbeddedShapes images ``0..B-1`` of split ``seed`` (label ``i % 10``) of the class set
-    ``class_set``, drawn at ``image_size``. With it: the first ``num_images`` image files under the folder
-    (recursive, sorted paths), shorter side resized to ``image_size`` (bicubic, antialiased) and centre-cropped.
+    Without ``image_dir``: EmbeddedShapes images ``0..B-1`` of split ``seed`` (label ``i % 10``) of the class
+    set ``class_set``, drawn at ``image_size``. With it: the first ``num_images`` image files under the folder
+    (recursive, sorted paths), shorter side resized to ``image_size`` (bicubic, antialiased) and
+    centre-cropped.
     """
     if num_images < 1:
         raise ValueError(f'num_images must be >= 1, got {num_images}.')
     if image_dir is None:
-        imgs = [render_shape(seed, i, i % len(EMBEDDED_CLASSES), image_size, class_set) for i in range(num_images)]
+        imgs = [render_shape(seed, i, i % len(EMBEDDED_CLASSES), image_size, class_set)
+                for i in range(num_images)]
     else:
         paths = sorted(osp.join(root, name) for root, _, names in os.walk(image_dir) for name in names
                        if name.lower().endswith(IMG_EXTENSIONS))
         if len(paths) < num_images:
-            raise ValueError(f'{image_dir} holds {len(paths)} images with endings {IMG_EXTENSIONS}, fewer than the '
-                             f'{num_images} asked for; lower --num-images or point at a larger folder.')
+            raise ValueError(f'{image_dir} holds {len(paths)} images with endings {IMG_EXTENSIONS}, fewer '
+                             f'than the {num_images} asked for; '
+                             'lower --num-images or point at a larger folder.')
         load, resize = LoadImage(), ResizeShorter(image_size)
         imgs = []
         for path in paths[:num_images]:
@@ -71,9 +75,10 @@ def raster_tokens(images: torch.Tensor) -> List[torch.Tensor]:
 def scale_tokens(images: torch.Tensor, sides: Sequence[int], cumulative: bool = False) -> List[torch.Tensor]:
     """VAR's multi-scale residual sequence, without quantisation, each token ``(B, C, S, S)``.
 
-    With ``f_0 = 0``: ``z_k = area_downsample(image - f_{k-1}, sides[k])``, token ``t_k = bicubic_upsample(z_k, S)``
-    and ``f_k = f_{k-1} + t_k``. The last side must be S, so ``f_L`` is the image. ``cumulative`` returns the
-    reconstructions ``f_k`` (the image seen at scale k) instead of the residuals ``t_k``.
+    With ``f_0 = 0``: ``z_k = area_downsample(image - f_{k-1}, sides[k])``, token
+    ``t_k = bicubic_upsample(z_k, S)`` and ``f_k = f_{k-1} + t_k``. The last side must be S, so ``f_L`` is the
+    image. ``cumulative`` returns the reconstructions ``f_k`` (the image seen at scale k) instead of the
+    residuals ``t_k``.
     """
     size = images.shape[-1]
     sides = [int(s) for s in sides]
@@ -90,7 +95,8 @@ def scale_tokens(images: torch.Tensor, sides: Sequence[int], cumulative: bool = 
     return partial if cumulative else tokens
 
 
-def spectral_tokens(images: torch.Tensor, omegas: Sequence[int], cumulative: bool = False) -> List[torch.Tensor]:
+def spectral_tokens(images: torch.Tensor, omegas: Sequence[int],
+                    cumulative: bool = False) -> List[torch.Tensor]:
     """Spectral sequence, each token ``(B, C, S, S)`` in pixel space.
 
     Token j is the image content of the DCT band ``w_{j-1} <= max(u, v) < w_j`` (``w_0 = 0``), i.e.
@@ -122,7 +128,8 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def _predictor_scores(x_train: torch.Tensor, x_test: torch.Tensor, pca_dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _predictor_scores(x_train: torch.Tensor, x_test: torch.Tensor,
+                      pca_dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Centred predictors, or their projections on the top ``pca_dim`` principal axes of the fit split when
     they have more than ``pca_dim`` columns. PCA goes through the fit split's Gram matrix (``n x n``), so it
     costs ``n^2 p`` whatever the number of columns ``p``. Returns (n_train, d) and (n_test, d) float64."""
@@ -152,10 +159,10 @@ def heldout_r2(x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor, test_i
         y: targets ``(B, ...)``, flattened to ``(B, m)``: one regression per element, sharing the predictors.
 
     Returns:
-        ``r2_avg``: the mean over elements of ``1 - SSE_e / SST_e`` on the test split (``SST_e`` about the test
-        mean; elements constant on the test split are left out); ``r2_pooled``: ``1 - sum SSE / sum SST``,
-        which weights elements by their variance; ``per_element`` (m,) float64 (NaN where left out);
-        ``num_predictors``: the regressors besides the intercept.
+        ``r2_avg``: the mean over elements of ``1 - SSE_e / SST_e`` on the test split (``SST_e`` about the
+        test mean; elements constant on the test split are left out); ``r2_pooled``:
+        ``1 - sum SSE / sum SST``, which weights elements by their variance; ``per_element`` (m,) float64 (NaN
+        where left out); ``num_predictors``: the regressors besides the intercept.
     """
     x, y = _flat(x), _flat(y).double()
     z_train, z_test = _predictor_scores(x[train_idx], x[test_idx], pca_dim)
@@ -217,11 +224,12 @@ def _moments(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def best_single_r2(tokens: Sequence[torch.Tensor], train_idx: torch.Tensor, test_idx: torch.Tensor,
                    chunk: int = 1024) -> List[Dict[str, object]]:
-    """For every element of ``t_j`` (j >= 2), its best single predictor among the elements of ``t_1..t_{j-1}``,
-    and how well that one predictor does on held-out images.
+    """For every element of ``t_j`` (j >= 2), its best single predictor among the elements of
+    ``t_1..t_{j-1}``, and how well that one predictor does on held-out images.
 
     The source element with the highest squared correlation on the fit split is chosen (Figure 4 counts these
-    choices); a least-squares line with intercept from it, fitted on the fit split, is scored on the test split.
+    choices); a least-squares line with intercept from it, fitted on the fit split, is scored on the test
+    split.
 
     Args:
         tokens: ``(B, ...)`` each; trailing dims are the elements.
@@ -249,7 +257,8 @@ def best_single_r2(tokens: Sequence[torch.Tensor], train_idx: torch.Tensor, test
             corr = t_unit[:, c0:c0 + chunk].float().T @ sources32  # (chunk, P), float32 for speed
             idx = corr.abs().argmax(1)
             best.append(idx)
-            corr_best.append((t_unit[:, c0:c0 + chunk] * sources[:, idx]).sum(0))  # the chosen ones in float64
+            # the chosen ones in float64
+            corr_best.append((t_unit[:, c0:c0 + chunk] * sources[:, idx]).sum(0))
         best, corr_best = torch.cat(best), torch.cat(corr_best)
         slope = corr_best * t_norm[0] / src_norm[best].clamp(min=1e-300)
         slope = torch.where(src_norm[best] > 1e-12, slope, torch.zeros_like(slope))
@@ -304,7 +313,8 @@ def encode_learned_tokens(tokenizer, images: torch.Tensor, value_range: Sequence
     """A tokenizer's N tokens of each image, as a list of N tensors ``(B, D)`` (float64).
 
     Args:
-        images: ``(B, 3, S, S)`` in [0, 1]; mapped to the tokenizer's ``value_range`` as its data preprocessor does.
+        images: ``(B, 3, S, S)`` in [0, 1]; mapped to the tokenizer's ``value_range`` as its data preprocessor
+            does.
         space: 'latent' (the encoder's pre-quantisation output, ``encode_continuous``) or 'quantized' (the
             codebook vector each token was assigned, as the decoder and the generator see it).
     """

@@ -1,4 +1,5 @@
-"""Entry points: component registration, config loading, Runner building and inference helpers (the top layer)."""
+"""Entry points: component registration, config loading, Runner building and inference helpers
+(the top layer)."""
 from .config import build_runner, default_work_dir, load_config
 from .inference import add_sampling_args, init_generator, sampling_options
 from .setup_env import register_all_modules

@@ -12,18 +12,19 @@ from .setup_env import register_all_modules
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config file, with ``custom_imports`` resolved from the current directory and the config's folder.
+    """Read a config file, with ``custom_imports`` resolved from the current directory and the
+    config's folder.
 
-    ``custom_imports`` given or changed through ``cfg_options`` are imported too (MMEngine imports only those of
-    the file), so ``--cfg-options custom_imports.imports=[my_pkg]`` registers a user's components.
+    ``custom_imports`` given or changed through ``cfg_options`` are imported too (MMEngine imports only those
+    of the file), so ``--cfg-options custom_imports.imports=[my_pkg]`` registers a user's components.
 
     Args:
         path: the config file.
         cfg_options: ``key.sub=value`` overrides, as ``--cfg-options`` gives them.
     """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Config file {path!r} does not exist (run from the repository root, or give the '
-                                'full path).')
+        raise FileNotFoundError(f'Config file {path!r} does not exist (run from the repository root, or give '
+                                'the full path).')
     for folder in (osp.dirname(osp.abspath(path)), os.getcwd()):
         if folder not in sys.path:
             sys.path.insert(0, folder)
@@ -43,7 +44,8 @@ def default_work_dir(config_path: str) -> str:
 
 
 def build_runner(cfg: Config):
-    """Build the config's Runner (``runner_type``, default ``SpectralRunner``), with helpful registry errors."""
+    """Build the config's Runner (``runner_type``, default ``SpectralRunner``),
+    with helpful registry errors."""
     register_all_modules(init_default_scope=False)
     if 'runner_type' not in cfg:
         cfg.runner_type = 'SpectralRunner'

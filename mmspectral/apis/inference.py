@@ -16,11 +16,12 @@ __all__ = ['init_generator', 'add_sampling_args', 'sampling_options']
 
 
 def init_generator(config: str, checkpoint: str, device='cpu', cfg_options: Optional[dict] = None):
-    """Build the GeneratorModel of ``config`` (with its tokenizer) and load ``checkpoint``; eval mode, on ``device``.
+    """Build the GeneratorModel of ``config`` (with its tokenizer) and load ``checkpoint``;
+    eval mode, on ``device``.
 
     The tokenizer's own weights come from ``model.tokenizer_checkpoint`` of the config when the generator
-    checkpoint does not hold them. ``model.class_names`` is set from the training tokens' meta file when it can be
-    read (else empty).
+    checkpoint does not hold them. ``model.class_names`` is set from the training tokens' meta file when it
+    can be read (else empty).
     """
     register_all_modules()
     cfg = load_config(config, cfg_options)
@@ -35,7 +36,8 @@ def init_generator(config: str, checkpoint: str, device='cpu', cfg_options: Opti
 
 
 def _class_names(cfg) -> tuple:
-    """The class names recorded with the generator's training tokens (tools/extract_tokens.py), if readable."""
+    """The class names recorded with the generator's training tokens (tools/extract_tokens.py),
+    if readable."""
     data_root = cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root')
     meta = osp.join(data_root, META_FILE) if data_root else None
     if meta is None or not osp.isfile(meta):
@@ -51,7 +53,8 @@ def add_sampling_args(parser) -> None:
     parser.add_argument('--top-k', type=int, default=None)
     parser.add_argument('--top-p', type=float, default=None)
     parser.add_argument('--temperature', type=float, default=None)
-    parser.add_argument('--num-tokens', type=int, default=None, help='truncated generation: the first N tokens')
+    parser.add_argument('--num-tokens', type=int, default=None,
+                        help='truncated generation: the first N tokens')
 
 
 def sampling_options(args) -> dict:

@@ -7,4 +7,5 @@ from .transforms import CorruptImageError, LoadImage, PackImageInputs, RandomCro
 
 __all__ = ['EmbeddedShapesDataset', 'render_shape', 'export_embedded_shapes', 'EMBEDDED_CLASSES',
            'EMBEDDED_CLASS_SETS', 'class_set_of',
-           'ImageFolderDataset', 'TokenDataset', 'PackTokenInputs', 'LoadImage', 'CorruptImageError', 'ResizeShorter', 'RandomCrop', 'PackImageInputs']
+           'ImageFolderDataset', 'TokenDataset', 'PackTokenInputs', 'LoadImage', 'CorruptImageError',
+           'ResizeShorter', 'RandomCrop', 'PackImageInputs']

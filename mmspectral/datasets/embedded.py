@@ -9,8 +9,8 @@ object's colour blob, the high ones its edges and textures.
   outline and texture, which needs the DCT block of about w = 10 at 64 px (a classifier trained on real images
   recognises 86% of those low-pass images, 50% at w = 8).
 - ``'coarse'`` (disk, ring, hbar, vbar, hpair, vpair, plus, cross, triangle, quad): bold shapes, bars and
-  pairs of disks that differ in layout at the scale of a quarter of the image, recognisable from w = 5 at 64 px
-  (86%, 96% at w = 6). The quick start uses it: it is what a tiny tokenizer learns in minutes on a CPU
+  pairs of disks that differ in layout at the scale of a quarter of the image, recognisable from w = 5 at
+  64 px (86%, 96% at w = 6). The quick start uses it: it is what a tiny tokenizer learns in minutes on a CPU
   (docs/design.md).
 
 Both sets are closed under horizontal flips (a flipped image is still of its class), so flip augmentation is
@@ -207,9 +207,9 @@ def render_shape(seed: int, index: int, label: int, image_size: int = 32,
 class EmbeddedShapesDataset(BaseDataset):
     """The embedded default dataset: ``num_samples`` procedurally drawn images, classes balanced.
 
-    Sample ``i`` has label ``i % num_classes``; its image depends only on ``(seed, i, image_size, class_set)``.
-    Use different seeds for the train and validation splits. Results carry ``img`` (RGB uint8), so pipelines
-    start after loading (flip, ``PackImageInputs``).
+    Sample ``i`` has label ``i % num_classes``; its image depends only on
+    ``(seed, i, image_size, class_set)``. Use different seeds for the train and validation splits. Results
+    carry ``img`` (RGB uint8), so pipelines start after loading (flip, ``PackImageInputs``).
 
     Args:
         num_samples: dataset length.

@@ -28,8 +28,8 @@ class SkipCorruptMixin:
             return super().prepare_data(idx)
         except CorruptImageError as exc:
             if self.test_mode:
-                raise CorruptImageError(exc.path, exc.reason + ' (evaluation uses the whole set, so an unreadable '
-                                        'image is fatal in test mode)') from exc
+                raise CorruptImageError(exc.path, exc.reason + ' (evaluation uses the whole set, so an '
+                                        'unreadable image is fatal in test mode)') from exc
             if not self.skip_corrupt:
                 raise
             self.num_corrupt += 1
@@ -78,17 +78,19 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
         data_root = osp.expanduser(ds.get('data_root') or '')
         root = _join_root(data_root, (ds.get('data_prefix') or {}).get('img_path') or '') or data_root
         if not root or not osp.isdir(root):
-            problems.append(f"{where}: image folder {root!r} (data_root + data_prefix['img_path']) does not exist. "
-                            'Set data_root (and data_prefix) to where the images are.')
+            problems.append(f"{where}: image folder {root!r} (data_root + data_prefix['img_path']) does not "
+                            'exist. Set data_root (and data_prefix) to where the images are.')
             return problems
         if ds.get('ann_file'):
             ann = _join_root(data_root, ds['ann_file'])
             first = _first_listed(ann) if osp.isfile(ann) else None
             if not osp.isfile(ann):
-                problems.append(f'{where}.ann_file: list file {ann!r} does not exist. Set ann_file (relative to '
-                                'data_root) to the "path label" list, or drop it to read class sub-folders.')
+                problems.append(f'{where}.ann_file: list file {ann!r} does not exist. Set ann_file (relative '
+                                'to data_root) to the "path label" list, '
+                                'or drop it to read class sub-folders.')
             elif first is None:
-                problems.append(f'{where}.ann_file: {ann!r} lists no images. Expected "relative/path label" lines.')
+                problems.append(f'{where}.ann_file: {ann!r} lists no images. '
+                                'Expected "relative/path label" lines.')
             elif not osp.isfile(osp.join(root, first)):
                 problems.append(f'{where}: the first image of {ann!r}, {first!r}, is not under {root!r}. Is '
                                 "data_prefix['img_path'] right?")
@@ -98,11 +100,12 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
         folders = sorted(e.name for e in os.scandir(root) if e.is_dir())
         missing = sorted(set(classes or ()) - set(folders))
         if missing:
-            problems.append(f'{where}: classes {missing[:5]} have no folder under {root!r}. Fix classes or the '
-                            'folder names.')
+            problems.append(f'{where}: classes {missing[:5]} have no folder under {root!r}. Fix classes or '
+                            'the folder names.')
         elif not any(_has_image(osp.join(root, c), extensions) for c in (classes or folders)):
-            problems.append(f'{where}: {root!r} holds no images with endings {extensions} in class sub-folders. '
-                            'Expected <root>/<class>/<image>, or pass ann_file with "path label" lines.')
+            problems.append(f'{where}: {root!r} holds no images with endings {extensions} in class '
+                            'sub-folders. Expected <root>/<class>/<image>, '
+                            'or pass ann_file with "path label" lines.')
         return problems
 
     @property
@@ -112,15 +115,17 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
     def load_data_list(self) -> List[dict]:
         root = self.image_root
         if not root or not osp.isdir(root):
-            raise FileNotFoundError(f'ImageFolderDataset: image folder {root!r} does not exist. Set data_root (and '
-                                    "data_prefix=dict(img_path='train')) to where the images are.")
+            raise FileNotFoundError(f'ImageFolderDataset: image folder {root!r} does not exist. Set '
+                                    "data_root (and data_prefix=dict(img_path='train')) to where the "
+                                    'images are.')
         if self.ann_file:
             data_list = self._load_list_file(root)
         else:
             data_list = self._scan_folders(root)
         if not data_list:
-            raise FileNotFoundError(f'ImageFolderDataset: no images with endings {self.extensions} found under '
-                                    f'{root!r}' + (f' (list file {self.ann_file})' if self.ann_file else '') +
+            raise FileNotFoundError(f'ImageFolderDataset: no images with endings {self.extensions} found '
+                                    f'under {root!r}' +
+                                    (f' (list file {self.ann_file})' if self.ann_file else '') +
                                     '. Expected <root>/<class>/<image> or a list file of "path label" lines.')
         return data_list
 
@@ -133,7 +138,8 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
             self._classes = class_dirs
         missing = sorted(set(self._classes) - set(class_dirs))
         if missing:
-            raise FileNotFoundError(f'ImageFolderDataset: classes {missing[:5]} have no folder under {root!r}.')
+            raise FileNotFoundError(f'ImageFolderDataset: classes {missing[:5]} have no folder '
+                                    f'under {root!r}.')
         data_list = []
         for label, name in enumerate(self._classes):
             for dirpath, _, files in sorted(os.walk(osp.join(root, name), followlinks=True)):
@@ -153,7 +159,8 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
                     continue
                 path, _, label = line.rpartition(' ')
                 if not path or not label.lstrip('-').isdigit():
-                    raise ValueError(f'{self.ann_file}:{lineno}: expected "relative/path label", got {line!r}.')
+                    raise ValueError(f'{self.ann_file}:{lineno}: expected "relative/path label", '
+                                     f'got {line!r}.')
                 data_list.append(dict(img_path=osp.join(root, path), gt_label=int(label)))
         if self._classes is None and data_list:
             self._classes = [str(i) for i in range(max(d['gt_label'] for d in data_list) + 1)]

@@ -30,12 +30,13 @@ def read_meta(root: str) -> dict:
     path = osp.join(root, META_FILE)
     if not osp.isfile(path):
         raise FileNotFoundError(f'{root!r} holds no extracted tokens ({META_FILE} missing). Run '
-                                'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out <this folder> first.')
+                                'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT '
+                                '--out <this folder> first.')
     meta = _load_meta(path)
     if not meta.get('complete'):
         raise RuntimeError(f'The token extraction in {root!r} is unfinished ({meta.get("done", "?")} of '
-                           f'{meta.get("num_images", "?")} images). Run the same tools/extract_tokens.py command '
-                           'again: it continues where it stopped.')
+                           f'{meta.get("num_images", "?")} images). Run the same tools/extract_tokens.py '
+                           'command again: it continues where it stopped.')
     return meta
 
 
@@ -46,7 +47,8 @@ class PackTokenInputs(BaseTransform):
     def transform(self, results: dict) -> dict:
         sample = BaseDataElement(metainfo=dict(sample_idx=results.get('sample_idx')))
         sample.gt_label = torch.as_tensor(results['gt_label'], dtype=torch.long)
-        return dict(inputs=torch.from_numpy(np.asarray(results['tokens'], dtype=np.int64)), data_samples=sample)
+        return dict(inputs=torch.from_numpy(np.asarray(results['tokens'], dtype=np.int64)),
+                    data_samples=sample)
 
 
 @DATASETS.register_module()
@@ -72,22 +74,23 @@ class TokenDataset(BaseDataset):
         for key, want in (('num_tokens', expected_num_tokens), ('vocab_size', expected_vocab_size)):
             if want is not None and self.meta[key] != want:
                 raise ValueError(f'Tokens in {data_root!r} have {key}={self.meta[key]} but the model expects '
-                                 f'{want}: they were extracted with another tokenizer. Extract again with the '
-                                 'tokenizer the generator is configured for.')
+                                 f'{want}: they were extracted with another tokenizer. Extract again with '
+                                 'the tokenizer the generator is configured for.')
         valid_index = isinstance(variant, int) and 0 <= variant < self.meta['num_variants']
         if variant not in ('random', 'first') and not valid_index:
-            raise ValueError(f"variant must be 'random', 'first' or an index below {self.meta['num_variants']}, "
-                             f'got {variant!r}.')
+            raise ValueError("variant must be 'random', 'first' or an index below "
+                             f"{self.meta['num_variants']}, got {variant!r}.")
         self.variant = variant
         self._arrays = None
-        super().__init__(data_root=data_root, pipeline=list(pipeline), test_mode=test_mode, lazy_init=lazy_init,
-                         indices=indices, serialize_data=serialize_data, max_refetch=max_refetch,
+        super().__init__(data_root=data_root, pipeline=list(pipeline), test_mode=test_mode,
+                         lazy_init=lazy_init, indices=indices, serialize_data=serialize_data,
+                         max_refetch=max_refetch,
                          metainfo=dict(classes=tuple(self.meta.get('classes', ()))))
 
     @classmethod
     def check_config(cls, ds: Mapping, where: str = 'dataset', cfg: Optional[Mapping] = None) -> List[str]:
-        """The problems of a config of this dataset found before it is built: missing or unfinished tokens, and
-        tokens of another tokenizer than ``cfg``'s generator expects (the config checks call this)."""
+        """The problems of a config of this dataset found before it is built: missing or unfinished tokens,
+        and tokens of another tokenizer than ``cfg``'s generator expects (the config checks call this)."""
         problems = []
         root = osp.expanduser(str(ds.get('data_root') or ''))
         meta_path = osp.join(root, META_FILE)
@@ -114,9 +117,10 @@ class TokenDataset(BaseDataset):
             for want, owner in ((ds.get(expected), f'{where}.{expected}'),
                                 (gen.get(key), f'model.generator.{key}')):
                 if isinstance(want, int) and key in meta and meta[key] != want:
-                    problems.append(f'{where}: the tokens in {root!r} have {key}={meta[key]} but {owner}={want}: '
-                                    'they were extracted with another tokenizer. Extract them again with the '
-                                    f'tokenizer of this config, or set {owner}={meta[key]}.')
+                    problems.append(f'{where}: the tokens in {root!r} have {key}={meta[key]} but '
+                                    f'{owner}={want}: they were extracted with another tokenizer. Extract '
+                                    'them again with the tokenizer of this config, '
+                                    f'or set {owner}={meta[key]}.')
         return problems
 
     def _open(self):

@@ -11,12 +11,12 @@ from .resume import ExactResumeMixin, capture_rng_state, find_latest_checkpoint,
 from .runner import SpectralRunner
 
 __all__ = [
-    'SpectralRunner', 'ExactResumeMixin', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy', 'adaln_block_wrap_policy',
-    'set_tf32',
+    'SpectralRunner', 'ExactResumeMixin', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy',
+    'adaln_block_wrap_policy', 'set_tf32',
     'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state', 'init_distributed', 'default_backend',
     'shutdown_distributed', 'setup_worker', 'AutocastOptimWrapper', 'MultiOptimWrapperConstructor',
     'trusted_checkpoints', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',
-    'SpectralReconstructionHook', 'CheckpointHook', 'NonFiniteLossHook', 'NonFiniteLossError', 'GenerationValLoop',
-    'GenerationTestLoop', 'generate_for_metrics', 'ConfigCheckError', 'check_config', 'check_checkpoint_fits',
-    'check_runner_checkpoint'
+    'SpectralReconstructionHook', 'CheckpointHook', 'NonFiniteLossHook', 'NonFiniteLossError',
+    'GenerationValLoop', 'GenerationTestLoop', 'generate_for_metrics', 'ConfigCheckError', 'check_config',
+    'check_checkpoint_fits', 'check_runner_checkpoint'
 ]

@@ -1,8 +1,8 @@
 """MMEngine's checkpoint loading routed through mmspectral's reader of weights files.
 
 Local files go through :func:`mmspectral.fileio.load_torch_file` (trusted pickles only inside
-:func:`mmspectral.fileio.trusted_checkpoints`, tensors only elsewhere); URL schemes are refused, since nothing is
-downloaded at run time. Importing this module registers both with MMEngine's ``CheckpointLoader``.
+:func:`mmspectral.fileio.trusted_checkpoints`, tensors only elsewhere); URL schemes are refused, since nothing
+is downloaded at run time. Importing this module registers both with MMEngine's ``CheckpointLoader``.
 """
 from typing import Any
 
@@ -23,8 +23,8 @@ def load_from_local(filename: str, map_location=None) -> Any:
 
 
 def _refuse_download(filename: str, map_location=None, **kwargs) -> Any:
-    raise CheckpointLoadError(f'{filename!r} would be downloaded, and mmspectral never downloads at run time. '
-                              'Download the file yourself and pass its local path.')
+    raise CheckpointLoadError(f'{filename!r} would be downloaded, and mmspectral never downloads at run '
+                              'time. Download the file yourself and pass its local path.')
 
 
 CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)

@@ -1,8 +1,9 @@
 """Process-group set-up that also works without a GPU.
 
-MMEngine's ``init_dist`` always calls ``torch.cuda.set_device`` and defaults to NCCL, so ``--launcher pytorch``
-fails on CPU machines. :func:`init_distributed` picks NCCL when CUDA is present and gloo otherwise, and MMEngine
-then skips its own initialisation (it only initialises when no process group exists).
+MMEngine's ``init_dist`` always calls ``torch.cuda.set_device`` and defaults to NCCL, so
+``--launcher pytorch`` fails on CPU machines. :func:`init_distributed` picks NCCL when CUDA is present and
+gloo otherwise, and MMEngine then skips its own initialisation (it only initialises when no process group
+exists).
 """
 import datetime
 import os
@@ -37,8 +38,8 @@ def init_distributed(launcher: str, backend: Optional[str] = None, timeout: Opti
     """Initialise torch.distributed for ``launcher`` ('pytorch' or 'slurm') unless it already is.
 
     Args:
-        launcher: 'none' does nothing; 'pytorch' reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK; 'slurm' reads
-            SLURM's variables. 'mpi' is left to MMEngine.
+        launcher: 'none' does nothing; 'pytorch' reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK; 'slurm'
+            reads SLURM's variables. 'mpi' is left to MMEngine.
         backend: 'nccl' or 'gloo'; None picks :func:`default_backend`. NCCL without a GPU is an error.
         timeout: seconds before a collective times out.
         **kwargs: passed to ``init_process_group``.
@@ -52,14 +53,16 @@ def init_distributed(launcher: str, backend: Optional[str] = None, timeout: Opti
         raise ValueError(f"Unknown launcher {launcher!r}; use 'none', 'pytorch', 'slurm' or 'mpi'.")
     if launcher == 'slurm':
         _slurm_env()
-    missing = [k for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
+               if k not in os.environ]
     if missing:
-        raise RuntimeError(f'--launcher {launcher} needs the environment variables {missing}; start the job with '
-                           'tools/dist_train.sh (torchrun) or srun, or use --launcher none for one process.')
+        raise RuntimeError(f'--launcher {launcher} needs the environment variables {missing}; start the job '
+                           'with tools/dist_train.sh (torchrun) or srun, '
+                           'or use --launcher none for one process.')
     backend = backend or default_backend()
     if backend == 'nccl' and not torch.cuda.is_available():
-        raise RuntimeError("dist_cfg backend='nccl' needs CUDA, and this process sees no GPU; use backend='gloo' "
-                           '(or leave it unset to choose automatically).')
+        raise RuntimeError("dist_cfg backend='nccl' needs CUDA, and this process sees no GPU; use "
+                           "backend='gloo' (or leave it unset to choose automatically).")
     local_rank = int(os.environ['LOCAL_RANK'])
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank % torch.cuda.device_count())

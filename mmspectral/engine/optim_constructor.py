@@ -29,7 +29,8 @@ class MultiOptimWrapperConstructor:
         self.entries = {name: dict(cfg) for name, cfg in optim_wrapper_cfg.items()}
         for name, cfg in self.entries.items():
             if not isinstance(cfg, dict) or 'module' not in cfg:
-                raise ValueError(f'optim_wrapper.{name} needs module=<dotted path of the sub-module it trains>.')
+                raise ValueError(f'optim_wrapper.{name} needs '
+                                 'module=<dotted path of the sub-module it trains>.')
 
     @staticmethod
     def _submodule(model: nn.Module, path: str) -> nn.Module:

@@ -9,8 +9,8 @@ from mmengine.optim import OptimWrapper
 
 from mmspectral.registry import OPTIM_WRAPPERS
 
-_DTYPES = {'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16,
-           'float32': None, 'fp32': None}
+_DTYPES = {'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16,
+           'fp16': torch.float16, 'float32': None, 'fp32': None}
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -25,8 +25,8 @@ class AutocastOptimWrapper(OptimWrapper):
     ``hold_back_nonfinite``: see :meth:`update_params`.
 
     Args:
-        dtype: 'bfloat16' (default), 'float16', or 'float32' (autocast off: plain fp32 training, so that a config
-            switches precision with this one key).
+        dtype: 'bfloat16' (default), 'float16', or 'float32' (autocast off: plain fp32 training, so that a
+            config switches precision with this one key).
         **kwargs: as MMEngine's OptimWrapper (optimizer, clip_grad, accumulative_counts).
     """
 
@@ -66,8 +66,8 @@ class AutocastOptimWrapper(OptimWrapper):
     def optim_context(self, model: torch.nn.Module):
         device_type = next(model.parameters()).device.type
         if self.cast_dtype == torch.float16 and device_type == 'cpu' and not self._announced:
-            print_log('AutocastOptimWrapper: float16 autocast on CPU is slow and unscaled; bfloat16 is the CPU '
-                      'choice.', logger='current', level=30)
+            print_log('AutocastOptimWrapper: float16 autocast on CPU is slow and unscaled; bfloat16 is the '
+                      'CPU choice.', logger='current', level=30)
         self._announced = True
         with super().optim_context(model), torch.autocast(device_type=device_type, dtype=self.cast_dtype,
                                                           enabled=self.cast_dtype is not None):

@@ -1,9 +1,9 @@
 """Resume: the newest complete checkpoint of a work dir, RNG states, and ``ExactResumeMixin``.
 
 ``find_latest_checkpoint`` skips torn checkpoints (a run killed while saving); ``capture_rng_state`` /
-``restore_rng_state`` carry the python / numpy / torch (and CUDA) streams of every rank in a checkpoint; the mixin,
-shared by SpectralRunner and SpectralFlexibleRunner, puts them back so that a resumed run continues the same run
-(docs/reliability.md).
+``restore_rng_state`` carry the python / numpy / torch (and CUDA) streams of every rank in a checkpoint; the
+mixin, shared by SpectralRunner and SpectralFlexibleRunner, puts them back so that a resumed run continues the
+same run (docs/reliability.md).
 """
 import glob
 import logging
@@ -145,7 +145,8 @@ class ExactResumeMixin:
                 self.logger.warning(f'Removed {tmp}: a part-written file left by a run killed while saving.')
 
     def resume(self, filename: str, *args, **kwargs) -> None:
-        """The base runner's ``resume`` (trusting the Runner's own file), then the RNG restore is scheduled."""
+        """The base runner's ``resume`` (trusting the Runner's own file),
+        then the RNG restore is scheduled."""
         self._loading_to_resume = True
         try:
             with trusted_checkpoints():
@@ -166,8 +167,8 @@ class ExactResumeMixin:
 
     def _checkpoint_kwargs(self, out_dir: str, file_client_args: Optional[dict], meta: Optional[dict],
                            backend_args: Optional[dict], **kwargs) -> Tuple[dict, bool]:
-        """Keyword arguments for MMEngine's ``save_checkpoint`` with every rank's RNG states added to ``meta``,
-        and whether ``out_dir`` is a local folder (written atomically). Every rank must call it."""
+        """Keyword arguments for MMEngine's ``save_checkpoint`` with every rank's RNG states added to
+        ``meta``, and whether ``out_dir`` is a local folder (written atomically). Every rank must call it."""
         if meta is not None and not isinstance(meta, dict):
             raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
         meta = dict(meta or {}, rng_states=self._rng_states_for_checkpoint())

@@ -66,8 +66,8 @@ def frozen_params_summarised() -> Iterator[None]:
     finally:
         logger.removeFilter(counter)
         if counter.count:
-            print_log(f'{counter.count} frozen parameters (requires_grad=False) are left out of the optimizer.',
-                      logger='current')
+            print_log(f'{counter.count} frozen parameters (requires_grad=False) are left out of the '
+                      'optimizer.', logger='current')
 
 
 class RegistryHintsLoopsMixin:

@@ -8,5 +8,6 @@ from .metrics import ReconstructionMetric, TokenPredictionMetric
 
 __all__ = ['psnr', 'ssim', 'ReconstructionMetric', 'TokenPredictionMetric', 'BaseFeatureExtractor',
            'InceptionV3FID', 'TorchModuleExtractor', 'ShapesProbe', 'build_feature_extractor',
-           'MissingFeatureWeightsError', 'NpzFormatError', 'FeatureSet', 'frechet_distance', 'inception_score',
-           'precision_recall', 'features_from_npz', 'evaluate_feature_sets', 'save_feature_set', 'load_feature_set']
+           'MissingFeatureWeightsError', 'NpzFormatError', 'FeatureSet', 'frechet_distance',
+           'inception_score', 'precision_recall', 'features_from_npz', 'evaluate_feature_sets',
+           'save_feature_set', 'load_feature_set']

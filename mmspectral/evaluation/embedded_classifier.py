@@ -39,8 +39,8 @@ class ShapesClassifier(nn.Module):
         self.class_set = class_set
         layers, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width, 4 * width):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c_in = c_out
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)
@@ -128,8 +128,8 @@ def load_shapes_classifier(path: str, image_size: Optional[int] = None,
                          f'{image_size} px; delete it or pass another path.')
     if class_set is not None and saved_set != class_set:
         raise ValueError(f'{path} holds a classifier of the {saved_set!r} EmbeddedShapes classes, not the '
-                         f'{class_set!r} ones ({", ".join(class_names(class_set))}); delete it or pass another '
-                         'path.')
+                         f'{class_set!r} ones ({", ".join(class_names(class_set))}); delete it or pass '
+                         'another path.')
     return model.eval(), float(state['real_accuracy']), int(state['image_size'])
 
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, max_val: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per image: (B, C, H, W) -> (B,). Identical images give 10*log10(1/eps)."""
+    """Peak signal-to-noise ratio in dB per image: (B, C, H, W) -> (B,).
+    Identical images give 10*log10(1/eps)."""
     mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(max_val ** 2 / (mse + eps))
 
@@ -40,5 +41,6 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, max_val: float = 1.0, window:
     var_y = filt(y * y) - mu_y ** 2
     cov = filt(x * y) - mu_x * mu_y
     c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    ssim_map = (((2 * mu_x * mu_y + c1) * (2 * cov + c2))
+                / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
     return ssim_map.flatten(1).mean(1)

@@ -85,7 +85,8 @@ def probe_quality(images: Union[np.ndarray, torch.Tensor], labels, probe: Option
         classifier, real_accuracy, _ = load_shapes_classifier(probe, size, class_set)
     else:
         classifier, real_accuracy = load_or_train_shapes_classifier(probe, size, class_set or 'fine')
-    real, _ = render_batch(range(num_real or len(x)), size, seed=PROBE_REAL_SEED, class_set=classifier.class_set)
+    real, _ = render_batch(range(num_real or len(x)), size, seed=PROBE_REAL_SEED,
+                           class_set=classifier.class_set)
 
     def features(batch: torch.Tensor):
         feats = [classifier.features(batch[i:i + 256]) for i in range(0, len(batch), 256)]
@@ -110,9 +111,9 @@ def inception_quality(images: Union[np.ndarray, torch.Tensor], ref: str, incepti
     return {key: result[key] for key in ('fid', 'inception_score', 'precision', 'recall') if key in result}
 
 
-def generator_quality(model, per_class: int = 20, batch_size: int = 50, seed: int = 0, probe: Optional[str] = None,
-                      ref: Optional[str] = None, inception_weights: Optional[str] = None,
-                      device='cpu') -> Dict[str, float]:
+def generator_quality(model, per_class: int = 20, batch_size: int = 50, seed: int = 0,
+                      probe: Optional[str] = None, ref: Optional[str] = None,
+                      inception_weights: Optional[str] = None, device='cpu') -> Dict[str, float]:
     """Quality columns of tools/benchmark.py for a trained GeneratorModel.
 
     With ``ref`` and ``inception_weights``: the Inception metrics. Otherwise, for a 10-class generator (the

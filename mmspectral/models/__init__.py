@@ -8,7 +8,7 @@ from .masks import BidirectionalMask, BlockCausalMask, SpectralCausalMask, build
 from .quantizers import VectorQuantizer
 from .tokenizers import NestedSpectralTokenizer, TiTokTokenizer
 
-__all__ = ['ImageDataPreprocessor', 'Attention', 'TransformerBlock', 'BidirectionalMask', 'SpectralCausalMask',
-           'BlockCausalMask', 'build_attn_mask', 'VectorQuantizer', 'TiTokTokenizer', 'NestedSpectralTokenizer',
-           'TokenizerModel', 'GANLoss', 'PatchGANDiscriminator', 'ConvNeXtPerceptualLoss', 'LPIPSLoss',
-           'SpectralARGenerator', 'GeneratorModel']
+__all__ = ['ImageDataPreprocessor', 'Attention', 'TransformerBlock', 'BidirectionalMask',
+           'SpectralCausalMask', 'BlockCausalMask', 'build_attn_mask', 'VectorQuantizer', 'TiTokTokenizer',
+           'NestedSpectralTokenizer', 'TokenizerModel', 'GANLoss', 'PatchGANDiscriminator',
+           'ConvNeXtPerceptualLoss', 'LPIPSLoss', 'SpectralARGenerator', 'GeneratorModel']

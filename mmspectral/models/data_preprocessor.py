@@ -19,7 +19,8 @@ class ImageDataPreprocessor(ImgDataPreprocessor):
                  pad_value: float = 0, non_blocking: Optional[bool] = False) -> None:
         lo, hi = (float(v) for v in value_range)
         if not hi > lo:
-            raise ValueError(f'ImageDataPreprocessor: value_range must be (lo, hi) with hi > lo, got {value_range}.')
+            raise ValueError('ImageDataPreprocessor: value_range must be (lo, hi) with hi > lo, '
+                             f'got {value_range}.')
         std = 255.0 / (hi - lo)
         self.value_range = (lo, hi)
         super().__init__(mean=(-lo * std,) * 3, std=(std,) * 3, pad_size_divisor=pad_size_divisor,

@@ -6,8 +6,8 @@ def keep_out_of_checkpoints(module: nn.Module) -> nn.Module:
     """Leave a frozen, pretrained module's tensors out of every state dict that contains it.
 
     Perceptual networks and VQGAN teachers come from their own weights files and never change; saving them in
-    each checkpoint (and in the EMA copy) would add hundreds of MB. Loading a state dict without them keeps the
-    module's current tensors, so resuming reports no missing keys.
+    each checkpoint (and in the EMA copy) would add hundreds of MB. Loading a state dict without them keeps
+    the module's current tensors, so resuming reports no missing keys.
     """
 
     def drop(mod, state_dict, prefix, local_metadata):

@@ -5,5 +5,6 @@ from .schedules import (BaseFreqSchedule, NonUniformFreqSchedule, PiecewiseLinea
 from .subimages import SUBIMAGE_MODES, band_energy_above, reassemble_subimages, split_subimages, upsample
 
 __all__ = ['dct2', 'idct2', 'dct_matrix', 'lowpass', 'lowpass_projector', 'axis_cutoffs', 'BaseFreqSchedule',
-           'UniformFreqSchedule', 'NonUniformFreqSchedule', 'PiecewiseLinearFreqSchedule', 'build_freq_schedule',
-           'SUBIMAGE_MODES', 'split_subimages', 'reassemble_subimages', 'upsample', 'band_energy_above']
+           'UniformFreqSchedule', 'NonUniformFreqSchedule', 'PiecewiseLinearFreqSchedule',
+           'build_freq_schedule', 'SUBIMAGE_MODES', 'split_subimages', 'reassemble_subimages', 'upsample',
+           'band_energy_above']

@@ -2,9 +2,9 @@
 
 The transforms act on the last two dimensions of ``(..., H, W)`` tensors. With the orthonormal DCT-II matrix
 ``C_n[k, x] = a_k cos(pi (2x + 1) k / 2n)`` (``a_0 = sqrt(1/n)``, ``a_k = sqrt(2/n)``), which is the basis of
-the paper's eq. 2, ``dct2(X) = C_H X C_W^T`` and ``idct2(D) = C_H^T D C_W``. Matrices are built once in float64
-and cached per (size, dtype, device). Half-precision inputs are transformed in float32 and cast back, because
-a bf16 matmul would lose the small high-frequency coefficients that the targets are made of.
+the paper's eq. 2, ``dct2(X) = C_H X C_W^T`` and ``idct2(D) = C_H^T D C_W``. Matrices are built once in
+float64 and cached per (size, dtype, device). Half-precision inputs are transformed in float32 and cast back,
+because a bf16 matmul would lose the small high-frequency coefficients that the targets are made of.
 """
 import functools
 import math
@@ -26,8 +26,10 @@ def _dct_matrix_cached(n: int, dtype: torch.dtype, device: torch.device) -> torc
     return mat.to(dtype=dtype, device=device)
 
 
-def dct_matrix(n: int, dtype: torch.dtype = torch.float32, device: Union[str, torch.device] = 'cpu') -> torch.Tensor:
-    """The orthonormal ``(n, n)`` DCT-II matrix: row k is the k-th cosine basis vector. Cached; do not modify."""
+def dct_matrix(n: int, dtype: torch.dtype = torch.float32,
+               device: Union[str, torch.device] = 'cpu') -> torch.Tensor:
+    """The orthonormal ``(n, n)`` DCT-II matrix: row k is the k-th cosine basis vector.
+    Cached; do not modify."""
     if n < 1:
         raise ValueError(f'DCT size must be positive, got {n}.')
     return _dct_matrix_cached(int(n), dtype, torch.device(device))
@@ -68,10 +70,10 @@ def axis_cutoffs(omega: Union[int, torch.Tensor], height: int, width: int,
                  size: Union[int, None] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """How many DCT rows and columns a cut-off ``omega`` keeps on an ``height x width`` image.
 
-    ``omega`` counts frequencies on a side of ``size`` pixels (default: the shorter side). On a non-square image
-    each axis keeps the same fraction ``omega / size`` of its own frequencies, i.e. the same cut-off in cycles per
-    pixel, rounded to the nearest integer and clipped to ``[0, axis length]``. On a square image of side ``size``
-    both cut-offs equal ``omega``.
+    ``omega`` counts frequencies on a side of ``size`` pixels (default: the shorter side). On a non-square
+    image each axis keeps the same fraction ``omega / size`` of its own frequencies, i.e. the same cut-off in
+    cycles per pixel, rounded to the nearest integer and clipped to ``[0, axis length]``. On a square image of
+    side ``size`` both cut-offs equal ``omega``.
 
     Returns:
         Two long tensors with the shape of ``omega`` (0-d for an int): kept rows and kept columns.
@@ -109,12 +111,13 @@ def lowpass(x: torch.Tensor, omega: Union[int, torch.Tensor], size: Union[int, N
 
     Args:
         x: images ``(B, ..., H, W)`` (or ``(H, W)`` / ``(C, H, W)`` with an int ``omega``), floating point.
-        omega: an int for the whole batch, or a tensor of ``B`` ints, one per sample (one pass, no loop over B).
+        omega: an int for the whole batch, or a tensor of ``B`` ints, one per sample (one pass, no loop over
+            B).
         size: the side length ``omega`` refers to; see :func:`axis_cutoffs` for non-square images.
 
     Returns:
-        The low-pass images, same shape, dtype and device as ``x``. ``omega >= size`` returns ``x`` up to float
-        rounding; ``omega = 0`` returns zeros.
+        The low-pass images, same shape, dtype and device as ``x``. ``omega >= size`` returns ``x`` up to
+        float rounding; ``omega = 0`` returns zeros.
     """
     _check_2d(x, 'lowpass')
     dtype = _compute_dtype(x)
@@ -124,8 +127,8 @@ def lowpass(x: torch.Tensor, omega: Union[int, torch.Tensor], size: Union[int, N
         raise ValueError(f'omega must be an int or a 1-D tensor of per-sample values, got shape '
                          f'{tuple(omega_t.shape)}.')
     if omega_t.dim() == 1 and (x.dim() < 3 or omega_t.shape[0] != x.shape[0]):
-        raise ValueError(f'A per-sample omega of length {omega_t.shape[0]} needs x of shape (B, ..., H, W) with '
-                         f'B = {omega_t.shape[0]}, got {tuple(x.shape)}.')
+        raise ValueError(f'A per-sample omega of length {omega_t.shape[0]} needs x of shape (B, ..., H, W) '
+                         f'with B = {omega_t.shape[0]}, got {tuple(x.shape)}.')
     keep_h, keep_w = axis_cutoffs(omega_t, h, w, size)
     p_h = lowpass_projector(h, keep_h, dtype, x.device)  # (H, H) or (B, H, H)
     # A square image keeps the same count on both axes (axis_cutoffs computes both alike): one projector.

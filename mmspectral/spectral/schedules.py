@@ -68,9 +68,10 @@ class BaseFreqSchedule(ABC):
         bad = [k + 1 for k in range(1, len(om)) if om[k] <= om[k - 1]]
         if bad:
             k = bad[0]
-            raise ValueError(f'{name}: cut-offs must be strictly increasing, but w_{k}={om[k - 1]} does not exceed '
-                             f'w_{k - 1}={om[k - 2]} (tokens {bad[:5]}...). With num_tokens={self.num_tokens} '
-                             f'and image_size={self.image_size}, use fewer tokens or a larger image.')
+            raise ValueError(f'{name}: cut-offs must be strictly increasing, but w_{k}={om[k - 1]} does not '
+                             f'exceed w_{k - 1}={om[k - 2]} (tokens {bad[:5]}...). With '
+                             f'num_tokens={self.num_tokens} and image_size={self.image_size}, '
+                             'use fewer tokens or a larger image.')
         if om[-1] != self.image_size:
             raise ValueError(f'{name}: the last cut-off must equal image_size={self.image_size} so that all '
                              f'tokens reconstruct the full image, got w_N={om[-1]}.')
@@ -159,7 +160,8 @@ class PiecewiseLinearFreqSchedule(BaseFreqSchedule):
     def _compute_omegas(self) -> Sequence[int]:
         name = type(self).__name__
         if not self.knots:
-            raise ValueError(f'{name} needs knots=[(k, w_k), ...] ending at ({self.num_tokens}, {self.image_size}).')
+            raise ValueError(f'{name} needs knots=[(k, w_k), ...] '
+                             f'ending at ({self.num_tokens}, {self.image_size}).')
         if any(len(knot) != 2 for knot in self.knots):
             raise ValueError(f'{name}: every knot is a pair (token k, cut-off w_k), got {self.knots}.')
         knots = [(0, 0)] + [k for k in self.knots if k != (0, 0)]
@@ -169,7 +171,8 @@ class PiecewiseLinearFreqSchedule(BaseFreqSchedule):
                                  f'then ({t1}, {w1}).')
             if w1 - w0 < t1 - t0:
                 raise ValueError(f'{name}: tokens {t0 + 1}..{t1} would cover only {w1 - w0} new frequencies '
-                                 f'between cut-offs {w0} and {w1}; each token needs at least one. Move the knots.')
+                                 f'between cut-offs {w0} and {w1}; each token needs at least one. '
+                                 'Move the knots.')
         if knots[-1] != (self.num_tokens, self.image_size):
             raise ValueError(f'{name}: the last knot must be (num_tokens, image_size) = ({self.num_tokens}, '
                              f'{self.image_size}), got {knots[-1]}.')
@@ -182,9 +185,10 @@ class NonUniformFreqSchedule(PiecewiseLinearFreqSchedule):
 
     Knots are fractions ``(k / N, w_k / S)``; the default ``((0.5, 0.125), (0.75, 0.25))`` reproduces eq. 9
     exactly for N = 64, S = 256: ``w_k = k`` up to k = 32, ``2k - 32`` up to k = 48, ``12k - 512`` up to 64.
-    For other sizes the breakpoints keep the same fractions of N and S, each segment is linear, and steps never
-    shrink (eq. 7, enforced). A size whose first segment would need less than one frequency per token (S/8 <
-    N/2, e.g. N = 32 at 64 px) fails at build time: use fewer tokens, a larger image, or another schedule.
+    For other sizes the breakpoints keep the same fractions of N and S, each segment is linear, and steps
+    never shrink (eq. 7, enforced). A size whose first segment would need less than one frequency per token
+    (S/8 < N/2, e.g. N = 32 at 64 px) fails at build time: use fewer tokens, a larger image, or another
+    schedule.
 
     Args:
         breakpoints: interior knots as fractions ``(token fraction, frequency fraction)``.
@@ -197,22 +201,26 @@ class NonUniformFreqSchedule(PiecewiseLinearFreqSchedule):
         self.breakpoints = [tuple(float(v) for v in b) for b in breakpoints]
         for a, b in self.breakpoints:
             if not (0 < a < 1 and 0 < b < 1):
-                raise ValueError(f'NonUniformFreqSchedule: breakpoints are fractions in (0, 1), got {(a, b)}.')
+                raise ValueError('NonUniformFreqSchedule: breakpoints are fractions in (0, 1), '
+                                 f'got {(a, b)}.')
         knots = [(round(a * num_tokens), round(b * image_size)) for a, b in self.breakpoints]
         knots.append((num_tokens, image_size))
         for (t0, w0), (t1, w1) in zip([(0, 0)] + knots[:-1], knots):
             if t1 <= t0 or w1 - w0 < t1 - t0:
                 raise ValueError(
-                    f'NonUniformFreqSchedule cannot place num_tokens={num_tokens} at image_size={image_size}: its '
-                    f'breakpoints put tokens {t0 + 1}..{t1} on cut-offs {w0}..{w1}, fewer than one new frequency '
-                    'per token. Use fewer tokens (the first half of the tokens needs image_size / 8 >= '
-                    'num_tokens / 2), a larger image, or UniformFreqSchedule / PiecewiseLinearFreqSchedule.')
+                    f'NonUniformFreqSchedule cannot place num_tokens={num_tokens} at '
+                    f'image_size={image_size}: its breakpoints put tokens {t0 + 1}..{t1} on cut-offs '
+                    f'{w0}..{w1}, fewer than one new frequency per token. Use fewer tokens (the first half '
+                    'of the tokens needs image_size / 8 >= num_tokens / 2), a larger image, '
+                    'or UniformFreqSchedule / PiecewiseLinearFreqSchedule.')
         super().__init__(num_tokens, image_size, knots=knots, require_growing_steps=True)
 
 
 def build_freq_schedule(cfg, num_tokens: Optional[int] = None, image_size: Optional[int] = None):
-    """Build a schedule from a config dict (``num_tokens`` / ``image_size`` fill in missing keys) or pass one."""
-    default_args = {k: v for k, v in (('num_tokens', num_tokens), ('image_size', image_size)) if v is not None}
+    """Build a schedule from a config dict (``num_tokens`` / ``image_size`` fill in missing keys)
+    or pass one."""
+    default_args = {k: v for k, v in (('num_tokens', num_tokens), ('image_size', image_size))
+                    if v is not None}
     schedule = build_component(cfg, FREQ_SCHEDULES, default_args=default_args, expected_type=BaseFreqSchedule)
     for key, want in default_args.items():
         if getattr(schedule, key) != want:

@@ -1,10 +1,11 @@
 """Sub-images for 2x super-resolution by spectral completion (paper section 4.4), and the band they hold.
 
 An S x S image is cut into four (S / 2) x (S / 2) sub-images, either strided (pixels ``(i::2, j::2)``,
-``'stride'``) or as its quadrants (``'patch'``), in the order (0, 0), (0, 1), (1, 0), (1, 1). Each is up-sampled
-to S x S (bicubic), so it holds only the DCT band below S / 2 of the S-pixel grid; the generator then completes
-the band above. :func:`reassemble_subimages` puts four S x S results back into one 2S x 2S image (strided ones
-interleaved, quadrants tiled): it is the exact inverse of :func:`split_subimages` without up-sampling.
+``'stride'``) or as its quadrants (``'patch'``), in the order (0, 0), (0, 1), (1, 0), (1, 1). Each is
+up-sampled to S x S (bicubic), so it holds only the DCT band below S / 2 of the S-pixel grid; the generator
+then completes the band above. :func:`reassemble_subimages` puts four S x S results back into one 2S x 2S
+image (strided ones interleaved, quadrants tiled): it is the exact inverse of :func:`split_subimages` without
+up-sampling.
 """
 from typing import Optional
 
@@ -54,7 +55,8 @@ def split_subimages(images: torch.Tensor, mode: str = 'stride', size: Optional[i
 
 
 def reassemble_subimages(subs: torch.Tensor, mode: str = 'stride') -> torch.Tensor:
-    """Four sub-images (B, 4, C, T, T) -> one image (B, C, 2T, 2T): interleaved ('stride') or tiled ('patch')."""
+    """Four sub-images (B, 4, C, T, T) -> one image (B, C, 2T, 2T):
+    interleaved ('stride') or tiled ('patch')."""
     _check_mode(mode)
     if subs.dim() != 5 or subs.shape[1] != 4:
         raise ValueError(f'reassemble_subimages takes (B, 4, C, T, T), got {tuple(subs.shape)}.')
@@ -69,7 +71,8 @@ def reassemble_subimages(subs: torch.Tensor, mode: str = 'stride') -> torch.Tens
 
 
 def band_energy_above(images: torch.Tensor, cutoff: int) -> torch.Tensor:
-    """Share of each image's DCT energy (mean removed) outside the top-left ``cutoff`` x ``cutoff`` block (B,)."""
+    """Share of each image's DCT energy (mean removed) outside the top-left
+    ``cutoff`` x ``cutoff`` block (B,)."""
     coeffs = dct2(images.double() - images.double().mean(dim=(-2, -1), keepdim=True)) ** 2
     total = coeffs.sum(dim=(-3, -2, -1))
     inside = coeffs[..., :cutoff, :cutoff].sum(dim=(-3, -2, -1))

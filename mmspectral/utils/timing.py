@@ -15,7 +15,8 @@ __all__ = ['cpu_busy_seconds', 'wait_until_idle', 'measure', 'reset_peak_rss', '
 
 
 def cpu_busy_seconds() -> float:
-    """CPU seconds all processes except this one have used so far (from /proc/stat and this process's times)."""
+    """CPU seconds all processes except this one have used so far
+    (from /proc/stat and this process's times)."""
     try:
         with open('/proc/stat') as f:
             fields = [float(v) for v in f.readline().split()[1:8]]
@@ -39,7 +40,8 @@ def wait_until_idle(threshold: float = 0.05, window: float = 2.0, timeout: float
 
 
 def reset_peak_rss() -> bool:
-    """Reset this process's resident-memory high-water mark (Linux ``/proc/self/clear_refs``); False if unable."""
+    """Reset this process's resident-memory high-water mark (Linux ``/proc/self/clear_refs``);
+    False if unable."""
     try:
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
@@ -49,7 +51,8 @@ def reset_peak_rss() -> bool:
 
 
 def peak_rss_mib() -> float:
-    """This process's resident-memory high-water mark in MiB (since start, or since :func:`reset_peak_rss`)."""
+    """This process's resident-memory high-water mark in MiB
+    (since start, or since :func:`reset_peak_rss`)."""
     try:
         with open('/proc/self/status') as f:
             for line in f:
@@ -61,10 +64,11 @@ def peak_rss_mib() -> float:
 
 
 def measure(fn: Callable[[], object], iters: int, device: torch.device, warmup: int = 1) -> dict:
-    """Median wall time of ``fn`` over ``iters`` runs after ``warmup`` runs, peak memory, and foreign CPU time.
+    """Median wall time of ``fn`` over ``iters`` runs after ``warmup`` runs, peak memory,
+    and foreign CPU time.
 
-    Peak memory: CUDA ``max_memory_allocated`` during the timed runs; on the CPU the process's resident high-water
-    mark over the timed runs (model and framework included).
+    Peak memory: CUDA ``max_memory_allocated`` during the timed runs; on the CPU the process's resident
+    high-water mark over the timed runs (model and framework included).
     """
     for _ in range(warmup):
         fn()

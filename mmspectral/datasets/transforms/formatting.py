@@ -20,7 +20,8 @@ class PackImageInputs(BaseTransform):
         meta_keys: keys of ``results`` copied into the data sample's metainfo when present.
     """
 
-    def __init__(self, meta_keys: Sequence[str] = ('img_path', 'ori_shape', 'img_shape', 'sample_idx', 'flip')):
+    def __init__(self,
+                 meta_keys: Sequence[str] = ('img_path', 'ori_shape', 'img_shape', 'sample_idx', 'flip')):
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:

@@ -13,15 +13,15 @@ class CorruptImageError(OSError):
     """An image file that cannot be read or decoded completely. ``path`` names it."""
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f'Cannot use image {path}: {reason}. Remove or replace the file (or drop it from the '
-                         'list file); training datasets skip such files by default (skip_corrupt=True).')
+        super().__init__(f'Cannot use image {path}: {reason}. Remove or replace the file (or drop it from '
+                         'the list file); training datasets skip such files by default (skip_corrupt=True).')
         self.path = path
         self.reason = reason
 
 
 def _truncated_jpeg(data: bytes) -> bool:
-    # A complete JPEG ends with the EOI marker FF D9 (possibly followed by padding); OpenCV decodes a truncated
-    # one silently, filling the missing rows with grey.
+    # A complete JPEG ends with the EOI marker FF D9 (possibly followed by padding); OpenCV decodes a
+    # truncated one silently, filling the missing rows with grey.
     return data[:2] == b'\xff\xd8' and b'\xff\xd9' not in data[-1024:]
 
 

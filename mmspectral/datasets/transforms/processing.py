@@ -68,8 +68,8 @@ class RandomCrop(BaseTransform):
         h, w = img.shape[:2]
         ch, cw = self.crop_size
         if h < ch or w < cw:
-            raise ValueError(f'RandomCrop{self.crop_size}: image {results.get("img_path", "")} is only {h}x{w}; '
-                             'put ResizeShorter(size >= crop size) before the crop.')
+            raise ValueError(f'RandomCrop{self.crop_size}: image {results.get("img_path", "")} is only '
+                             f'{h}x{w}; put ResizeShorter(size >= crop size) before the crop.')
         top = np.random.randint(0, h - ch + 1)
         left = np.random.randint(0, w - cw + 1)
         results['img'] = np.ascontiguousarray(img[top:top + ch, left:left + cw])

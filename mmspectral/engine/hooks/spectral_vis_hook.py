@@ -23,7 +23,8 @@ def figure_to_array(fig) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def reconstruction_grid(images: torch.Tensor, recons: Dict[int, torch.Tensor], targets: Dict[int, torch.Tensor],
+def reconstruction_grid(images: torch.Tensor, recons: Dict[int, torch.Tensor],
+                        targets: Dict[int, torch.Tensor],
                         omegas: Optional[Dict[int, int]] = None) -> np.ndarray:
     """For each image a row of reconstructions from k tokens and, under it, the low-pass targets of w_k.
 

@@ -16,12 +16,13 @@ class ReconstructionMetric(BaseMetric):
     Reads the data samples of ``TokenizerModel.predict``: ``recons`` and ``targets`` (dicts k -> image in
     [0, 1]), ``image`` and ``tokens``. Images are rounded to 8-bit levels first, as the saved images would be.
 
-    Reports, for every evaluated k, ``psnr_lowpass/k{k}`` and ``ssim_lowpass/k{k}`` against the low-pass target
-    ``lowpass(image, w_k)`` (what prefix k is trained to give) and ``psnr_full/k{k}``, ``ssim_full/k{k}``
-    against the full image; ``psnr`` and ``ssim`` for all N tokens against the image; ``codebook_usage`` (share of
-    the K codes used over the whole set) and ``codebook_perplexity``; ``codebook_perplexity_pos{a}-{b}``, the
-    perplexity of the codes at each token position, averaged over ``position_bins`` groups of positions (a
-    nested tokenizer whose late, high-frequency positions use a handful of codes carries no detail in them).
+    Reports, for every evaluated k, ``psnr_lowpass/k{k}`` and ``ssim_lowpass/k{k}`` against the low-pass
+    target ``lowpass(image, w_k)`` (what prefix k is trained to give) and ``psnr_full/k{k}``,
+    ``ssim_full/k{k}`` against the full image; ``psnr`` and ``ssim`` for all N tokens against the image;
+    ``codebook_usage`` (share of the K codes used over the whole set) and ``codebook_perplexity``;
+    ``codebook_perplexity_pos{a}-{b}``, the perplexity of the codes at each token position, averaged over
+    ``position_bins`` groups of positions (a nested tokenizer whose late, high-frequency positions use a
+    handful of codes carries no detail in them).
 
     Args:
         codebook_size: K; taken from the samples' token range when None (a lower bound then).
@@ -32,8 +33,8 @@ class ReconstructionMetric(BaseMetric):
 
     default_prefix = 'recon'
 
-    def __init__(self, codebook_size: Optional[int] = None, quantize_8bit: bool = True, position_bins: int = 4,
-                 collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+    def __init__(self, codebook_size: Optional[int] = None, quantize_8bit: bool = True,
+                 position_bins: int = 4, collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.codebook_size = codebook_size
         self.quantize_8bit = quantize_8bit
@@ -71,9 +72,11 @@ class ReconstructionMetric(BaseMetric):
         metrics['codebook_usage'] = float((counts > 0).mean())
         metrics['codebook_perplexity'] = _perplexity(counts)
         n = tokens.shape[1]
-        for group in np.array_split(np.arange(n), min(self.position_bins, n)) if self.position_bins > 0 else []:
+        for group in (np.array_split(np.arange(n), min(self.position_bins, n))
+                      if self.position_bins > 0 else []):
             name = f'codebook_perplexity_pos{group[0] + 1}-{group[-1] + 1}'
-            metrics[name] = float(np.mean([_perplexity(np.bincount(tokens[:, i], minlength=size)) for i in group]))
+            metrics[name] = float(np.mean([_perplexity(np.bincount(tokens[:, i], minlength=size))
+                                           for i in group]))
         return metrics
 
 

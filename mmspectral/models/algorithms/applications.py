@@ -1,8 +1,8 @@
 """The applications of a trained generator (paper sections 3.3 and 4.4), as methods of ``GeneratorModel``.
 
 Coarse-to-fine progression, spectral variations of real images, and 2x super-resolution by spectral completion
-(with its bicubic baseline). Each needs the model's ``gen`` (the generator), ``sampling`` (default ``generate``
-options), ``tokenizer``, ``encode`` and ``decode``.
+(with its bicubic baseline). Each needs the model's ``gen`` (the generator), ``sampling`` (default
+``generate`` options), ``tokenizer``, ``encode`` and ``decode``.
 """
 from typing import Dict, Optional
 
@@ -30,8 +30,8 @@ class GenerationApplicationsMixin:
     @torch.no_grad()
     def variations(self, images: torch.Tensor, labels: torch.Tensor, keep: int, num: int = 4,
                    **kwargs) -> torch.Tensor:
-        """Spectral variations: keep the first ``keep`` tokens of real images (their coarse content) and let the
-        generator sample the rest ``num`` times. images in [0, 1] (B, 3, H, W) -> (B, num, 3, H, W)."""
+        """Spectral variations: keep the first ``keep`` tokens of real images (their coarse content) and let
+        the generator sample the rest ``num`` times. images in [0, 1] (B, 3, H, W) -> (B, num, 3, H, W)."""
         prefix = self.encode(images, keep)
         b = images.shape[0]
         tokens = self.gen.generate(labels.repeat_interleave(num), prefix=prefix.repeat_interleave(num, 0),
@@ -44,19 +44,20 @@ class GenerationApplicationsMixin:
         """Twice the resolution, as the paper's section 4.4 builds it (and its bicubic baseline).
 
         ``'stride'`` / ``'patch'``: the S x S image is cut into four (S / 2) x (S / 2) sub-images (pixels
-        ``(i::2, j::2)``, or the quadrants), each is up-sampled to S x S (bicubic), so it holds the DCT band below
-        S / 2; it keeps the tokens whose cut-off ``w_k`` is at most ``keep_cutoff`` (default S / 2, that band)
-        and the generator completes the rest for the class; the four results are interleaved (stride) or tiled
-        (patch) into 2S x 2S (``mmspectral.spectral.subimages``). ``'bicubic'``: the plain bicubic up-sampling,
-        Table 3's baseline. images in [0, 1] (B, 3, S, S) -> (B, 3, 2S, 2S). ``kwargs`` go to ``generate``
-        (e.g. ``generator``).
+        ``(i::2, j::2)``, or the quadrants), each is up-sampled to S x S (bicubic), so it holds the DCT band
+        below S / 2; it keeps the tokens whose cut-off ``w_k`` is at most ``keep_cutoff`` (default S / 2, that
+        band) and the generator completes the rest for the class; the four results are interleaved (stride) or
+        tiled (patch) into 2S x 2S (``mmspectral.spectral.subimages``). ``'bicubic'``: the plain bicubic
+        up-sampling, Table 3's baseline. images in [0, 1] (B, 3, S, S) -> (B, 3, 2S, 2S). ``kwargs`` go to
+        ``generate`` (e.g. ``generator``).
         """
         if mode not in ('bicubic',) + SUBIMAGE_MODES:
             raise ValueError(f"super_resolve mode must be 'bicubic', 'stride' or 'patch', got {mode!r}.")
         b, _, s, _ = images.shape
         if mode == 'bicubic':
             return upsample(images, 2 * s)
-        subs = split_subimages(images, mode).flatten(0, 1)  # (B * 4, 3, S, S), each holding the band below S / 2
+        # (B * 4, 3, S, S), each holding the band below S / 2
+        subs = split_subimages(images, mode).flatten(0, 1)
         keep = self.super_resolution_prefix(keep_cutoff)
         prefix = self.encode(subs, keep)
         options = {k: v for k, v in {**self.sampling, **kwargs}.items() if k != 'num_tokens'}
@@ -66,8 +67,8 @@ class GenerationApplicationsMixin:
 
     def super_resolution_prefix(self, band: Optional[int] = None) -> int:
         """How many leading tokens hold real content in an image that has only the DCT band below ``band``
-        (default S / 2: a sub-image of S / 2 pixels up-sampled to S): those whose cut-off ``w_k <= band``. TiTok
-        tokens have no band; there the same share of the N tokens is kept."""
+        (default S / 2: a sub-image of S / 2 pixels up-sampled to S): those whose cut-off ``w_k <= band``.
+        TiTok tokens have no band; there the same share of the N tokens is kept."""
         schedule = self.tokenizer.freq_schedule
         n, size = self.gen.num_tokens, self.tokenizer.image_size
         band = size // 2 if band is None else int(band)

@@ -1,9 +1,9 @@
 """``GeneratorModel``: trains a GENERATORS model on token sequences under MMEngine.
 
-Tokens come either from a TokenDataset (extracted once with ``tools/extract_tokens.py``; inputs are (B, N) ids)
-or, with ``encode_on_the_fly=True``, from images encoded by a frozen tokenizer in every step. The loss is the
-cross-entropy of next-token prediction; the log also carries the loss and accuracy of each range of positions,
-which shows which spectral positions are hard.
+Tokens come either from a TokenDataset (extracted once with ``tools/extract_tokens.py``; inputs are (B, N)
+ids) or, with ``encode_on_the_fly=True``, from images encoded by a frozen tokenizer in every step. The loss is
+the cross-entropy of next-token prediction; the log also carries the loss and accuracy of each range of
+positions, which shows which spectral positions are hard.
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -42,9 +42,11 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
             ``encode_on_the_fly``.
     """
 
-    def __init__(self, generator: dict, tokenizer: Optional[dict] = None, tokenizer_checkpoint: Optional[str] = None,
-                 encode_on_the_fly: bool = False, num_position_bins: int = 8, sampling: Optional[dict] = None,
-                 image_value_range: Sequence[float] = (0.0, 1.0), data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+    def __init__(self, generator: dict, tokenizer: Optional[dict] = None,
+                 tokenizer_checkpoint: Optional[str] = None, encode_on_the_fly: bool = False,
+                 num_position_bins: int = 8, sampling: Optional[dict] = None,
+                 image_value_range: Sequence[float] = (0.0, 1.0), data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type='ImageDataPreprocessor') if encode_on_the_fly else \
                 dict(type='BaseDataPreprocessor')
@@ -56,8 +58,9 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
             for key, mine, theirs in (('num_tokens', self.generator.num_tokens, self.tokenizer.num_tokens),
                                       ('vocab_size', self.generator.vocab_size, self.tokenizer.vocab_size)):
                 if mine != theirs:
-                    raise ValueError(f'The generator has {key}={mine} but the tokenizer has {key}={theirs}; set '
-                                     f'generator.{key}={theirs} (or use the tokenizer the tokens came from).')
+                    raise ValueError(f'The generator has {key}={mine} but the tokenizer has {key}={theirs}; '
+                                     f'set generator.{key}={theirs} '
+                                     '(or use the tokenizer the tokens came from).')
         if encode_on_the_fly and self.tokenizer is None:
             raise ValueError('encode_on_the_fly=True needs tokenizer=... and tokenizer_checkpoint=...')
         self.encode_on_the_fly = encode_on_the_fly

@@ -48,8 +48,8 @@ class TokenizerModel(BaseModel):
         perceptual_loss: optional MODELS config of a perceptual loss (``ConvNeXtPerceptualLoss`` as TiTok, or
             ``LPIPSLoss``), called as ``loss(pred, target)`` on images in ``value_range``.
         perceptual_loss_weight: its weight (0.1 as TiTok).
-        gan_loss: optional MODELS config of ``GANLoss`` (discriminator, weight, start iteration, LeCam); needs an
-            ``OptimWrapperDict`` with 'generator' and 'discriminator'.
+        gan_loss: optional MODELS config of ``GANLoss`` (discriminator, weight, start iteration, LeCam); needs
+            an ``OptimWrapperDict`` with 'generator' and 'discriminator'.
         proxy_teacher: for 'proxy_codes', a MODELS config of the frozen VQGAN teacher (``MaskGITVQGAN``).
         eval_prefix_lengths: prefix lengths decoded in validation (default 1, 2, 4, ..., N).
         data_preprocessor: defaults to ``ImageDataPreprocessor(value_range=(0, 1))``.
@@ -81,12 +81,15 @@ class TokenizerModel(BaseModel):
                                  "pretrained='path/to/maskgit-vqgan-imagenet-f16-256.bin').")
             factor = getattr(self.proxy_teacher, 'downsample_factor', self.tokenizer.patch_size)
             if factor != self.tokenizer.patch_size:
-                raise ValueError(f'The proxy teacher downsamples by {factor} but the tokenizer uses patch_size='
-                                 f'{self.tokenizer.patch_size}: their grids must match (one code per patch).')
+                raise ValueError(f'The proxy teacher downsamples by {factor} but the tokenizer uses '
+                                 f'patch_size={self.tokenizer.patch_size}: '
+                                 'their grids must match (one code per patch).')
         elif self.proxy_teacher is not None:
-            raise ValueError(f'proxy_teacher is only used by the proxy_codes recipe, not {recipe!r}; remove it.')
+            raise ValueError(f'proxy_teacher is only used by the proxy_codes recipe, not {recipe!r}; '
+                             'remove it.')
         if recipe == 'pixel' and head != 'pixels' and self.tokenizer.pixel_decoder is None:
-            raise ValueError("recipe='pixel' with decoder_head='proxy_codes' needs the tokenizer's pixel_decoder.")
+            raise ValueError("recipe='pixel' with decoder_head='proxy_codes' needs the "
+                             "tokenizer's pixel_decoder.")
         if recipe == 'decoder_finetune':
             self.tokenizer.freeze_encoder()
         n = self.tokenizer.num_tokens
@@ -122,12 +125,13 @@ class TokenizerModel(BaseModel):
         """All generator-side losses of one batch (``loss_*`` are back-propagated, the rest is logged)."""
         return self.losses_and_disc_inputs(images)[0]
 
-    def losses_and_disc_inputs(self, images: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    def losses_and_disc_inputs(self, images: torch.Tensor) -> Tuple[Dict[str, torch.Tensor],
+                                                                    Dict[str, torch.Tensor]]:
         """The generator-side losses and what the discriminator step needs (``recon``, ``target``,
         ``prefix_lengths``; empty for the proxy-code recipe).
 
-        Trained modules are called through their ``forward`` (``self.tokenizer(...)``, ``self.gan_loss(...)``),
-        so per-module DDP wrappers synchronise them.
+        Trained modules are called through their ``forward`` (``self.tokenizer(...)``,
+        ``self.gan_loss(...)``), so per-module DDP wrappers synchronise them.
         """
         k = self.tok.sample_prefix_lengths(images.shape[0], images.device)
         out = self.tokenizer(images, k, decode_images=self.recipe != 'proxy_codes',
@@ -150,8 +154,9 @@ class TokenizerModel(BaseModel):
         if self.perceptual_loss is not None:
             losses['loss_perceptual'] = self.perceptual_loss_weight * self.perceptual_loss(recon, target)
         if self.gan_loss is not None and self.gan.active(self._current_iter()):
-            losses.update(self.gan_loss(mode='generator', fake=recon, iter=self._current_iter(), rec_loss=loss_rec,
-                                        last_layer=self.tok.last_layer_weight(), cutoff=self.cutoff(k)))
+            losses.update(self.gan_loss(mode='generator', fake=recon, iter=self._current_iter(),
+                                        rec_loss=loss_rec, last_layer=self.tok.last_layer_weight(),
+                                        cutoff=self.cutoff(k)))
         return losses, dict(recon=recon, target=target, prefix_lengths=k)
 
     def cutoff(self, prefix_lengths: torch.Tensor) -> Optional[torch.Tensor]:
@@ -165,7 +170,8 @@ class TokenizerModel(BaseModel):
         return tok.freq_schedule.omega(prefix_lengths).float() / tok.freq_schedule.image_size
 
     # ------------------------------------------------------------------ MMEngine API
-    def train_step(self, data: Union[dict, tuple, list], optim_wrapper: Union[OptimWrapper, OptimWrapperDict]):
+    def train_step(self, data: Union[dict, tuple, list],
+                   optim_wrapper: Union[OptimWrapper, OptimWrapperDict]):
         """One generator update, then (with a GAN loss) one discriminator update."""
         if isinstance(optim_wrapper, OptimWrapperDict):
             gen_wrapper = optim_wrapper['generator']
@@ -215,7 +221,8 @@ class TokenizerModel(BaseModel):
         """One data sample per image with ``image``, ``tokens`` and per-prefix ``recons`` / ``targets``."""
         out = self.reconstruct(images, self.eval_prefix_lengths)
         unit = self.to_unit(images)
-        samples = data_samples if data_samples is not None else [BaseDataElement() for _ in range(len(images))]
+        samples = (data_samples if data_samples is not None
+                   else [BaseDataElement() for _ in range(len(images))])
         for i, sample in enumerate(samples):
             sample.image = unit[i]  # (3, H, W) in [0, 1]
             sample.tokens = out['tokens'][i]  # (N,)

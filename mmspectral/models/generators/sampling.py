@@ -1,4 +1,5 @@
-"""Token sampling: classifier-free guidance, temperature, top-k and top-p, reproducible with a torch.Generator."""
+"""Token sampling: classifier-free guidance, temperature, top-k and top-p,
+reproducible with a torch.Generator."""
 from typing import Optional
 
 import torch
@@ -23,7 +24,8 @@ def guide(logits: torch.Tensor, weight: float) -> torch.Tensor:
     return (1 + weight) * cond - weight * uncond
 
 
-def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0) -> torch.Tensor:
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0,
+                  temperature: float = 1.0) -> torch.Tensor:
     """Temperature, then top-k, then top-p (nucleus) filtering over the last dim; removed entries become -inf.
 
     top-k keeps every logit at least as large as the k-th largest. top-p removes the least likely tokens whose

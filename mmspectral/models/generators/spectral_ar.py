@@ -3,8 +3,8 @@
 The input sequence is ``[start group; s_1 .. s_{N-p}]`` and position i predicts token ``s_{i+1}``: with group
 size p = 1 every step predicts one token (SpectralAR-d16); with p > 1 (``BlockCausalMask(block_size=p)``, the
 ``-p{p}`` variants) a step predicts the next p tokens at once, attending within its group and to every earlier
-group. The start group is the class embedding plus learned start positions; the class embedding also drives every
-block's adaptive LayerNorm. Width 64 * depth, heads = depth, as VAR; ``depth`` is the one scaling knob.
+group. The start group is the class embedding plus learned start positions; the class embedding also drives
+every block's adaptive LayerNorm. Width 64 * depth, heads = depth, as VAR; ``depth`` is the one scaling knob.
 """
 import math
 from contextlib import nullcontext
@@ -68,9 +68,10 @@ class SpectralARGenerator(nn.Module):
 
     def __init__(self, depth: int = 16, vocab_size: int = 4096, num_tokens: int = 64, num_classes: int = 1000,
                  attn_mask: Union[dict, BaseAttnMask, None] = None, width: Optional[int] = None,
-                 num_heads: Optional[int] = None, mlp_ratio: float = 4.0, drop_path_rate: Optional[float] = None,
-                 cond_drop_rate: float = 0.1, norm_eps: float = 1e-6, init_std: Optional[float] = None,
-                 init_head: float = 0.02, init_adaln: float = 0.5, init_adaln_gamma: float = 1e-3) -> None:
+                 num_heads: Optional[int] = None, mlp_ratio: float = 4.0,
+                 drop_path_rate: Optional[float] = None, cond_drop_rate: float = 0.1, norm_eps: float = 1e-6,
+                 init_std: Optional[float] = None, init_head: float = 0.02, init_adaln: float = 0.5,
+                 init_adaln_gamma: float = 1e-3) -> None:
         super().__init__()
         self.depth = depth
         self.width = width or 64 * depth
@@ -83,11 +84,12 @@ class SpectralARGenerator(nn.Module):
                                          expected_type=BaseAttnMask)
         self.block_size = self.attn_mask.block_size
         if not isinstance(self.attn_mask, SpectralCausalMask):
-            raise ValueError(f'The generator needs a causal mask (SpectralCausalMask or BlockCausalMask), got '
-                             f'{type(self.attn_mask).__name__}: a bidirectional one would let position i see '
-                             'the token it predicts.')
+            raise ValueError(f'The generator needs a causal mask (SpectralCausalMask or BlockCausalMask), '
+                             f'got {type(self.attn_mask).__name__}: a bidirectional one would let '
+                             'position i see the token it predicts.')
         if num_tokens % self.block_size:
-            raise ValueError(f'num_tokens={num_tokens} is not divisible by the mask block_size={self.block_size}.')
+            raise ValueError(f'num_tokens={num_tokens} is not divisible by the mask '
+                             f'block_size={self.block_size}.')
         self.num_steps = num_tokens // self.block_size
         c, p = self.width, self.block_size
         drop_path_rate = 0.1 * depth / 24 if drop_path_rate is None else drop_path_rate
@@ -99,8 +101,8 @@ class SpectralARGenerator(nn.Module):
         self.lvl_embed = nn.Embedding(self.num_steps, c)  # which step (group) a position belongs to
         self.register_buffer('lvl_1L', torch.arange(num_tokens) // p, persistent=False)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(AdaLNBlock(c, self.num_heads, cond_dim=c, mlp_ratio=mlp_ratio, drop_path=r,
-                                               norm_eps=norm_eps) for r in rates)
+        self.blocks = nn.ModuleList(AdaLNBlock(c, self.num_heads, cond_dim=c, mlp_ratio=mlp_ratio,
+                                               drop_path=r, norm_eps=norm_eps) for r in rates)
         self.head_nm = AdaLNBeforeHead(c, c, norm_eps)
         self.head = nn.Linear(c, vocab_size)
         self._init_weights(init_std or math.sqrt(1 / (3 * c)), init_head, init_adaln, init_adaln_gamma)
@@ -115,8 +117,8 @@ class SpectralARGenerator(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self, std: float, init_head: float, init_adaln: float, init_adaln_gamma: float) -> None:
-        # VAR's initialisation: truncated normal everywhere, zero biases, small output head, residual projections
-        # scaled by 1 / sqrt(2 depth), AdaLN gammas almost zero.
+        # VAR's initialisation: truncated normal everywhere, zero biases, small output head, residual
+        # projections scaled by 1 / sqrt(2 depth), AdaLN gammas almost zero.
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.trunc_normal_(module.weight, std=std)
@@ -135,7 +137,8 @@ class SpectralARGenerator(nn.Module):
 
     # ------------------------------------------------------------------ training
     def condition(self, labels: torch.Tensor, drop: bool = False) -> torch.Tensor:
-        """Class embeddings (B, C); with ``drop``, a ``cond_drop_rate`` share of labels becomes the null class."""
+        """Class embeddings (B, C); with ``drop``, a ``cond_drop_rate`` share of labels
+        becomes the null class."""
         check_range(labels, 0, self.num_classes,
                     f'Class labels must lie in [0, {self.num_classes}] ({self.num_classes} = null)')
         if drop and self.cond_drop_rate > 0:
@@ -143,9 +146,10 @@ class SpectralARGenerator(nn.Module):
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
         return self.class_emb(labels)
 
-    def embed(self, tokens: Optional[torch.Tensor], cond: torch.Tensor, start: int, length: int) -> torch.Tensor:
-        """Inputs of positions ``[start, start + length)``: the start group, then embeddings of the tokens that
-        precede each position. ``tokens`` (B, >= start + length - p) are the ids fed in."""
+    def embed(self, tokens: Optional[torch.Tensor], cond: torch.Tensor, start: int,
+              length: int) -> torch.Tensor:
+        """Inputs of positions ``[start, start + length)``: the start group, then embeddings of the tokens
+        that precede each position. ``tokens`` (B, >= start + length - p) are the ids fed in."""
         p = self.block_size
         parts = []
         if start < p:
@@ -178,21 +182,25 @@ class SpectralARGenerator(nn.Module):
         return [block.modulation(cond) for block in self.blocks] + [self.head_nm.modulation(cond)]
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: tokens (B, N), labels (B,) -> logits (B, N, V); position i predicts ``tokens[:, i]``."""
+        """Teacher forcing: tokens (B, N), labels (B,) -> logits (B, N, V); position i predicts
+        ``tokens[:, i]``."""
         if tokens.dim() != 2 or tokens.shape[1] != self.num_tokens:
-            raise ValueError(f'The generator takes token ids (B, {self.num_tokens}), got {tuple(tokens.shape)}.')
+            raise ValueError(f'The generator takes token ids (B, {self.num_tokens}), '
+                             f'got {tuple(tokens.shape)}.')
         cond = self.condition(labels, drop=self.training)
         x = self.embed(tokens, cond, 0, self.num_tokens)
         return self.run_blocks(x, cond)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def generate(self, labels: torch.Tensor, cfg_scale: float = 1.5, cfg_schedule: str = 'linear', top_k: int = 0,
-                 top_p: float = 0.0, temperature: float = 1.0, generator: Optional[torch.Generator] = None,
-                 seed: Optional[int] = None, num_tokens: Optional[int] = None, use_cache: bool = True,
+    def generate(self, labels: torch.Tensor, cfg_scale: float = 1.5, cfg_schedule: str = 'linear',
+                 top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
+                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
+                 num_tokens: Optional[int] = None, use_cache: bool = True,
                  prefix: Optional[torch.Tensor] = None,
                  callback: Optional[Callable[[int, torch.Tensor], None]] = None,
-                 return_logits: bool = False, pack_weights: bool = True) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+                 return_logits: bool = False,
+                 pack_weights: bool = True) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         """Sample token sequences for ``labels`` (B,).
 
         Args:
@@ -200,8 +208,8 @@ class SpectralARGenerator(nn.Module):
             cfg_schedule: 'linear' (VAR: t ramps from 0 to ``cfg_scale`` over the steps) or 'constant'.
             top_k, top_p, temperature: sampling filters (0 disables top-k / top-p).
             generator / seed: randomness; the same seed gives the same tokens.
-            num_tokens: stop after this many tokens (truncated generation: exactly the first ``num_tokens`` of the
-                full generation for the same seed and settings); default N.
+            num_tokens: stop after this many tokens (truncated generation: exactly the first ``num_tokens`` of
+                the full generation for the same seed and settings); default N.
             use_cache: a preallocated KV cache (one step per group) or a full forward pass per step.
             prefix: (B, k) token ids to keep; generation continues after them (spectral variations).
             callback: called as ``callback(step, tokens_so_far)`` after every step (coarse-to-fine previews).
@@ -229,8 +237,9 @@ class SpectralARGenerator(nn.Module):
     def _generate(self, labels, cfg_scale, cfg_schedule, top_k, top_p, temperature, generator, n, use_cache,
                   prefix, callback, return_logits):
         p, b, device = self.block_size, labels.shape[0], labels.device
-        # A truncated generation is the full one stopped early: the guidance ramp runs over all N / p steps and
-        # every step draws the same random numbers, so its tokens are the first n of the full run (Table 3).
+        # A truncated generation is the full one stopped early: the guidance ramp runs over all N / p steps
+        # and every step draws the same random numbers, so its tokens are the first n of the full run
+        # (Table 3).
         steps = -(-n // p)
         guided = cfg_scale != 0
         cond_labels = torch.cat([labels, torch.full_like(labels, self.num_classes)]) if guided else labels
@@ -248,8 +257,8 @@ class SpectralARGenerator(nn.Module):
         if use_cache:
             dtype = self.pos_1LC.dtype if not torch.is_autocast_enabled(device.type) else \
                 torch.get_autocast_dtype(device.type)
-            caches = [StaticKVCache(cond.shape[0], self.num_heads, steps * p, self.width // self.num_heads, dtype,
-                                    device) for _ in self.blocks]
+            caches = [StaticKVCache(cond.shape[0], self.num_heads, steps * p, self.width // self.num_heads,
+                                    dtype, device) for _ in self.blocks]
         all_logits = []
         for step in range(steps):
             start = step * p

@@ -42,8 +42,8 @@ class Attention(nn.Module):
         qkv_bias: biases on the q, k and v projections.
         k_bias: with ``qkv_bias``, whether k has a bias too. VAR's attention has none (its q and v biases are
             then separate parameters ``q_bias`` / ``v_bias``).
-        qk_norm: l2-normalise q and k and scale the logits by a learnable per-head factor (initially 4, at most
-            100) instead of ``1 / sqrt(head_dim)``, as VAR.
+        qk_norm: l2-normalise q and k and scale the logits by a learnable per-head factor (initially 4, at
+            most 100) instead of ``1 / sqrt(head_dim)``, as VAR.
         attn_drop: dropout on attention weights (training only).
         proj_drop: dropout after the output projection.
     """
@@ -86,7 +86,8 @@ class Attention(nn.Module):
         """x: (B, L, C); attn_mask: bool (L, L) or (B, 1, L, L), True = may attend. Returns (B, L, C).
 
         With ``cache``, the new keys and values are stored at ``[cache_start, cache_start + L)`` and the L
-        queries attend to every cached position up to their own block (no mask: the caller feeds whole blocks).
+        queries attend to every cached position up to their own block (no mask: the caller feeds whole
+        blocks).
         """
         b, n, c = x.shape
         q, k, v = self.project_qkv(x)

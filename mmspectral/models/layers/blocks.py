@@ -41,10 +41,10 @@ class TransformerBlock(nn.Module):
 class AdaLNBlock(nn.Module):
     """VAR's block: both sub-layers modulated by the condition through adaptive LayerNorm.
 
-    ``ada_lin(cond)`` gives six vectors (gamma1, gamma2, scale1, scale2, shift1, shift2) and the block computes
-    ``x + gamma1 * attn(ln(x) * (1 + scale1) + shift1)``, then the same with the MLP. LayerNorms have no
-    parameters; attention l2-normalises q and k with a learnable per-head logit scale and has q / v biases only;
-    the MLP uses tanh-GELU.
+    ``ada_lin(cond)`` gives six vectors (gamma1, gamma2, scale1, scale2, shift1, shift2) and the block
+    computes ``x + gamma1 * attn(ln(x) * (1 + scale1) + shift1)``, then the same with the MLP. LayerNorms have
+    no parameters; attention l2-normalises q and k with a learnable per-head logit scale and has q / v biases
+    only; the MLP uses tanh-GELU.
 
     Args:
         dim: width C.
@@ -62,7 +62,8 @@ class AdaLNBlock(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim or dim, 6 * dim))
         self.norm = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=False)
         self.attn = Attention(dim, num_heads, qkv_bias=True, k_bias=False, qk_norm=True)
-        self.ffn = Mlp(dim, hidden_features=round(dim * mlp_ratio), act_layer=partial(nn.GELU, approximate='tanh'))
+        self.ffn = Mlp(dim, hidden_features=round(dim * mlp_ratio),
+                       act_layer=partial(nn.GELU, approximate='tanh'))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def modulation(self, cond: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -73,13 +74,14 @@ class AdaLNBlock(nn.Module):
         return self.ada_lin(cond).view(-1, 1, 6, self.dim).unbind(2)
 
     def forward(self, x: torch.Tensor, cond: Optional[torch.Tensor] = None,
-                modulation: Optional[Tuple[torch.Tensor, ...]] = None, attn_mask: Optional[torch.Tensor] = None,
-                is_causal: bool = False, cache: Optional[StaticKVCache] = None, cache_start: int = 0):
+                modulation: Optional[Tuple[torch.Tensor, ...]] = None,
+                attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False,
+                cache: Optional[StaticKVCache] = None, cache_start: int = 0):
         """x (B, L, C); either ``cond`` (B, D) or its precomputed ``modulation``."""
         gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation if modulation is not None else \
             self.modulation(cond)
-        h = self.attn(self.norm(x) * (1 + scale1) + shift1, attn_mask=attn_mask, is_causal=is_causal, cache=cache,
-                      cache_start=cache_start)
+        h = self.attn(self.norm(x) * (1 + scale1) + shift1, attn_mask=attn_mask, is_causal=is_causal,
+                      cache=cache, cache_start=cache_start)
         x = x + self.drop_path(h * gamma1)
         return x + self.drop_path(self.ffn(self.norm(x) * (1 + scale2) + shift2) * gamma2)
 

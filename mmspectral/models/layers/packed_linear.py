@@ -2,12 +2,12 @@
 
 A sampler multiplies a handful of rows (the batch, doubled for guidance) by every weight matrix at every step,
 so it is bound by how fast the weights stream from memory. In fp32 on CPUs, oneDNN's linear with a weight
-packed once into its blocked layout (for the expected number of rows) streams two to three times as fast as the
-default kernel for 2-16 rows and takes dense inputs, so nothing is converted per call (measured:
-docs/results.md). :func:`packed_linears` swaps the forward of every ``nn.Linear`` of a module for the packed one
-inside a ``with`` block; packed copies are cached and redone when a weight changes or the row count differs.
-The GELU of timm's ``Mlp`` runs as oneDNN's post-op of
-``fc1``, so its hidden activations are written once.
+packed once into its blocked layout (for the expected number of rows) streams two to three times as fast as
+the default kernel for 2-16 rows and takes dense inputs, so nothing is converted per call (measured:
+docs/results.md). :func:`packed_linears` swaps the forward of every ``nn.Linear`` of a module for the packed
+one inside a ``with`` block; packed copies are cached and redone when a weight changes or the row count
+differs. The GELU of timm's ``Mlp`` runs as oneDNN's post-op of ``fc1``, so its hidden activations are
+written once.
 """
 from contextlib import contextmanager
 from typing import Dict, Iterator, Tuple
@@ -27,7 +27,8 @@ def packing_available(module: nn.Module) -> bool:
             and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled('cpu'))
 
 
-_POINTWISE = hasattr(torch.ops.mkldnn, '_reorder_linear_weight') and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+_POINTWISE = (hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
+              and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 
 
 def _pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -42,7 +43,8 @@ def _packed_forward(weight: torch.Tensor, bias, gelu=None):
         shape = x.shape
         x = x.reshape(-1, shape[-1]).contiguous()
         if _POINTWISE:
-            y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [], gelu or '')
+            y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [],
+                                                   gelu or '')
         else:  # older torch: the oneDNN tensor path
             y = torch._C._nn.mkldnn_linear(x.to_mkldnn(), weight, bias).to_dense()
             y = nn.functional.gelu(y, approximate=gelu) if gelu else y

@@ -2,8 +2,8 @@
 
 :class:`GANLoss` bundles the discriminator with both players' losses. The algorithm calls
 ``generator_loss(fake, iter)`` in the tokenizer's step and ``discriminator_loss(real, fake, iter)`` in the
-discriminator's step, and optimises ``GANLoss.discriminator`` with its own optimizer. Only back-propagated terms are
-named ``loss_*``; the rest (mean logits, the adaptive weight) are logged values.
+discriminator's step, and optimises ``GANLoss.discriminator`` with its own optimizer. Only back-propagated
+terms are named ``loss_*``; the rest (mean logits, the adaptive weight) are logged values.
 """
 import math
 from contextlib import contextmanager
@@ -49,11 +49,11 @@ class BlurDownsample(nn.Module):
 class PatchGANDiscriminator(nn.Module):
     """TiTok's discriminator (MaskGIT's VQGAN discriminator): a grid of real/fake logits.
 
-    ``block_in``: conv 5x5 + LeakyReLU. Each stage: conv 3x3, 2x downsampling (blur or 2x2 average), GroupNorm,
-    LeakyReLU. Then adaptive max pooling to ``pool_size`` x ``pool_size`` and ``to_logits``: conv 1x1, LeakyReLU,
-    conv 5x5 to one channel. All convolutions keep the spatial size (stride 1, 'same' padding). With the defaults
-    the parameter names and shapes are those of TiTok's ``discriminator.*`` (``block_in.0``, ``blocks.{i}.{0..3}``,
-    ``to_logits.{0,2}``), so its weights load by name.
+    ``block_in``: conv 5x5 + LeakyReLU. Each stage: conv 3x3, 2x downsampling (blur or 2x2 average),
+    GroupNorm, LeakyReLU. Then adaptive max pooling to ``pool_size`` x ``pool_size`` and ``to_logits``: conv
+    1x1, LeakyReLU, conv 5x5 to one channel. All convolutions keep the spatial size (stride 1, 'same'
+    padding). With the defaults the parameter names and shapes are those of TiTok's ``discriminator.*``
+    (``block_in.0``, ``blocks.{i}.{0..3}``, ``to_logits.{0,2}``), so its weights load by name.
 
     Args:
         in_channels: image channels. Images may be in any value range; nothing is normalised.
@@ -74,8 +74,9 @@ class PatchGANDiscriminator(nn.Module):
                  norm_groups: int = 32, negative_slope: float = 0.1) -> None:
         super().__init__()
         if len(channel_mult) != num_stages:
-            raise ValueError(f'PatchGANDiscriminator: channel_mult {tuple(channel_mult)} has {len(channel_mult)} '
-                             f'entries but num_stages={num_stages}; give one multiplier per stage.')
+            raise ValueError(f'PatchGANDiscriminator: channel_mult {tuple(channel_mult)} has '
+                             f'{len(channel_mult)} entries but num_stages={num_stages}; '
+                             'give one multiplier per stage.')
         widths = [base_channels * m for m in channel_mult]
         if any(w % norm_groups for w in widths):
             raise ValueError(f'PatchGANDiscriminator: stage widths {widths} must be divisible by '
@@ -117,11 +118,12 @@ def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 class LeCamRegularizer(nn.Module):
     """LeCam regularisation of the discriminator (Tseng et al. 2021), as TiTok uses it.
 
-    ``loss = mean(relu(mean(real) - ema_fake)^2) + mean(relu(ema_real - mean(fake))^2)``, where ``ema_real`` and
-    ``ema_fake`` are exponential moving averages of the batch-mean logits. The loss uses the averages from before
-    this call; in training mode the call then updates them: ``ema = decay * ema + (1 - decay) * mean(logits)``.
-    They are buffers (``ema_real_logits_mean``, ``ema_fake_logits_mean``, shape ``(1,)``, start at 0), so they are
-    checkpointed. They are per process: not averaged across ranks.
+    ``loss = mean(relu(mean(real) - ema_fake)^2) + mean(relu(ema_real - mean(fake))^2)``, where ``ema_real``
+    and ``ema_fake`` are exponential moving averages of the batch-mean logits. The loss uses the averages from
+    before this call; in training mode the call then updates them:
+    ``ema = decay * ema + (1 - decay) * mean(logits)``. They are buffers (``ema_real_logits_mean``,
+    ``ema_fake_logits_mean``, shape ``(1,)``, start at 0), so they are checkpointed. They are per process: not
+    averaged across ranks.
 
     Args:
         decay: EMA decay (0.999 in TiTok).
@@ -142,14 +144,17 @@ class LeCamRegularizer(nn.Module):
         loss = F.relu(real_mean - ema_fake).pow(2).mean() + F.relu(ema_real - fake_mean).pow(2).mean()
         if self.training:
             with torch.no_grad():
-                self.ema_real_logits_mean.mul_(self.decay).add_((1.0 - self.decay) * real_mean.detach().float())
-                self.ema_fake_logits_mean.mul_(self.decay).add_((1.0 - self.decay) * fake_mean.detach().float())
+                self.ema_real_logits_mean.mul_(self.decay).add_(
+                    (1.0 - self.decay) * real_mean.detach().float())
+                self.ema_fake_logits_mean.mul_(self.decay).add_(
+                    (1.0 - self.decay) * fake_mean.detach().float())
         return loss
 
 
 def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer_weight: torch.Tensor,
                         max_weight: float = 1e4) -> torch.Tensor:
-    """VQGAN's adaptive GAN weight: ``||d rec / d W|| / (||d gan / d W|| + 1e-4)``, clamped to [0, max_weight].
+    """VQGAN's adaptive GAN weight: ``||d rec / d W|| / (||d gan / d W|| + 1e-4)``,
+    clamped to [0, max_weight].
 
     ``W`` is the weight of the decoder's last layer. The gradients come from ``torch.autograd.grad`` with
     ``retain_graph=True``, so both losses can still be back-propagated afterwards; the result is detached (a
@@ -157,8 +162,8 @@ def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_lay
     """
     if not (rec_loss.requires_grad and gan_loss.requires_grad and last_layer_weight.requires_grad):
         raise RuntimeError('adaptive_gan_weight needs rec_loss and gan_loss computed with gradients from a '
-                           'last_layer_weight that requires grad; call it in the training step (grad mode on), '
-                           'or set adaptive_weight=False.')
+                           'last_layer_weight that requires grad; '
+                           'call it in the training step (grad mode on), or set adaptive_weight=False.')
     rec_grad, = torch.autograd.grad(rec_loss, last_layer_weight, retain_graph=True)
     gan_grad, = torch.autograd.grad(gan_loss, last_layer_weight, retain_graph=True)
     weight = rec_grad.norm() / (gan_grad.norm() + 1e-4)
@@ -183,10 +188,10 @@ class GANLoss(nn.Module):
     """The adversarial part of TiTok's stage-2 loss: a discriminator and both players' losses.
 
     * Generator (tokenizer) step, :meth:`generator_loss`: ``loss_gan = weight * disc_factor * [w_adaptive] *
-      (-mean(D(fake)))``. The discriminator's parameters get no gradient from it (they are switched off for the
-      forward), so the discriminator's optimizer never sees the generator's objective.
-    * Discriminator step, :meth:`discriminator_loss`: ``loss_disc = disc_factor * hinge_d_loss`` on ``real`` and
-      ``fake.detach()``, plus ``loss_lecam = lecam_weight * LeCam`` when ``lecam_weight > 0``.
+      (-mean(D(fake)))``. The discriminator's parameters get no gradient from it (they are switched off for
+      the forward), so the discriminator's optimizer never sees the generator's objective.
+    * Discriminator step, :meth:`discriminator_loss`: ``loss_disc = disc_factor * hinge_d_loss`` on ``real``
+      and ``fake.detach()``, plus ``loss_lecam = lecam_weight * LeCam`` when ``lecam_weight > 0``.
 
     Both return ``{}`` before ``start_iter`` (nothing is computed, the discriminator does not run).
 
@@ -200,10 +205,11 @@ class GANLoss(nn.Module):
         lecam_weight: weight of the LeCam regulariser (0.001 in TiTok); 0 disables it.
         lecam_decay: EMA decay of the LeCam anchors.
         disc_factor: factor on both hinge terms (1.0 in TiTok).
-        condition_on_cutoff: give the discriminator the prefix's cut-off ``w_k / S`` as one more constant input
-            channel (the discriminator then needs ``in_channels`` = image channels + 1; the default one is built
-            so). Off, the discriminator judges every low-pass target as real whatever k was asked for, so a decode
-            blurrier than its prefix allows still looks real (docs/design.md). Not in the paper.
+        condition_on_cutoff: give the discriminator the prefix's cut-off ``w_k / S`` as one more constant
+            input channel (the discriminator then needs ``in_channels`` = image channels + 1; the default one
+            is built so). Off, the discriminator judges every low-pass target as real whatever k was asked
+            for, so a decode blurrier than its prefix allows still looks real (docs/design.md). Not in the
+            paper.
     """
 
     def __init__(self, discriminator: Union[dict, nn.Module, None] = None, weight: float = 0.01,
@@ -238,12 +244,14 @@ class GANLoss(nn.Module):
         raise ValueError(f"GANLoss mode must be 'generator' or 'discriminator', got {mode!r}.")
 
     def _judge(self, images: torch.Tensor, cutoff: Optional[torch.Tensor]) -> torch.Tensor:
-        """Discriminator logits; with ``condition_on_cutoff`` the cut-off ``(B,)`` in (0, 1] is one more channel."""
+        """Discriminator logits; with ``condition_on_cutoff`` the cut-off ``(B,)`` in (0, 1]
+        is one more channel."""
         if not self.condition_on_cutoff:
             return self.discriminator(images)
         if cutoff is None:
-            raise ValueError('GANLoss(condition_on_cutoff=True) needs cutoff=w_k / image_size per sample (B,); the '
-                             'TokenizerModel passes it. Set condition_on_cutoff=False to judge images alone.')
+            raise ValueError('GANLoss(condition_on_cutoff=True) needs cutoff=w_k / image_size per sample '
+                             '(B,); the TokenizerModel passes it. '
+                             'Set condition_on_cutoff=False to judge images alone.')
         plane = cutoff.to(images.dtype).view(-1, 1, 1, 1).expand(-1, 1, *images.shape[-2:])
         return self.discriminator(torch.cat([images, plane], dim=1))
 
@@ -264,8 +272,8 @@ class GANLoss(nn.Module):
             cutoff: ``w_k / S`` of each sample's prefix (B,), used with ``condition_on_cutoff``.
 
         Returns:
-            ``{}`` before ``start_iter``; else ``loss_gan`` (scalar), ``gen_fake_logits`` (logged mean logit) and,
-            with ``adaptive_weight``, ``gan_adaptive_weight`` (logged).
+            ``{}`` before ``start_iter``; else ``loss_gan`` (scalar), ``gen_fake_logits`` (logged mean logit)
+            and, with ``adaptive_weight``, ``gan_adaptive_weight`` (logged).
         """
         if not self.active(iter):
             return {}
@@ -276,8 +284,9 @@ class GANLoss(nn.Module):
         out = {}
         if self.adaptive_weight:
             if rec_loss is None or last_layer is None:
-                raise ValueError('GANLoss(adaptive_weight=True).generator_loss needs rec_loss and last_layer (the '
-                                 "weight of the decoder's last layer); pass both, or set adaptive_weight=False.")
+                raise ValueError('GANLoss(adaptive_weight=True).generator_loss needs rec_loss and last_layer '
+                                 "(the weight of the decoder's last layer); pass both, "
+                                 'or set adaptive_weight=False.')
             adaptive = adaptive_gan_weight(rec_loss, g_loss, last_layer, self.max_adaptive_weight)
             out['gan_adaptive_weight'] = adaptive
             scale = scale * adaptive

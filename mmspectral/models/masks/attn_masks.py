@@ -2,16 +2,16 @@
 
 Three layouts of one sequence ``[context; latents]``:
 
-* ``'encoder'``: ``[image tokens (+cls); latent tokens]``. Latent i sees every context token and the latents its
-  pattern allows. Context tokens see the context, and the latents only if ``context_sees_latents``.
-* ``'decoder'``: ``[mask tokens (+cls); latent prefix]``. As the encoder, except that context (mask) tokens always
-  see the present latents: the image is read out at the mask tokens.
+* ``'encoder'``: ``[image tokens (+cls); latent tokens]``. Latent i sees every context token and the latents
+  its pattern allows. Context tokens see the context, and the latents only if ``context_sees_latents``.
+* ``'decoder'``: ``[mask tokens (+cls); latent prefix]``. As the encoder, except that context (mask) tokens
+  always see the present latents: the image is read out at the mask tokens.
 * ``'sequence'``: a generator's own sequence; the optional context (e.g. condition tokens) is a prefix every
   token sees and that sees only itself.
 
-A per-sample prefix length ``k_b`` marks latents ``j >= k_b`` (0-based) absent: no token attends to them, and an
-absent latent attends only to itself, so that no softmax row is empty (an empty row gives NaN). Samples in one
-batch may use different prefix lengths.
+A per-sample prefix length ``k_b`` marks latents ``j >= k_b`` (0-based) absent: no token attends to them, and
+an absent latent attends only to itself, so that no softmax row is empty (an empty row gives NaN). Samples in
+one batch may use different prefix lengths.
 """
 from abc import ABC, abstractmethod
 from typing import Dict, Optional, Tuple, Union
@@ -56,12 +56,14 @@ class BaseAttnMask(ABC):
 
     @property
     def is_plain_causal(self) -> bool:
-        """True when the latent pattern is the ordinary causal one (SDPA's ``is_causal`` can replace the mask)."""
+        """True when the latent pattern is the ordinary causal one
+        (SDPA's ``is_causal`` can replace the mask)."""
         return False
 
     def base_mask(self, num_latents: int, num_context: int = 0, layout: str = 'encoder',
                   device: Union[str, torch.device, None] = None) -> torch.Tensor:
-        """``(L, L)`` bool mask with every latent present; cached per (layout, sizes, device). Do not modify."""
+        """``(L, L)`` bool mask with every latent present; cached per (layout, sizes, device).
+        Do not modify."""
         return self._entry(num_latents, num_context, layout, device)[0]
 
     def _entry(self, num_latents: int, num_context: int, layout: str,

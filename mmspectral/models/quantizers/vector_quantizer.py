@@ -18,9 +18,9 @@ class VectorQuantizer(nn.Module):
     ``loss_codebook = ||q - sg(z)||^2`` pulls the codes to the encoder (both means over tokens and dims).
     Runs in float32 whatever the autocast state, so distances between unit vectors stay exact.
 
-    Optionally restarts dead codes (off by default, as TiTok): an exponential moving average tracks each code's
-    share of the assignments, and a code whose share falls below ``dead_code_threshold / K`` is moved onto a
-    randomly chosen encoder output of the current batch (the same on every rank). Small models trained
+    Optionally restarts dead codes (off by default, as TiTok): an exponential moving average tracks each
+    code's share of the assignments, and a code whose share falls below ``dead_code_threshold / K`` is moved
+    onto a randomly chosen encoder output of the current batch (the same on every rank). Small models trained
     briefly need it: at initialisation the encoder's output at a token position hardly depends on the image,
     every image picks the same code there, and nothing reaches the decoder.
 
@@ -48,7 +48,8 @@ class VectorQuantizer(nn.Module):
         self.embedding = nn.Embedding(codebook_size, token_size)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
         if restart_dead_codes:
-            # Starts at zero: codes no encoder output chose in the first batch move onto encoder outputs at once.
+            # Starts at zero: codes no encoder output chose in the first batch move onto encoder
+            # outputs at once.
             self.register_buffer('code_usage', torch.zeros(codebook_size))
 
     def codebook(self) -> torch.Tensor:
@@ -100,9 +101,11 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def usage(self, indices: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Codebook statistics of a batch of ids: share of codes used, and perplexity of the code histogram."""
+        """Codebook statistics of a batch of ids: share of codes used,
+        and perplexity of the code histogram."""
         flat = indices.reshape(-1)
-        # scatter_add, not bincount: on a GPU bincount reads the largest id back to the host (a sync per step).
+        # scatter_add, not bincount: on a GPU bincount reads the largest id back to the host
+        # (a sync per step).
         counts = torch.zeros(self.codebook_size, device=flat.device).scatter_add_(0, flat, torch.ones(
             flat.shape, device=flat.device))
         probs = counts / counts.sum().clamp(min=1)

@@ -3,5 +3,5 @@ from .maskgit_vqgan import MaskGITVQGAN
 from .titok import ARCH_SETTINGS, NestedSpectralTokenizer, PrefixSampler, TiTokTokenizer
 from .vit_codec import ViTTokenDecoder, ViTTokenEncoder
 
-__all__ = ['load_tokenizer', 'MaskGITVQGAN', 'TiTokTokenizer', 'NestedSpectralTokenizer', 'PrefixSampler', 'ARCH_SETTINGS', 'ViTTokenEncoder',
-           'ViTTokenDecoder']
+__all__ = ['load_tokenizer', 'MaskGITVQGAN', 'TiTokTokenizer', 'NestedSpectralTokenizer', 'PrefixSampler',
+           'ARCH_SETTINGS', 'ViTTokenEncoder', 'ViTTokenDecoder']

@@ -33,15 +33,16 @@ class PrefixSampler:
         distribution: 'uniform' (k uniform in [min_length, N]) or 'full' (always N).
         per_sample: one k per sample (default; one pass with per-sample masks) or one k for the whole batch.
         min_length: the shortest prefix drawn.
-        full_fraction: with 'uniform', the share of samples that decode all N tokens instead (0: plain uniform, as
-            the paper). Small tokenizers trained for a few thousand steps learn fine detail faster with it, since
-            only the longest prefixes ask for it.
+        full_fraction: with 'uniform', the share of samples that decode all N tokens instead (0: plain
+            uniform, as the paper). Small tokenizers trained for a few thousand steps learn fine detail faster
+            with it, since only the longest prefixes ask for it.
     """
 
     def __init__(self, num_tokens: int, distribution: str = 'uniform', per_sample: bool = True,
                  min_length: int = 1, full_fraction: float = 0.0) -> None:
         if distribution not in ('uniform', 'full'):
-            raise ValueError(f"prefix_sampling distribution must be 'uniform' or 'full', got {distribution!r}.")
+            raise ValueError("prefix_sampling distribution must be 'uniform' or 'full', "
+                             f'got {distribution!r}.')
         if not 1 <= min_length <= num_tokens:
             raise ValueError(f'prefix_sampling min_length must lie in [1, {num_tokens}], got {min_length}.')
         if not 0.0 <= full_fraction <= 1.0:
@@ -52,7 +53,8 @@ class PrefixSampler:
         self.per_sample = per_sample
         self.min_length = min_length
 
-    def __call__(self, batch_size: int, device=None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def __call__(self, batch_size: int, device=None,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """(B,) long prefix lengths in [min_length, N]."""
         if self.distribution == 'full':
             return torch.full((batch_size,), self.num_tokens, dtype=torch.long, device=device)
@@ -83,17 +85,17 @@ class TiTokTokenizer(nn.Module):
         spectral_supervision: the target of prefix k is ``lowpass(image, w_k)``; False: the full image.
         prefix_sampling: None (every sample decodes all N tokens, as TiTok) or
             ``dict(distribution='uniform', per_sample=True, min_length=1)``.
-        decoder_head: 'pixels', or 'proxy_codes' (TiTok's two-stage recipe: the decoder predicts the codes of a
-            VQGAN teacher; images then come from ``pixel_decoder``).
+        decoder_head: 'pixels', or 'proxy_codes' (TiTok's two-stage recipe: the decoder predicts the codes of
+            a VQGAN teacher; images then come from ``pixel_decoder``).
         proxy_codebook_size: the teacher's codebook size for 'proxy_codes'.
         pixel_decoder: for 'proxy_codes', a MODELS config of the module that turns code logits into images
             (``MaskGITVQGAN(with_encoder=False, pretrained=...)``, through its ``soft_decode``); None leaves
             ``decode_tokens`` unavailable for that head.
         legacy_token_projection: the official TiTok checkpoints' encoder projection (see ViTTokenEncoder).
         init_std: standard deviation of the (truncated normal) initial weights of every linear and conv layer:
-            0.02 as TiTok, or 'fan_in' for ``fan_in ** -0.5`` per layer. TiTok's 0.02 suits width 768; at small
-            widths it shrinks every layer's output so much that the decoder ignores the tokens for thousands of
-            steps, which 'fan_in' avoids (docs/design.md).
+            0.02 as TiTok, or 'fan_in' for ``fan_in ** -0.5`` per layer. TiTok's 0.02 suits width 768; at
+            small widths it shrinks every layer's output so much that the decoder ignores the tokens for
+            thousands of steps, which 'fan_in' avoids (docs/design.md).
     """
 
     def __init__(self, arch: str = 'B', image_size: int = 256, patch_size: int = 16, num_tokens: int = 64,
@@ -133,10 +135,10 @@ class TiTokTokenizer(nn.Module):
         self.prefix_sampler = PrefixSampler(num_tokens, **prefix_sampling) if prefix_sampling else None
 
         self.latent_tokens = nn.Parameter(width ** -0.5 * torch.randn(num_tokens, width))
-        self.encoder = ViTTokenEncoder(image_size, patch_size, width, depth, num_heads, num_tokens, token_size,
-                                       mlp_ratio, drop_path, legacy_token_projection)
-        self.decoder = ViTTokenDecoder(image_size, patch_size, width, depth, num_heads, num_tokens, token_size,
-                                       mlp_ratio, drop_path, head=decoder_head,
+        self.encoder = ViTTokenEncoder(image_size, patch_size, width, depth, num_heads, num_tokens,
+                                       token_size, mlp_ratio, drop_path, legacy_token_projection)
+        self.decoder = ViTTokenDecoder(image_size, patch_size, width, depth, num_heads, num_tokens,
+                                       token_size, mlp_ratio, drop_path, head=decoder_head,
                                        proxy_codebook_size=proxy_codebook_size)
         if not (init_std == 'fan_in' or isinstance(init_std, (int, float))):
             raise ValueError(f"init_std must be a number or 'fan_in', got {init_std!r}.")
@@ -173,12 +175,13 @@ class TiTokTokenizer(nn.Module):
             return None
         low = image_size - image_size % patch_size
         fits = [s for s in (low, low + patch_size) if s > 0]
-        return (f'image_size={image_size} is not divisible by patch_size={patch_size}, so the image does not split '
-                f'into whole patches. Use image_size {" or ".join(map(str, fits))}, or a patch_size that divides '
-                f'{image_size}.')
+        return (f'image_size={image_size} is not divisible by patch_size={patch_size}, so the image does not '
+                f'split into whole patches. Use image_size {" or ".join(map(str, fits))}, or a patch_size '
+                f'that divides {image_size}.')
 
     @classmethod
-    def check_config(cls, args: Mapping, where: str = 'tokenizer', cfg: Optional[Mapping] = None) -> List[str]:
+    def check_config(cls, args: Mapping, where: str = 'tokenizer',
+                     cfg: Optional[Mapping] = None) -> List[str]:
         """The problems of a config of this tokenizer, found before anything is built (the config checks of
         ``mmspectral.engine.preflight`` call this with the config's arguments over the defaults)."""
         size = args.get('image_size')
@@ -211,7 +214,8 @@ class TiTokTokenizer(nn.Module):
 
     # ------------------------------------------------------------------ continuous path
     def encode_continuous(self, images: torch.Tensor, num_tokens: Optional[int] = None) -> torch.Tensor:
-        """Pre-quantisation latents (B, k, D); k = N unless ``num_tokens``. Causal tokenizers compute only k."""
+        """Pre-quantisation latents (B, k, D); k = N unless ``num_tokens``.
+        Causal tokenizers compute only k."""
         k = self._check_length(num_tokens)
         self._check_images(images)
         if self.is_causal:
@@ -241,8 +245,9 @@ class TiTokTokenizer(nn.Module):
 
         Returns:
             ``output`` (images or proxy-code logits), ``indices`` (B, N), ``loss_commit``, ``loss_codebook``,
-            ``prefix_lengths`` (B,), ``target`` (what each sample's prefix should reconstruct, :meth:`target`),
-            ``code_stats`` (codebook usage and perplexity, logged) and, with ``decode_images``, ``images``.
+            ``prefix_lengths`` (B,), ``target`` (what each sample's prefix should reconstruct,
+            :meth:`target`), ``code_stats`` (codebook usage and perplexity, logged) and, with
+            ``decode_images``, ``images``.
         """
         b = images.shape[0]
         one_k = None  # one k for the whole batch: decode a shorter sequence instead of masked slots
@@ -257,7 +262,8 @@ class TiTokTokenizer(nn.Module):
             output = self.decode(quantized[:, :one_k])
         else:
             output = self.decode(quantized, prefix_lengths)
-        result = dict(output=output, prefix_lengths=prefix_lengths, target=self.target(images, prefix_lengths),
+        result = dict(output=output, prefix_lengths=prefix_lengths,
+                      target=self.target(images, prefix_lengths),
                       code_stats=self.quantizer.usage(info['indices']), **info)
         if decode_images:
             result['images'] = self.to_images(output)
@@ -276,7 +282,8 @@ class TiTokTokenizer(nn.Module):
         return self.pixel_decoder.last_layer_weight()
 
     def freeze_encoder(self) -> None:
-        """Freeze the encoder, the latent queries and the codebook (TiTok's stage 2 trains the decoder only)."""
+        """Freeze the encoder, the latent queries and the codebook
+        (TiTok's stage 2 trains the decoder only)."""
         for module in (self.encoder, self.quantizer):
             module.requires_grad_(False)
         self.latent_tokens.requires_grad_(False)
@@ -289,13 +296,15 @@ class TiTokTokenizer(nn.Module):
         return self.prefix_sampler(batch_size, device, generator)
 
     def target(self, images: torch.Tensor, prefix_lengths: torch.Tensor) -> torch.Tensor:
-        """What prefix k should reconstruct: ``lowpass(image, w_k)`` with spectral supervision, else the image."""
+        """What prefix k should reconstruct: ``lowpass(image, w_k)`` with spectral supervision,
+        else the image."""
         if not self.spectral_supervision:
             return images
         return lowpass(images, self.freq_schedule.omega(prefix_lengths.to(images.device)))
 
     def lowpass_target(self, images: torch.Tensor, k: Union[int, torch.Tensor]) -> torch.Tensor:
-        """``lowpass(image, w_k)`` under this tokenizer's schedule (for evaluation); the image when it has none."""
+        """``lowpass(image, w_k)`` under this tokenizer's schedule (for evaluation);
+        the image when it has none."""
         if self.freq_schedule is None:
             return images
         return lowpass(images, self.freq_schedule.omega(k))
@@ -316,7 +325,8 @@ class TiTokTokenizer(nn.Module):
         return self.to_images(self.decode(self.quantizer.lookup(tokens)))
 
     def to_images(self, output: torch.Tensor) -> torch.Tensor:
-        """The decoder's output as images: pixels pass through; proxy-code logits go through ``pixel_decoder``."""
+        """The decoder's output as images: pixels pass through; proxy-code logits go through
+        ``pixel_decoder``."""
         if self.decoder.head == 'pixels':
             return output
         if self.pixel_decoder is None:
@@ -335,8 +345,8 @@ class TiTokTokenizer(nn.Module):
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (self.image_size,) * 2:
-            raise ValueError(f'The tokenizer takes images of shape (B, 3, {self.image_size}, {self.image_size}), '
-                             f'got {tuple(images.shape)}.')
+            raise ValueError('The tokenizer takes images of shape '
+                             f'(B, 3, {self.image_size}, {self.image_size}), got {tuple(images.shape)}.')
 
 
 @TOKENIZERS.register_module()
@@ -344,14 +354,15 @@ class NestedSpectralTokenizer(TiTokTokenizer):
     """SpectralAR's nested spectral tokenizer (paper section 3.2, Algorithm 1).
 
     The same network as :class:`TiTokTokenizer` with SpectralAR's defaults: ``SpectralCausalMask`` in encoder
-    and decoder, the eq. 9 schedule, spectral supervision, and a prefix length drawn uniformly per sample. Every
-    argument of TiTokTokenizer is accepted, so each ablation of Table 4 is one changed argument.
+    and decoder, the eq. 9 schedule, spectral supervision, and a prefix length drawn uniformly per sample.
+    Every argument of TiTokTokenizer is accepted, so each ablation of Table 4 is one changed argument.
     """
 
     default_freq_schedule = dict(type='NonUniformFreqSchedule')
 
-    def __init__(self, attn_mask: Union[dict, BaseAttnMask, None] = None, freq_schedule: Optional[dict] = None,
-                 spectral_supervision: bool = True, prefix_sampling: Optional[dict] = None, **kwargs) -> None:
+    def __init__(self, attn_mask: Union[dict, BaseAttnMask, None] = None,
+                 freq_schedule: Optional[dict] = None, spectral_supervision: bool = True,
+                 prefix_sampling: Optional[dict] = None, **kwargs) -> None:
         super().__init__(
             attn_mask=attn_mask if attn_mask is not None else dict(type='SpectralCausalMask'),
             freq_schedule=freq_schedule if freq_schedule is not None else dict(self.default_freq_schedule),

@@ -1,10 +1,11 @@
 """The ViT encoder and decoder of a TiTok-style 1D tokenizer.
 
-Both run one transformer over ``[context; latents]``: the encoder's context is ``[cls; image patches]`` and its
-latents are N learned query tokens; the decoder's context is ``[cls; mask tokens]`` (one per image patch) and its
-latents are the quantised tokens of a prefix. Which token may attend to which is decided by an ATTN_MASKS
-builder (``BidirectionalMask`` for TiTok, ``SpectralCausalMask`` for SpectralAR). Parameter names follow TiTok's
-so that official checkpoints convert by renaming (tools/model_converters/titok_to_mmspectral.py).
+Both run one transformer over ``[context; latents]``: the encoder's context is ``[cls; image patches]`` and
+its latents are N learned query tokens; the decoder's context is ``[cls; mask tokens]`` (one per image patch)
+and its latents are the quantised tokens of a prefix. Which token may attend to which is decided by an
+ATTN_MASKS builder (``BidirectionalMask`` for TiTok, ``SpectralCausalMask`` for SpectralAR). Parameter names
+follow TiTok's so that official checkpoints convert by renaming
+(tools/model_converters/titok_to_mmspectral.py).
 """
 from typing import Optional
 
@@ -44,7 +45,8 @@ class ViTTokenEncoder(_ViTTrunk):
     """Image -> N continuous latent tokens.
 
     Args:
-        image_size, patch_size: the image side and the patch side (pixels); the image must divide into patches.
+        image_size, patch_size: the image side and the patch side (pixels); the image must divide into
+            patches.
         width, depth, num_heads, mlp_ratio, drop_path: the ViT.
         num_tokens: N, number of latent tokens.
         token_size: D, the dimension a token is projected to before quantisation.
@@ -53,8 +55,8 @@ class ViTTokenEncoder(_ViTTrunk):
             Only for converted official weights; it makes the encoder non-causal.
     """
 
-    def __init__(self, image_size: int, patch_size: int, width: int, depth: int, num_heads: int, num_tokens: int,
-                 token_size: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+    def __init__(self, image_size: int, patch_size: int, width: int, depth: int, num_heads: int,
+                 num_tokens: int, token_size: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  legacy_token_projection: bool = False) -> None:
         super().__init__(width, depth, num_heads, mlp_ratio, drop_path)
         self.grid = image_size // patch_size
@@ -82,7 +84,8 @@ class ViTTokenEncoder(_ViTTrunk):
         p = self.patch_embed.kernel_size[0]
         patches = rearrange(images, 'b c (h p1) (w p2) -> b (h w) (c p1 p2)', p1=p, p2=p)
         x = F.linear(patches, self.patch_embed.weight.flatten(1), self.patch_embed.bias)  # (B, h*w, C)
-        x = torch.cat([self.class_embedding.expand(b, -1, -1).to(x.dtype), x], dim=1) + self.positional_embedding
+        x = (torch.cat([self.class_embedding.expand(b, -1, -1).to(x.dtype), x], dim=1)
+             + self.positional_embedding)
         latents = (latent_tokens[:k] + self.latent_token_positional_embedding[:k]).to(x.dtype)
         x = torch.cat([x, latents.expand(b, -1, -1)], dim=1)  # (B, 1 + h*w + k, C)
         mask = attn_mask.sdpa_mask(k, self.num_context, layout='encoder', device=x.device)
@@ -104,9 +107,9 @@ class ViTTokenDecoder(_ViTTrunk):
         proxy_codebook_size: size of the teacher's codebook for the 'proxy_codes' head.
     """
 
-    def __init__(self, image_size: int, patch_size: int, width: int, depth: int, num_heads: int, num_tokens: int,
-                 token_size: int, mlp_ratio: float = 4.0, drop_path: float = 0.0, head: str = 'pixels',
-                 proxy_codebook_size: int = 1024) -> None:
+    def __init__(self, image_size: int, patch_size: int, width: int, depth: int, num_heads: int,
+                 num_tokens: int, token_size: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 head: str = 'pixels', proxy_codebook_size: int = 1024) -> None:
         super().__init__(width, depth, num_heads, mlp_ratio, drop_path)
         if head not in ('pixels', 'proxy_codes'):
             raise ValueError(f"decoder head must be 'pixels' or 'proxy_codes', got {head!r}.")
@@ -123,7 +126,8 @@ class ViTTokenDecoder(_ViTTrunk):
             self.pixel_head = nn.Linear(width, patch_size * patch_size * 3)
             self.conv_out = nn.Conv2d(3, 3, kernel_size=3, padding=1)
         else:
-            self.ffn = nn.Sequential(nn.Linear(width, 2 * width), nn.Tanh(), nn.Linear(2 * width, proxy_codebook_size))
+            self.ffn = nn.Sequential(nn.Linear(width, 2 * width), nn.Tanh(),
+                                     nn.Linear(2 * width, proxy_codebook_size))
 
     @property
     def num_context(self) -> int:
@@ -139,8 +143,9 @@ class ViTTokenDecoder(_ViTTrunk):
         if k > self.num_tokens:
             raise ValueError(f'The decoder takes at most {self.num_tokens} tokens, got {k}.')
         x = self.decoder_embed(tokens) + self.latent_token_positional_embedding[:k]  # (B, k, C)
-        context = torch.cat([self.class_embedding.expand(b, 1, -1),
-                             self.mask_token.expand(b, self.grid ** 2, -1)], dim=1) + self.positional_embedding
+        context = (torch.cat([self.class_embedding.expand(b, 1, -1),
+                              self.mask_token.expand(b, self.grid ** 2, -1)], dim=1)
+                   + self.positional_embedding)
         x = torch.cat([context.to(x.dtype), x], dim=1)  # (B, 1 + h*w + k, C)
         mask = attn_mask.sdpa_mask(k, self.num_context, layout='decoder', prefix_lengths=prefix_lengths,
                                    device=x.device)
