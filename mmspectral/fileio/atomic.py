@@ -13,13 +13,15 @@ from typing import Any, Iterator
 
 __all__ = ['atomic_write', 'write_json', 'atomic_write_path', 'TMP_SUFFIX']
 
-#: What :func:`atomic_write_path` appends to the path it writes first; readers of checkpoints ignore such files.
+#: What :func:`atomic_write_path` appends to the path it writes first; readers of checkpoints ignore such
+#: files.
 TMP_SUFFIX = '.tmp'
 
 
 @contextmanager
 def _replacing(tmp: str, path: str) -> Iterator[None]:
-    """Around a body that writes ``tmp``: flush it to disk and rename it over ``path``; on an exception remove it.
+    """Around a body that writes ``tmp``: flush it to disk and rename it over ``path``; on an exception
+    remove it.
 
     The rename is made durable too (the folder is synced where the file system allows it).
     """

@@ -1,10 +1,10 @@
 """Reading a state dict from a weights file and loading it into a module with every name and shape checked.
 
-The one place where mmspectral reads weights into a network: the perceptual losses, the FID Inception network, a
-feature extractor's checkpoint, the MaskGIT-VQGAN teacher, a tokenizer checkpoint for stage 2, token extraction
-and sampling, and the pre-run check of the checkpoint a Runner is about to load. All report a mismatch the same
-way: the shape mismatches, the keys missing from the file and the keys the model does not have, each with a count
-and the first few names, then what to do.
+The one place where mmspectral reads weights into a network: the perceptual losses, the FID Inception network,
+a feature extractor's checkpoint, the MaskGIT-VQGAN teacher, a tokenizer checkpoint for stage 2, token
+extraction and sampling, and the pre-run check of the checkpoint a Runner is about to load. All report a
+mismatch the same way: the shape mismatches, the keys missing from the file and the keys the model does not
+have, each with a count and the first few names, then what to do.
 """
 import fnmatch
 from collections import OrderedDict
@@ -15,7 +15,8 @@ import torch.nn as nn
 
 from .weights import CheckpointLoadError, load_torch_file
 
-__all__ = ['StateDictDiff', 'diff_state_dict', 'read_state_dict', 'load_state_dict_checked', 'SAME_ARCHITECTURE']
+__all__ = ['StateDictDiff', 'diff_state_dict', 'read_state_dict', 'load_state_dict_checked',
+           'SAME_ARCHITECTURE']
 
 SAME_ARCHITECTURE = ('Is it a checkpoint of the same architecture (same arch / width / depth / num_tokens / '
                      'codebook_size as the config)?')
@@ -45,13 +46,15 @@ class StateDictDiff(NamedTuple):
         """
         shapes = [f'{k}: {noun} {list(theirs)} vs model {list(ours)}' for k, theirs, ours in self.mis_shaped]
         parts = [f'{len(items)} {title}: {_shown(items)}'
-                 for title, items in (('shape mismatches', shapes), (f'missing from the {noun}', self.missing),
+                 for title, items in (('shape mismatches', shapes),
+                                      (f'missing from the {noun}', self.missing),
                                       ('not in the model', self.unexpected)) if items]
         return '; '.join(parts)
 
 
 def _with_metadata(new: Dict[str, Any], old: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
-    """``new`` carrying ``old``'s ``_metadata`` (module versions that ``load_state_dict`` reads), re-prefixed."""
+    """``new`` carrying ``old``'s ``_metadata`` (module versions that ``load_state_dict`` reads),
+    re-prefixed."""
     metadata = getattr(old, '_metadata', None)
     new = OrderedDict(new)
     if metadata is not None and not prefix:
@@ -67,14 +70,15 @@ def _matches(key: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
 
 
-def diff_state_dict(own: Mapping[str, torch.Tensor], state: Mapping[str, Any], ignore_missing: Sequence[str] = (),
+def diff_state_dict(own: Mapping[str, torch.Tensor], state: Mapping[str, Any],
+                    ignore_missing: Sequence[str] = (),
                     ignore_unexpected: Sequence[str] = ()) -> StateDictDiff:
     """Compare ``state`` (a file's) with ``own`` (a model's ``state_dict()`` or any name -> tensor mapping).
 
     ``ignore_missing`` / ``ignore_unexpected`` are ``fnmatch`` patterns (``'classifier.*'``,
     ``'*.num_batches_tracked'``) of names that may be absent from the file / present in it without a model
-    counterpart. The missing and unexpected names are sorted (read like an index); the shape mismatches keep the
-    model's order, so the first layer that differs comes first.
+    counterpart. The missing and unexpected names are sorted (read like an index); the shape mismatches keep
+    the model's order, so the first layer that differs comes first.
     """
     missing = sorted(k for k in own if k not in state and not _matches(k, ignore_missing))
     unexpected = sorted(k for k in state if k not in own and not _matches(k, ignore_unexpected))
@@ -83,8 +87,8 @@ def diff_state_dict(own: Mapping[str, torch.Tensor], state: Mapping[str, Any], i
     return StateDictDiff(missing, unexpected, mis_shaped)
 
 
-def read_state_dict(path: str, trusted: Optional[bool] = None, unwrap: bool = True, prefix: Optional[str] = None,
-                    mmap: bool = False) -> Dict[str, Any]:
+def read_state_dict(path: str, trusted: Optional[bool] = None, unwrap: bool = True,
+                    prefix: Optional[str] = None, mmap: bool = False) -> Dict[str, Any]:
     """The state dict held by the weights or checkpoint file ``path`` (read by :func:`load_torch_file`).
 
     Args:
@@ -100,18 +104,22 @@ def read_state_dict(path: str, trusted: Optional[bool] = None, unwrap: bool = Tr
     if unwrap and isinstance(state, Mapping) and 'state_dict' in state:
         state = state['state_dict']
     if not isinstance(state, Mapping):
-        raise CheckpointLoadError(f'{path} holds a {type(state).__name__}, not a state dict (a mapping from '
-                                  f"parameter names to tensors{', possibly under state_dict' if unwrap else ''}). "
-                                  'Re-save it with torch.save(model.state_dict(), path).')
+        raise CheckpointLoadError(
+            f'{path} holds a {type(state).__name__}, not a state dict (a mapping from parameter names to '
+            f"tensors{', possibly under state_dict' if unwrap else ''}). Re-save it with "
+            'torch.save(model.state_dict(), path).')
     if prefix and any(k.startswith(prefix) for k in state):
-        return _with_metadata({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, state, prefix)
+        return _with_metadata({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                              state, prefix)
     return _with_metadata(state, state)
 
 
 def load_state_dict_checked(target: Union[nn.Module, Mapping[str, torch.Tensor]], state: Mapping[str, Any],
                             source: str, what: str, fix: str, noun: str = 'file',
-                            ignore_missing: Sequence[str] = (), ignore_unexpected: Sequence[str] = ()) -> None:
-    """Load ``state`` into ``target`` after checking every name and shape; on any mismatch load nothing and raise.
+                            ignore_missing: Sequence[str] = (),
+                            ignore_unexpected: Sequence[str] = ()) -> None:
+    """Load ``state`` into ``target`` after checking every name and shape; on any mismatch load nothing and
+    raise.
 
     Args:
         target: a module, or a mapping of the file's names to the model's tensors (for a file whose naming

@@ -220,9 +220,11 @@ def test_weights_load_strictly_and_name_the_wrong_keys(tmp_path, random_inceptio
 
 def test_every_registered_extractor_builds(tmp_path):
     from mmspectral.evaluation.embedded_classifier import ShapesClassifier
-    probe = str(tmp_path / 'probe.pth')  # an untrained EmbeddedShapes probe file, as tools/train_probe.py saves
-    torch.save(dict(state_dict=ShapesClassifier().state_dict(), num_classes=10, image_size=32, real_accuracy=0.1),
-               probe)
+
+    # an untrained EmbeddedShapes probe file, as tools/train_probe.py saves
+    probe = str(tmp_path / 'probe.pth')
+    torch.save(dict(state_dict=ShapesClassifier().state_dict(), num_classes=10, image_size=32,
+                    real_accuracy=0.1), probe)
     defaults = dict(TINY_DEFAULTS, ShapesProbe=dict(checkpoint=probe))
     for name in FEATURE_EXTRACTORS.module_dict:
         assert name in defaults, f'add tiny constructor arguments for {name} to TINY_DEFAULTS'

@@ -1,7 +1,7 @@
 """Loss modules: perceptual (ConvNeXt-S logits, LPIPS) and adversarial (discriminator, hinge, LeCam, GANLoss).
 
-Never with pretrained weights: networks are randomly initialised (allow_random_init=True), or a random state dict
-is saved to tmp_path and loaded back by path.
+Never with pretrained weights: networks are randomly initialised (allow_random_init=True), or a random state
+dict is saved to tmp_path and loaded back by path.
 """
 import numpy as np
 import pytest
@@ -121,7 +121,8 @@ def test_lpips_zero_for_identical_positive_otherwise_and_grads_reach_pred_only(l
 
 
 def test_lpips_gradient_is_finite_at_all_zero_features(lpips):
-    # A constant black image drives many early ReLU features to exactly zero; sqrt(sum x^2) would give NaN grads.
+    # A constant black image drives many early ReLU features to exactly zero; sqrt(sum x^2) would give
+    # NaN grads.
     pred = torch.zeros(1, 3, 32, 32, requires_grad=True)
     lpips(pred, rand_images(1, 3, 32, 32)).backward()
     assert torch.isfinite(pred.grad).all()
@@ -171,7 +172,8 @@ def test_lpips_weights_load_by_path_in_the_published_layouts(lpips, tmp_path):
     loaded = LPIPSLoss(vgg_weights_path=str(vgg_path), lpips_weights_path=str(lin_path))
     pred, target = rand_images(2, 3, 32, 32, seed=7), rand_images(2, 3, 32, 32, seed=8)
     torch.testing.assert_close(loaded(pred, target), lpips(pred, target), rtol=0, atol=0)
-    assert [tuple(lin.weight.shape) for lin in loaded.lins] == [(1, c, 1, 1) for c in (64, 128, 256, 512, 512)]
+    assert [tuple(lin.weight.shape) for lin in loaded.lins] == [(1, c, 1, 1)
+                                                                for c in (64, 128, 256, 512, 512)]
     assert frozen_and_eval(loaded)
 
 
@@ -245,7 +247,8 @@ def test_blur_is_the_normalised_binomial_and_halves_the_side():
     torch.testing.assert_close(blur.kernel[0, 0], torch.outer(taps, taps) / 64)
     out = blur(torch.ones(1, 2, 8, 8))
     assert out.shape == (1, 2, 4, 4)
-    torch.testing.assert_close(out[..., 1:-1, 1:-1], torch.ones(1, 2, 2, 2))  # interior of a constant: unchanged
+    # interior of a constant: unchanged
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], torch.ones(1, 2, 2, 2))
 
 
 def test_default_discriminator_has_titoks_parameter_layout():
@@ -257,7 +260,7 @@ def test_default_discriminator_has_titoks_parameter_layout():
     assert shapes['to_logits.0.weight'] == (512, 512, 1, 1) and shapes['to_logits.2.weight'] == (1, 512, 5, 5)
 
 
-# ---------------------------------------------------------------------------------------------- loss functions
+# --------------------------------------------------------------------------------------------- loss functions
 
 
 def test_hinge_losses_match_hand_values():
@@ -276,7 +279,8 @@ def test_lecam_matches_hand_values_and_updates_its_buffers():
     loss = lecam(real, torch.tensor([-1.0, -3.0]))
     torch.testing.assert_close(loss, torch.tensor(8.0))
     loss.backward()
-    torch.testing.assert_close(real.grad, torch.tensor([2.0, 2.0]))  # d/dreal_i mean(real)^2 = 2 mean(real) / n
+    # d/dreal_i mean(real)^2 = 2 mean(real) / n
+    torch.testing.assert_close(real.grad, torch.tensor([2.0, 2.0]))
     torch.testing.assert_close(lecam.ema_real_logits_mean, torch.tensor([0.2]))
     torch.testing.assert_close(lecam.ema_fake_logits_mean, torch.tensor([-0.2]))
     # Second call uses the anchors from before it: relu(0 + 0.2)^2 + relu(0.2 - 1)^2 = 0.04.
@@ -312,7 +316,8 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms():
     (rec_loss + got * gan_loss).backward()
     assert weight.grad is not None
     out = z @ weight.T
-    clamped = adaptive_gan_weight((out - target).pow(2).mean(), -(out @ v).mean() * 1e6, weight, max_weight=1e4)
+    clamped = adaptive_gan_weight((out - target).pow(2).mean(), -(out @ v).mean() * 1e6, weight,
+                                  max_weight=1e4)
     assert clamped.item() <= 1e4
     out = z @ weight.T
     assert adaptive_gan_weight((out - target).pow(2).mean() * 1e9, -(out @ v).mean(), weight).item() == 1e4
@@ -415,5 +420,6 @@ def test_every_loss_builds_from_the_registry():
              MODELS.build(dict(type='LeCamRegularizer')),
              MODELS.build(dict(type='GANLoss', discriminator=dict(type='PatchGANDiscriminator', **tiny))),
              MODELS.build(dict(type='LPIPSLoss', allow_random_init=True))]
-    assert [type(m).__name__ for m in built] == ['PatchGANDiscriminator', 'LeCamRegularizer', 'GANLoss', 'LPIPSLoss']
+    assert [type(m).__name__ for m in built] == ['PatchGANDiscriminator', 'LeCamRegularizer', 'GANLoss',
+                                                 'LPIPSLoss']
     assert MODELS.get('ConvNeXtPerceptualLoss') is ConvNeXtPerceptualLoss  # built by the fixture above

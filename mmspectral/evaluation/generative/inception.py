@@ -124,9 +124,9 @@ def load_fid_inception_weights(net: nn.Module, path: str, owner: str = 'Inceptio
     """
     load_state_dict_checked(
         net, read_state_dict(path, unwrap=False), path, f'{owner} (the FID Inception network)',
-        f'Expected an unmodified {FID_WEIGHTS_FILE!r} (torchvision Inception3 key names, no AuxLogits, fc with '
-        f"{FID_NUM_CLASSES} classes); torchvision's own ImageNet Inception weights are a different network and "
-        'do not give comparable FID.', ignore_missing=('*.num_batches_tracked', ))
+        f'Expected an unmodified {FID_WEIGHTS_FILE!r} (torchvision Inception3 key names, no AuxLogits, fc '
+        f"with {FID_NUM_CLASSES} classes); torchvision's own ImageNet Inception weights are a different "
+        'network and do not give comparable FID.', ignore_missing=('*.num_batches_tracked', ))
 
 
 class FIDInceptionV3(nn.Module):

@@ -1,9 +1,10 @@
 """Perceptual losses on frozen, pretrained networks: TiTok's ConvNeXt-S logit MSE and LPIPS (VGG16, v0.1).
 
-Both networks are built with torchvision's ``weights=None`` and filled from local files the user names in the config:
-nothing is downloaded. Without a file they refuse to build, unless ``allow_random_init=True`` (tests only). The
-networks are frozen (``requires_grad=False``) and stay in eval mode whatever ``train()`` a parent calls, so that a
-training run never updates their weights or BatchNorm/Dropout state. Gradients flow to ``pred`` only.
+Both networks are built with torchvision's ``weights=None`` and filled from local files the user names in the
+config: nothing is downloaded. Without a file they refuse to build, unless ``allow_random_init=True`` (tests
+only). The networks are frozen (``requires_grad=False``) and stay in eval mode whatever ``train()`` a parent
+calls, so that a training run never updates their weights or BatchNorm/Dropout state. Gradients flow to
+``pred`` only.
 
 Their weights are ordinary parameters, so they are in the parent's ``state_dict`` (and checkpoints).
 """
@@ -35,7 +36,8 @@ _CONVNEXT_FILE = 'convnext_small-0c510722.pth'
 _CONVNEXT_SOURCE = ("torchvision's ConvNeXt_Small_Weights.IMAGENET1K_V1, "
                     'https://download.pytorch.org/models/convnext_small-0c510722.pth')
 _VGG_FILE = 'vgg16-397923af.pth'
-_VGG_SOURCE = "torchvision's VGG16_Weights.IMAGENET1K_V1, https://download.pytorch.org/models/vgg16-397923af.pth"
+_VGG_SOURCE = ("torchvision's VGG16_Weights.IMAGENET1K_V1, "
+               'https://download.pytorch.org/models/vgg16-397923af.pth')
 _LPIPS_FILE = 'vgg.pth'
 _LPIPS_SOURCE = ("the lpips package's lpips/weights/v0.1/vgg.pth (pip install lpips, or "
                  'github.com/richzhang/PerceptualSimilarity)')
@@ -47,10 +49,11 @@ class MissingWeightsError(FileNotFoundError):
 
 def _weights_error(owner: str, path: Optional[str], file_name: str, source: str, config_key: str) -> str:
     what = 'no path was given' if path is None else f'{path!r} does not exist'
-    return (f'{owner} needs the pretrained weights file {file_name!r} ({source}), but {what}. mmspectral never '
-            f'downloads weights: download the file yourself and set {config_key}=\'/path/to/{file_name}\' in the '
-            f'loss config, e.g. dict(type={owner!r}, {config_key}=...). Tests may pass allow_random_init=True '
-            'instead; a randomly initialised perceptual network is useless for training.')
+    return (f'{owner} needs the pretrained weights file {file_name!r} ({source}), but {what}. mmspectral '
+            'never downloads weights: download the file yourself and set '
+            f'{config_key}=\'/path/to/{file_name}\' in the loss config, e.g. dict(type={owner!r}, '
+            f'{config_key}=...). Tests may pass allow_random_init=True instead; a randomly initialised '
+            'perceptual network is useless for training.')
 
 
 def _resolve_path(owner: str, path: Optional[str], allow_random_init: bool, file_name: str, source: str,
@@ -68,8 +71,8 @@ def _unmodified(file_name: str) -> str:
 
 
 def _warn_random(owner: str, parts: str) -> None:
-    print_log(f'{owner}: {parts} randomly initialised (allow_random_init=True). Its loss values mean nothing; '
-              'use this only in tests.', logger='current', level=logging.WARNING)
+    print_log(f'{owner}: {parts} randomly initialised (allow_random_init=True). Its loss values mean '
+              'nothing; use this only in tests.', logger='current', level=logging.WARNING)
 
 
 def _to_unit_range(x: torch.Tensor, value_range: Tuple[float, float]) -> torch.Tensor:
@@ -99,7 +102,8 @@ class _FrozenNetLoss(nn.Module):
         keep_out_of_checkpoints(self)  # the weights come from their own file
 
     def train(self, mode: bool = True) -> '_FrozenNetLoss':
-        # Ignore ``mode``: a parent's .train() must not switch on Dropout or stochastic depth in the frozen net.
+        # Ignore ``mode``: a parent's .train() must not switch on Dropout or stochastic depth in the
+        # frozen net.
         return super().train(False)
 
 
@@ -108,8 +112,8 @@ class ConvNeXtPerceptualLoss(_FrozenNetLoss):
     """TiTok's perceptual loss: MSE between the ImageNet logits of a frozen ConvNeXt-S on the two images.
 
     Both images are mapped from ``value_range`` to [0, 1], resized to ``input_size`` (bilinear, antialiased),
-    normalised with the ImageNet mean and std and classified by torchvision's ``convnext_small``; the loss is the
-    mean squared difference of the two 1000-d logit vectors. The target branch runs without gradients.
+    normalised with the ImageNet mean and std and classified by torchvision's ``convnext_small``; the loss is
+    the mean squared difference of the two 1000-d logit vectors. The target branch runs without gradients.
 
     Args:
         weights_path: local copy of torchvision's ``convnext_small-0c510722.pth`` (a plain state dict).
@@ -128,13 +132,14 @@ class ConvNeXtPerceptualLoss(_FrozenNetLoss):
         self.value_range = _check_value_range(owner, value_range)
         self.input_size = int(input_size)
         self.reduction = _check_reduction(owner, reduction)
-        path = _resolve_path(owner, weights_path, allow_random_init, _CONVNEXT_FILE, _CONVNEXT_SOURCE, 'weights_path')
+        path = _resolve_path(owner, weights_path, allow_random_init, _CONVNEXT_FILE, _CONVNEXT_SOURCE,
+                             'weights_path')
         self.net = convnext_small(weights=None)
         if path is None:
             _warn_random(owner, 'the ConvNeXt-S network is')
         else:
-            load_state_dict_checked(self.net, read_state_dict(path, unwrap=False), path, f'{owner} (ConvNeXt-S)',
-                                    _unmodified(_CONVNEXT_FILE))
+            load_state_dict_checked(self.net, read_state_dict(path, unwrap=False), path,
+                                    f'{owner} (ConvNeXt-S)', _unmodified(_CONVNEXT_FILE))
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._freeze()
@@ -142,8 +147,8 @@ class ConvNeXtPerceptualLoss(_FrozenNetLoss):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         x = _to_unit_range(x, self.value_range)
         if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode='bilinear', align_corners=False,
-                              antialias=True)
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode='bilinear',
+                              align_corners=False, antialias=True)
         return self.net((x - self.mean) / self.std)  # (B, 1000)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -164,19 +169,19 @@ def _vgg16_features() -> nn.Sequential:
 class LPIPSLoss(_FrozenNetLoss):
     """LPIPS v0.1 with a VGG16 backbone (Zhang et al. 2018), for training: frozen, differentiable in ``pred``.
 
-    Per layer l in (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3): unit-normalise both feature maps over channels,
-    square their difference, weight the channels with the learned non-negative 1x1 head, average over space; sum
-    the five layers. Inputs are first mapped to [-1, 1] and then through LPIPS's ScalingLayer.
+    Per layer l in (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3): unit-normalise both feature maps over
+    channels, square their difference, weight the channels with the learned non-negative 1x1 head, average
+    over space; sum the five layers. Inputs are first mapped to [-1, 1] and then through LPIPS's ScalingLayer.
 
     Args:
-        vgg_weights_path: local copy of torchvision's ``vgg16-397923af.pth``; only its ``features.*`` tensors are
-            used (``classifier.*`` is ignored).
+        vgg_weights_path: local copy of torchvision's ``vgg16-397923af.pth``; only its ``features.*`` tensors
+            are used (``classifier.*`` is ignored).
         lpips_weights_path: local copy of the lpips package's ``weights/v0.1/vgg.pth`` (keys
             ``lin{0..4}.model.1.weight``, each ``(1, C, 1, 1)``).
         value_range: (low, high) of the input images; (0, 1) by default, as :class:`ConvNeXtPerceptualLoss`.
         reduction: 'mean' (a scalar over the batch) or 'none' (``(B,)``).
-        allow_random_init: build the networks whose path is None with random weights (the heads non-negative, as
-            the trained ones are) instead of raising. For tests only.
+        allow_random_init: build the networks whose path is None with random weights (the heads non-negative,
+            as the trained ones are) instead of raising. For tests only.
     """
 
     def __init__(self, vgg_weights_path: Optional[str] = None, lpips_weights_path: Optional[str] = None,
@@ -198,8 +203,9 @@ class LPIPSLoss(_FrozenNetLoss):
         else:
             # torchvision's file also holds the classifier, which LPIPS does not use.
             targets = {f'features.{k}': v for k, v in self.vgg.state_dict().items()}
-            load_state_dict_checked(targets, read_state_dict(vgg_path, unwrap=False), vgg_path, f'{owner} (VGG16)',
-                                    _unmodified(_VGG_FILE), ignore_unexpected=('classifier.*', ))
+            load_state_dict_checked(targets, read_state_dict(vgg_path, unwrap=False), vgg_path,
+                                    f'{owner} (VGG16)', _unmodified(_VGG_FILE),
+                                    ignore_unexpected=('classifier.*', ))
         if lpips_path is None:
             random_parts.append('the LPIPS heads')
             with torch.no_grad():

@@ -9,13 +9,14 @@ from mmspectral.registry import TOKENIZERS
 from mmspectral.utils import build_component
 
 
-def load_tokenizer(tokenizer: Union[dict, nn.Module], checkpoint: Optional[str] = None, prefix: str = 'tokenizer.',
-                   device: Union[str, torch.device, None] = None) -> nn.Module:
+def load_tokenizer(tokenizer: Union[dict, nn.Module], checkpoint: Optional[str] = None,
+                   prefix: str = 'tokenizer.', device: Union[str, torch.device, None] = None) -> nn.Module:
     """Build a tokenizer (config or module) and load its weights from a TokenizerModel checkpoint.
 
-    The checkpoint is one the Runner wrote (a pickle: it is loaded as trusted; use files you or your team made).
-    Its ``state_dict`` holds the EMA weights when training used EMAHook. Keys under ``prefix`` are taken; a
-    plain tokenizer state dict (no prefix) works too. The tokenizer is returned frozen and in eval mode.
+    The checkpoint is one the Runner wrote (a pickle: it is loaded as trusted; use files you or your team
+    made). Its ``state_dict`` holds the EMA weights when training used EMAHook. Keys under ``prefix`` are
+    taken; a plain tokenizer state dict (no prefix) works too. The tokenizer is returned frozen and in eval
+    mode.
     """
     model = build_component(tokenizer, TOKENIZERS)
     if checkpoint is not None:
