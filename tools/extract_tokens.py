@@ -36,10 +36,11 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.cli import add_trust_arg  # noqa: E402
 from mmspectral.datasets.token_dataset import META_FILE, shard_paths  # noqa: E402
 from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
-from mmspectral.fileio import write_json  # noqa: E402
+from mmspectral.fileio import trust_files, write_json  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 
@@ -107,6 +108,7 @@ def parse_args():
                         help='override config entries, e.g. train_dataloader.dataset.num_samples=1000')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    add_trust_arg(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -118,7 +120,8 @@ def main():
     cfg = load_config(args.config, args.cfg_options)
     if cfg.model.get('type') != 'TokenizerModel':
         raise ValueError(f'{args.config} is not a tokenizer config (model.type={cfg.model.get("type")!r}).')
-    tokenizer = load_tokenizer(cfg.model.tokenizer, args.checkpoint, device=device)
+    with trust_files(args.trust_checkpoint), trust_files(cfg.get('trust_checkpoints')):
+        tokenizer = load_tokenizer(cfg.model.tokenizer, args.checkpoint, device=device)
     preprocessor = MODELS.build(cfg.model.get('data_preprocessor')
                                 or dict(type='ImageDataPreprocessor')).to(device)
     dataset = build_dataset(cfg, args.split)

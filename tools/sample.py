@@ -30,6 +30,7 @@ from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
 from mmspectral.apis import add_sampling_args, init_generator, register_all_modules, sampling_options
+from mmspectral.cli import add_trust_arg
 from mmspectral.engine import setup_worker, shutdown_distributed
 from mmspectral.evaluation.metrics.generation import balanced_labels
 
@@ -56,6 +57,7 @@ def parse_args():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    add_trust_arg(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -64,7 +66,7 @@ def main():
     args = parse_args()
     register_all_modules()
     rank, world, device = setup_worker(args.launcher, args.device)
-    model = init_generator(args.config, args.checkpoint, device, args.cfg_options)
+    model = init_generator(args.config, args.checkpoint, device, args.cfg_options, args.trust_checkpoint)
     options = sampling_options(args)
     if args.super_resolve and 'num_tokens' in options:
         raise SystemExit('--super-resolve up-samples full samples (Table 3); drop --num-tokens, '

@@ -5,6 +5,7 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmspectral.cli import add_trust_arg
 from mmspectral.omp import config_data_workers, set_omp_wait_policy
 
 
@@ -16,6 +17,7 @@ def parse_args():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    add_trust_arg(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -25,11 +27,12 @@ def main():
     # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py);
     # it must be set before torch loads, hence the imports below.
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['test_dataloader']))
-    from mmspectral.apis import build_runner, default_work_dir, load_config, register_all_modules
+    from mmspectral.apis import (build_runner, default_work_dir, load_config, register_all_modules,
+                                 trust_from_args)
     from mmspectral.engine import (ConfigCheckError, check_config, check_runner_checkpoint,
                                    shutdown_distributed)
     register_all_modules(init_default_scope=False)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = trust_from_args(load_config(args.config, args.cfg_options), args)
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
     if not osp.isfile(args.checkpoint):

@@ -6,6 +6,7 @@ import sys
 
 from mmengine.config import DictAction
 
+from mmspectral.cli import add_trust_arg
 from mmspectral.omp import config_data_workers, set_omp_wait_policy
 
 
@@ -25,6 +26,7 @@ def parse_args():
                         help='how processes were started (tools/dist_train.sh passes pytorch)')
     parser.add_argument('--skip-checks', action='store_true',
                         help='start without the checks of the config, data and weight files (docs/faq.md)')
+    add_trust_arg(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -34,11 +36,12 @@ def main():
     # How idle OpenMP threads wait depends on whether data-loader workers share the cores (mmspectral/omp.py);
     # it must be set before torch loads, hence the imports below.
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['train_dataloader']))
-    from mmspectral.apis import build_runner, default_work_dir, load_config, register_all_modules
+    from mmspectral.apis import (build_runner, default_work_dir, load_config, register_all_modules,
+                                 trust_from_args)
     from mmspectral.engine import (ConfigCheckError, check_config, check_runner_checkpoint,
                                    shutdown_distributed)
     register_all_modules(init_default_scope=False)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = trust_from_args(load_config(args.config, args.cfg_options), args)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -38,6 +38,16 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def trust_from_args(cfg: Config, args) -> Config:
+    """Add the files of ``--trust-checkpoint`` to the config's ``trust_checkpoints``; returns ``cfg``."""
+    named = cfg.get('trust_checkpoints') or []
+    named = [named] if isinstance(named, str) else list(named)
+    extra = list(getattr(args, 'trust_checkpoint', None) or [])
+    if extra:
+        cfg.trust_checkpoints = named + extra
+    return cfg
+
+
 def default_work_dir(config_path: str) -> str:
     """``./work_dirs/<config name>``, MMEngine's convention."""
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])

@@ -1,5 +1,5 @@
 from .checkpoint import (CheckpointLoadError, atomic_write_path, checkpoint_defect, load_torch_file,
-                         trusted_checkpoints)
+                         trust_files)
 from .dist import default_backend, init_distributed, set_tf32, setup_worker, shutdown_distributed
 from .flexible import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_wrap_policy
 from .hooks import CheckpointHook, NonFiniteLossError, NonFiniteLossHook, SpectralReconstructionHook
@@ -15,7 +15,7 @@ __all__ = [
     'adaln_block_wrap_policy', 'set_tf32',
     'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state', 'init_distributed', 'default_backend',
     'shutdown_distributed', 'setup_worker', 'AutocastOptimWrapper', 'MultiOptimWrapperConstructor',
-    'trusted_checkpoints', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',
+    'trust_files', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',
     'SpectralReconstructionHook', 'CheckpointHook', 'NonFiniteLossHook', 'NonFiniteLossError',
     'GenerationValLoop', 'GenerationTestLoop', 'generate_for_metrics', 'ConfigCheckError', 'check_config',
     'check_checkpoint_fits', 'check_runner_checkpoint'

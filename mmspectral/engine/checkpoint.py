@@ -1,17 +1,17 @@
 """MMEngine's checkpoint loading routed through mmspectral's reader of weights files.
 
-Local files go through :func:`mmspectral.fileio.load_torch_file` (trusted pickles only inside
-:func:`mmspectral.fileio.trusted_checkpoints`, tensors only elsewhere); URL schemes are refused, since nothing
-is downloaded at run time. Importing this module registers both with MMEngine's ``CheckpointLoader``.
+Local files go through :func:`mmspectral.fileio.load_torch_file` (``weights_only=True``, unless the user named
+the file in ``trust_checkpoints`` / ``--trust-checkpoint``); URL schemes are refused, since nothing is downloaded
+at run time. Importing this module registers both with MMEngine's ``CheckpointLoader``.
 """
 from typing import Any
 
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmspectral.fileio import (TMP_SUFFIX, CheckpointLoadError, atomic_write_path, checkpoint_defect,
-                               load_torch_file, trusted_checkpoints)
+                               load_torch_file, trust_files)
 
-__all__ = ['trusted_checkpoints', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path',
+__all__ = ['trust_files', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path',
            'checkpoint_defect', 'TMP_SUFFIX']
 
 _DOWNLOAD_SCHEMES = ('http://', 'https://', 'torchvision://', 'open-mmlab://', 'openmmlab://', 'mmcls://',

@@ -55,7 +55,7 @@ from torch.distributed.fsdp import StateDictType
 
 from mmspectral.models.layers.blocks import adaln_block_wrap_policy
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
-from .checkpoint import TMP_SUFFIX, atomic_write_path
+from .checkpoint import TMP_SUFFIX, atomic_write_path, trust_files
 from .dist import init_distributed, set_tf32
 from .resume import ExactResumeMixin
 from .runner import RegistryHintsLoopsMixin, frozen_params_summarised
@@ -291,7 +291,8 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Flexible
         # Runner's order is kept instead: before_run, then the checkpoint.
         self._defer_loading = True
         try:
-            with registry_hints():
+            # the model is built here: a tokenizer_checkpoint the config trusts loads with full unpickling
+            with registry_hints(), trust_files(self.trusted_files()):
                 return super().train()
         finally:
             self._defer_loading = False

@@ -27,7 +27,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
 from torch.utils.data import DataLoader
 
-from mmspectral.fileio import SAME_ARCHITECTURE, CheckpointLoadError, diff_state_dict, read_state_dict
+from mmspectral.fileio import (SAME_ARCHITECTURE, CheckpointLoadError, diff_state_dict, read_state_dict,
+                               trust_files)
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
                                  PARAM_SCHEDULERS, QUANTIZERS, TOKENIZERS, TRANSFORMS, VISBACKENDS,
@@ -40,7 +41,7 @@ __all__ = ['ConfigCheckError', 'check_config', 'check_runner_checkpoint', 'check
 # Top-level keys the Runners read besides their __init__ arguments, and keys mmspectral's tools set.
 _EXTRA_KEYS = {'runner_type', 'custom_imports', 'work_dir', 'launcher', 'model_wrapper_cfg', 'strategy',
                'find_unused_parameters', 'activation_checkpointing', 'efficient_conv_bn_eval', 'compile',
-               'skip_checks'}
+               'skip_checks', 'trust_checkpoints'}
 # MMCV 1.x keys that MMEngine ignores, with what replaces them.
 _LEGACY_KEYS = {
     'optimizer': "optim_wrapper=dict(optimizer=dict(type='AdamW', ...))",
@@ -310,12 +311,12 @@ def check_checkpoint_fits(model: nn.Module, path: str, source: str = 'load_from'
 
     Shapes that differ, or no parameter name in common, are errors. Keys that only one side has are allowed
     (the Runner warns about them): stage-1 weights loaded into a stage-2 model, whose losses have parameters
-    of their own, are such a case. The file is a Runner checkpoint (a pickle, trusted as the Runner trusts
-    it), memory-mapped so that its tensors are not read.
+    of their own, are such a case. The file loads as the Runner will load it (``weights_only=True`` unless
+    the config trusts it), memory-mapped so that its tensors are not read.
     """
     if is_model_wrapper(model):
         model = model.module
-    state = read_state_dict(path, trusted=True, mmap=True)
+    state = read_state_dict(path, mmap=True)
     # Model wrappers (DDP around the whole model or around its parts, as the GAN recipe does) add 'module.'
     # segments that the Runner's loader strips: compare names without them.
     state = {_unwrapped_key(k): v for k, v in state.items()}
@@ -344,4 +345,5 @@ def check_runner_checkpoint(runner: Runner) -> None:
         path = find_latest_checkpoint(runner.work_dir)
     model = getattr(runner, 'model', None)
     if path and isinstance(model, nn.Module) and osp.isfile(osp.expanduser(path)):
-        check_checkpoint_fits(model, path, 'resume from' if resume else 'load_from')
+        with trust_files((getattr(runner, 'cfg', None) or {}).get('trust_checkpoints')):
+            check_checkpoint_fits(model, path, 'resume from' if resume else 'load_from')

@@ -21,7 +21,8 @@ from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 
-from .checkpoint import TMP_SUFFIX, checkpoint_defect, trusted_checkpoints
+from mmspectral.fileio import to_plain, trust_files
+from .checkpoint import TMP_SUFFIX, checkpoint_defect
 
 __all__ = ['ExactResumeMixin', 'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state']
 
@@ -144,20 +145,38 @@ class ExactResumeMixin:
                     os.remove(tmp)
                 self.logger.warning(f'Removed {tmp}: a part-written file left by a run killed while saving.')
 
+    def trusted_files(self):
+        """The files the config names in ``trust_checkpoints``: they load with full unpickling (which runs
+        any code they carry); every other file loads with ``weights_only=True``."""
+        return (getattr(self, 'cfg', None) or {}).get('trust_checkpoints')
+
     def resume(self, filename: str, *args, **kwargs) -> None:
-        """The base runner's ``resume`` (trusting the Runner's own file),
-        then the RNG restore is scheduled."""
+        """The base runner's ``resume``, then the RNG restore is scheduled."""
         self._loading_to_resume = True
         try:
-            with trusted_checkpoints():
+            with trust_files(self.trusted_files()):
                 super().resume(filename, *args, **kwargs)
         finally:
             self._loading_to_resume = False
         self._schedule_rng_restore(filename)
 
     def load_checkpoint(self, filename: str, *args, **kwargs):
-        with trusted_checkpoints():
+        with trust_files(self.trusted_files()):
             return super().load_checkpoint(filename, *args, **kwargs)
+
+    def _make_plain(self, checkpoint: dict) -> None:
+        """Write the checkpoint about to be saved as plain containers and tensors (it then loads with
+        ``weights_only=True``); warn once about anything a hook added that cannot be written so."""
+        left = []
+        for key in list(checkpoint):
+            checkpoint[key], rest = to_plain(checkpoint[key], key)
+            left += rest
+        if left and not getattr(self, '_warned_unsafe', False):
+            self._warned_unsafe = True
+            self.logger.warning(
+                'The checkpoint holds objects that only full unpickling can load (' + '; '.join(left[:5])
+                + '): it loads only when named in trust_checkpoints / --trust-checkpoint. Store plain values '
+                '(tensors, numbers, strings, lists, dicts) in checkpoints instead.')
 
     def _rng_states_for_checkpoint(self) -> List[dict]:
         """Every rank's RNG states, gathered on all ranks (each rank must call it)."""
@@ -203,6 +222,8 @@ class ExactResumeMixin:
         if fn_name == 'after_load_checkpoint' and self._loading_to_resume:
             self._resume_rng_states = kwargs['checkpoint'].get('meta', {}).get('rng_states')
         super().call_hook(fn_name, **kwargs)
+        if fn_name == 'before_save_checkpoint':  # the last step before the file is written
+            self._make_plain(kwargs['checkpoint'])
         if fn_name == 'after_val' and self._rng_before_val is not None:
             restore_rng_state(self._rng_before_val)
             self._rng_before_val = None

@@ -28,7 +28,7 @@ from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
 from mmspectral.registry import MODEL_WRAPPERS, RUNNERS, registry_hints
-from .checkpoint import atomic_write_path
+from .checkpoint import atomic_write_path, trust_files
 from .dist import init_distributed, set_tf32
 from .preflight import check_config, check_runner_checkpoint
 from .resume import ExactResumeMixin
@@ -88,7 +88,8 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
     """MMEngine Runner plus CPU-distributed, checkpoint-loading and error-message fixes (module docstring)."""
 
     def __init__(self, *args, **kwargs) -> None:
-        with registry_hints():
+        # the model is built here: a tokenizer_checkpoint the config trusts loads with full unpickling
+        with registry_hints(), trust_files((kwargs.get('cfg') or {}).get('trust_checkpoints')):
             super().__init__(*args, **kwargs)
 
     @classmethod

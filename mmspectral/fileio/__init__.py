@@ -1,14 +1,16 @@
-"""Reading and writing files safely: weights and checkpoints (what may be unpickled, torn files),
-state dicts loaded with every name and shape checked, atomic writes.
+"""Reading and writing files safely: weights and checkpoints (nothing is unpickled unless the user names the
+file; torn and foreign files), state dicts loaded with every name and shape checked, checkpoints as plain
+containers, atomic writes.
 
 The lowest layer of mmspectral beside ``registry``: it imports nothing else of the package, so models, evaluation
 and tools read weights through it without loading the engine.
 """
 from .atomic import TMP_SUFFIX, atomic_write, atomic_write_path, write_json
+from .plain import from_plain, to_plain
 from .state_dict import (SAME_ARCHITECTURE, StateDictDiff, diff_state_dict, load_state_dict_checked,
                          read_state_dict)
-from .weights import CheckpointLoadError, checkpoint_defect, load_torch_file, trusted_checkpoints
+from .weights import CheckpointLoadError, checkpoint_defect, is_trusted, load_torch_file, trust_files
 
-__all__ = ['atomic_write', 'atomic_write_path', 'write_json', 'TMP_SUFFIX', 'load_torch_file',
-           'trusted_checkpoints', 'CheckpointLoadError', 'checkpoint_defect', 'StateDictDiff', 'diff_state_dict',
-           'read_state_dict', 'load_state_dict_checked', 'SAME_ARCHITECTURE']
+__all__ = ['atomic_write', 'atomic_write_path', 'write_json', 'TMP_SUFFIX', 'load_torch_file', 'trust_files',
+           'is_trusted', 'CheckpointLoadError', 'checkpoint_defect', 'StateDictDiff', 'diff_state_dict',
+           'read_state_dict', 'load_state_dict_checked', 'SAME_ARCHITECTURE', 'to_plain', 'from_plain']

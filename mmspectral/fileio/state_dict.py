@@ -93,7 +93,7 @@ def read_state_dict(path: str, trusted: Optional[bool] = None, unwrap: bool = Tr
 
     Args:
         path: a local file.
-        trusted: as :func:`load_torch_file` (None: trusted only inside ``trusted_checkpoints()``).
+        trusted: as :func:`load_torch_file` (None: trusted only if named in ``trust_files``).
         unwrap: take the file's ``'state_dict'`` entry when it has one (a Runner checkpoint); False: the file
             must be the state dict itself.
         prefix: keep only the names starting with it, without it (``'tokenizer.'`` takes a tokenizer out of a

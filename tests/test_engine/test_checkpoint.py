@@ -6,8 +6,7 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmspectral.engine import (CheckpointLoadError, find_latest_checkpoint, load_torch_file,
-                               trusted_checkpoints)
+from mmspectral.engine import CheckpointLoadError, find_latest_checkpoint, load_torch_file, trust_files
 
 
 class Custom:
@@ -34,8 +33,13 @@ def test_pickles_need_trust(tmp_path):
         load_torch_file(str(path))
     with pytest.raises(CheckpointLoadError, match='weights_only=True'):
         CheckpointLoader.load_checkpoint(str(path))
-    with trusted_checkpoints():
+    with trust_files([str(tmp_path / '.' / 'runner_ckpt.pth')]):  # the same file, named another way
         assert CheckpointLoader.load_checkpoint(str(path))['meta']['hub'].value == 3
+        # only the named file is trusted
+        other = tmp_path / 'other.pth'
+        torch.save(dict(hub=Custom(4)), other)
+        with pytest.raises(CheckpointLoadError, match='pickled .*Custom'):
+            load_torch_file(str(other))
     # Trust does not outlive the context.
     with pytest.raises(CheckpointLoadError):
         load_torch_file(str(path))
@@ -48,7 +52,7 @@ def test_torn_missing_and_remote_files_are_explained(tmp_path):
     path.write_bytes(data[:len(data) // 3])  # a run killed while saving
     with pytest.raises(CheckpointLoadError, match='incomplete or corrupt'):
         load_torch_file(str(path))
-    with trusted_checkpoints(), pytest.raises(CheckpointLoadError, match='incomplete or corrupt'):
+    with trust_files(str(path)), pytest.raises(CheckpointLoadError, match='incomplete or corrupt'):
         load_torch_file(str(path))
     with pytest.raises(FileNotFoundError, match='never downloads'):
         load_torch_file(str(tmp_path / 'nope.pth'))

@@ -115,8 +115,8 @@ def test_resumed_run_continues_the_same_run(tmp_path, runner_type):
     assert runner.iter == 6
     assert resumed == {i: full[i] for i in (4, 5, 6)}  # bit for bit: data order, dropout, every RNG, schedule
 
-    a = load_torch_file(str(tmp_path / 'full' / 'iter_6.pth'), trusted=True)
-    b = load_torch_file(str(tmp_path / 'cut' / 'iter_6.pth'), trusted=True)
+    a = load_torch_file(str(tmp_path / 'full' / 'iter_6.pth'))
+    b = load_torch_file(str(tmp_path / 'cut' / 'iter_6.pth'))
     assert_same_tensors(a['state_dict'], b['state_dict'], 'EMA weights (state_dict)')
     assert_same_tensors(a['ema_state_dict'], b['ema_state_dict'], 'training weights (ema_state_dict)')
     for sa, sb in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()):
@@ -204,7 +204,7 @@ def test_nonfinite_loss_stops_before_the_checkpoint(tmp_path):
     # CheckpointHook of iteration 4 never ran: the newest checkpoint is the good one, and finite.
     assert find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_2.pth')
     assert not os.path.exists(tmp_path / 'iter_4.pth')
-    ckpt = load_torch_file(str(tmp_path / 'iter_2.pth'), trusted=True)
+    ckpt = load_torch_file(str(tmp_path / 'iter_2.pth'))
     assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values())
 
 
@@ -235,7 +235,7 @@ def test_nonfinite_loss_skip_holds_the_update_back(tmp_path):
     assert runner.iter == 6 and np.isnan(losses[2]) and np.isnan(losses[5])
     assert watcher.changed == {1: True, 2: False, 3: True, 4: True, 5: False, 6: True}
     assert runner.message_hub.get_info('nonfinite_skipped') == 2
-    ckpt = load_torch_file(str(tmp_path / 'a' / 'iter_6.pth'), trusted=True)
+    ckpt = load_torch_file(str(tmp_path / 'a' / 'iter_6.pth'))
     assert ckpt['message_hub']['runtime_info']['nonfinite_skipped'] == 2
     for key in ('state_dict', 'ema_state_dict'):
         assert all(torch.isfinite(v).all() for v in ckpt[key].values())

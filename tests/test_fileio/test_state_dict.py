@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from mmspectral.fileio import (CheckpointLoadError, diff_state_dict, load_state_dict_checked, read_state_dict,
-                               trusted_checkpoints)
+                               trust_files)
 
 
 def net():
@@ -77,7 +77,7 @@ def test_read_state_dict_unwraps_prefixes_and_refuses_other_content(tmp_path):
     torch.save(dict(state_dict=model.state_dict(), extra=object.__new__(_Custom)), tmp_path / 'obj.pth')
     with pytest.raises(CheckpointLoadError, match='weights_only=True'):
         read_state_dict(str(tmp_path / 'obj.pth'))
-    with trusted_checkpoints():
+    with trust_files(str(tmp_path / 'obj.pth')):
         assert list(read_state_dict(str(tmp_path / 'obj.pth'))) == list(model.state_dict())
 
 

@@ -25,7 +25,8 @@ import torch
 from mmengine.config import DictAction
 
 from mmspectral.apis import load_config, register_all_modules
-from mmspectral.engine import shutdown_distributed, trusted_checkpoints
+from mmspectral.cli import add_trust_arg
+from mmspectral.engine import shutdown_distributed, trust_files
 from mmspectral.engine.checkpoint import load_torch_file
 from mmspectral.fileio import atomic_write
 
@@ -39,6 +40,7 @@ def parse_args(argv=None):
                         help='pytorch under torchrun (needed for a folder of shards)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries')
+    add_trust_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -55,8 +57,7 @@ def _weights_meta(ckpt: dict) -> dict:
 
 def convert_file(checkpoint: str, out: str) -> dict:
     """A full checkpoint -> ``{'meta', 'state_dict'}`` (optimizer, schedulers and message hub dropped)."""
-    with trusted_checkpoints():
-        ckpt = load_torch_file(checkpoint)
+    ckpt = load_torch_file(checkpoint)
     if 'state_dict' not in ckpt:
         raise ValueError(f'{checkpoint} has no "state_dict" entry; expected a checkpoint written by an '
                          f'mmspectral runner, found keys {sorted(ckpt)[:10]}.')
@@ -97,10 +98,9 @@ def convert_folder(cfg, folder: str, out: str, launcher: str) -> None:
             raise RuntimeError(f'{folder} holds {len(shards)} shards but {strategy.world_size} processes '
                                f'run: use --nproc_per_node {len(shards)}.')
         strategy.prepare(cfg.model)
-        with trusted_checkpoints():
-            # Not strict: with use_orig_params=True FSDP loads each local `_flat_param` shard through its
-            # own hooks, yet load_state_dict still lists those keys as unexpected.
-            ckpt = strategy.load_checkpoint(folder)
+        # Not strict: with use_orig_params=True FSDP loads each local `_flat_param` shard through its
+        # own hooks, yet load_state_dict still lists those keys as unexpected.
+        ckpt = strategy.load_checkpoint(folder)
         with FSDP.state_dict_type(strategy.model, StateDictType.FULL_STATE_DICT,
                                   FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
             state_dict = strategy.model.state_dict()
@@ -111,6 +111,11 @@ def convert_folder(cfg, folder: str, out: str, launcher: str) -> None:
 def main(argv=None):
     args = parse_args(argv)
     register_all_modules(init_default_scope=True)
+    with trust_files(args.trust_checkpoint):
+        _convert(args)
+
+
+def _convert(args) -> None:
     if osp.isfile(args.checkpoint):
         result = convert_file(args.checkpoint, args.out)
         print(f'{args.checkpoint} -> {args.out}: {len(result["state_dict"])} tensors')

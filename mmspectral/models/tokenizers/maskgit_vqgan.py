@@ -256,7 +256,7 @@ class MaskGITVQGAN(nn.Module):
         path = osp.expanduser(str(path))
         if not osp.isfile(path):
             raise FileNotFoundError(f'MaskGIT-VQGAN weights {path!r} do not exist. {_HOW_TO_GET}')
-        # trusted=False: outside weights load as tensors only, also inside trusted_checkpoints().
+        # trusted=False: outside weights load as tensors only, even when named in trust_files().
         state = read_state_dict(path, trusted=False)
         hint = ''
         if any(k.startswith('pixel_') for k in state):
