@@ -3,9 +3,10 @@ import argparse
 
 __all__ = ['add_trust_arg', 'TRUST_HELP']
 
-TRUST_HELP = ('load this checkpoint with full unpickling (weights_only=False), which runs any code it carries: '
-              'only for a file you or your team wrote that needs it (one written by another codebase or by '
-              'mmspectral before 0.2); repeat for several files. Every other file loads with weights_only=True.')
+TRUST_HELP = ('load this checkpoint with full unpickling (weights_only=False), which runs any code it '
+              'carries: only for a file you or your team wrote that needs it (one written by another '
+              'codebase or by mmspectral before 0.2); repeat for several files. Every other file loads with '
+              'weights_only=True.')
 
 
 def add_trust_arg(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,8 @@
 """MMEngine's checkpoint loading routed through mmspectral's reader of weights files.
 
-Local files go through :func:`mmspectral.fileio.load_torch_file` (``weights_only=True``, unless the user named
-the file in ``trust_checkpoints`` / ``--trust-checkpoint``); URL schemes are refused, since nothing is downloaded
-at run time. Importing this module registers both with MMEngine's ``CheckpointLoader``.
+Local files go through :func:`mmspectral.fileio.load_torch_file` (``weights_only=True``, unless the user
+named the file in ``trust_checkpoints`` / ``--trust-checkpoint``); URL schemes are refused, since nothing is
+downloaded at run time. Importing this module registers both with MMEngine's ``CheckpointLoader``.
 """
 from typing import Any
 

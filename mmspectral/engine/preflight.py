@@ -331,8 +331,8 @@ def check_checkpoint_fits(model: nn.Module, path: str, source: str = 'load_from'
         what = f'none of its {len(state)} keys is a parameter of the model (e.g. {next(iter(state), "")!r})'
     raise CheckpointLoadError(
         f'{source} {path} does not fit {type(model).__name__}: {what} ({len(diff.missing)} model keys '
-        f'missing from it, {len(diff.unexpected)} keys the model does not have). {SAME_ARCHITECTURE} Point it '
-        "at a checkpoint of this model, or set the model to the checkpoint's settings.")
+        f'missing from it, {len(diff.unexpected)} keys the model does not have). {SAME_ARCHITECTURE} Point '
+        "it at a checkpoint of this model, or set the model to the checkpoint's settings.")
 
 
 def check_runner_checkpoint(runner: Runner) -> None:

@@ -2,8 +2,8 @@
 file; torn and foreign files), state dicts loaded with every name and shape checked, checkpoints as plain
 containers, atomic writes.
 
-The lowest layer of mmspectral beside ``registry``: it imports nothing else of the package, so models, evaluation
-and tools read weights through it without loading the engine.
+The lowest layer of mmspectral beside ``registry``: it imports nothing else of the package, so models,
+evaluation and tools read weights through it without loading the engine.
 """
 from .atomic import TMP_SUFFIX, atomic_write, atomic_write_path, write_json
 from .plain import from_plain, to_plain

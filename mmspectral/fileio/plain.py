@@ -18,7 +18,8 @@ __all__ = ['to_plain', 'from_plain', 'PLAIN_TAG']
 
 #: The key that marks a dict written by :func:`to_plain`.
 PLAIN_TAG = '__mmspectral_plain__'
-_ATOMS = (str, bytes, int, float, bool, complex, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+_ATOMS = (str, bytes, int, float, bool, complex, type(None), torch.Tensor, torch.dtype, torch.device,
+          torch.Size)
 
 
 def _array(arr: np.ndarray) -> dict:

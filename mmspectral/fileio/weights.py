@@ -64,19 +64,22 @@ def is_trusted(path: str) -> bool:
 
 
 def _not_a_torch_file(path: str) -> Optional[str]:
-    """Why ``path`` cannot be a file written by ``torch.save``, judged by its first bytes; None if it may be."""
+    """Why ``path`` cannot be a file written by ``torch.save``, judged by its first bytes; None if it may be.
+    """
     with open(path, 'rb') as f:
         head = f.read(4)
     if not head:
         return 'it is empty'
-    if head.startswith(_ZIP_MAGIC[:len(head)]) or head[:1] == b'\x80':  # zip archive, or the legacy pickle format
+    # a zip archive, or the legacy pickle format
+    if head.startswith(_ZIP_MAGIC[:len(head)]) or head[:1] == b'\x80':
         return None
-    return (f'it begins with the bytes {head!r}, while a file written by torch.save is a zip archive (it begins '
-            "with b'PK\\x03\\x04')")
+    return (f'it begins with the bytes {head!r}, while a file written by torch.save is a zip archive (it '
+            "begins with b'PK\\x03\\x04')")
 
 
 def _refused_global(message: str) -> str:
-    found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', message) or re.search(r'GLOBAL ([\w.]+)', message)
+    found = (re.search(r'Unsupported global: GLOBAL ([\w.]+)', message)
+             or re.search(r'GLOBAL ([\w.]+)', message))
     return f'a pickled {found.group(1)}' if found else 'pickled objects'
 
 
@@ -98,16 +101,17 @@ def load_torch_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool
     path = osp.expanduser(str(path))
     trusted = is_trusted(path) if trusted is None else trusted
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Checkpoint or weights file {path!r} does not exist. Check the path in the config '
-                                'or on the command line (mmspectral never downloads weights).')
+        raise FileNotFoundError(f'Checkpoint or weights file {path!r} does not exist. Check the path in the '
+                                'config or on the command line (mmspectral never downloads weights).')
     foreign = _not_a_torch_file(path)
     if foreign:
-        raise CheckpointLoadError(f'{path} is not a torch checkpoint: {foreign}. Point the config or the command '
-                                  'line at a .pth file written by torch.save (a training run writes them in its '
-                                  'work dir).')
+        raise CheckpointLoadError(f'{path} is not a torch checkpoint: {foreign}. Point the config or the '
+                                  'command line at a .pth file written by torch.save (a training run writes '
+                                  'them in its work dir).')
     if mmap:
         try:
-            return from_plain(torch.load(path, map_location=map_location, weights_only=not trusted, mmap=True))
+            return from_plain(torch.load(path, map_location=map_location, weights_only=not trusted,
+                                         mmap=True))
         except Exception:  # e.g. the legacy format: the full read below says clearly what is wrong
             pass
     try:
@@ -117,12 +121,12 @@ def load_torch_file(path: str, map_location: Any = 'cpu', trusted: Optional[bool
             raise CheckpointLoadError(f'{path} is not a readable torch checkpoint ({exc}).') from exc
         raise CheckpointLoadError(
             f'{path} holds {_refused_global(str(exc))}, so it was not loaded: mmspectral loads files with '
-            'torch.load(weights_only=True), and unpickling such an object can run code. mmspectral\'s own runs '
-            'write checkpoints that need no more since 0.2 (an older mmspectral, or another codebase, wrote '
-            'this one). If you or your team made the file, either load it once with full unpickling, by naming it: '
-            f'--trust-checkpoint {path} (tools) or trust_checkpoints=[{path!r}] (config); or re-save it as a safe '
-            f'file: python tools/model_converters/make_checkpoint_safe.py {path} SAFE.pth. Never do either '
-            'for a file from a source you do not trust.') from exc
+            'torch.load(weights_only=True), and unpickling such an object can run code. mmspectral\'s own '
+            'runs write checkpoints that need no more since 0.2 (an older mmspectral, or another codebase, '
+            'wrote this one). If you or your team made the file, either load it once with full unpickling, '
+            f'by naming it: --trust-checkpoint {path} (tools) or trust_checkpoints=[{path!r}] (config); or '
+            f're-save it as a safe file: python tools/model_converters/make_checkpoint_safe.py {path} '
+            'SAFE.pth. Never do either for a file from a source you do not trust.') from exc
     except (RuntimeError, EOFError, OSError) as exc:
         size = osp.getsize(path)
         raise CheckpointLoadError(

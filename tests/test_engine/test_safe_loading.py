@@ -128,8 +128,9 @@ def test_generator_loading_refuses_it_and_loads_strictly(tmp_path, evil):
     cfg = load_config(TOKENIZER_CONFIG)
     cfg.model.tokenizer.update(width=32, depth=1, num_heads=2)
     tokenizer_ckpt = tmp_path / 'tokenizer.pth'
-    torch.save(dict(state_dict=TokenizerModel(**{k: v for k, v in cfg.model.items() if k != 'type'}).state_dict(),
-                    meta=dict(iter=1)), tokenizer_ckpt)
+    torch.save(
+        dict(state_dict=TokenizerModel(**{k: v for k, v in cfg.model.items() if k != 'type'}).state_dict(),
+             meta=dict(iter=1)), tokenizer_ckpt)
     options['model.tokenizer_checkpoint'] = str(tokenizer_ckpt)
     with pytest.raises(CheckpointLoadError, match=r'does not fit the generator of .*missing from the '
                                                   r'checkpoint: generator\..*not in the model: tokenizer\.'):
@@ -153,14 +154,14 @@ def test_tools_refuse_it(tmp_path, evil, repo_root, subprocess_env):
     small = ['model.tokenizer.width=32', 'model.tokenizer.depth=1', 'model.tokenizer.num_heads=2']
     commands = [
         ['tools/test.py', AUTOENCODER, runner_style, '--work-dir', str(tmp_path / 'test')],
-        ['tools/extract_tokens.py', TOKENIZER_CONFIG, plain, '--out', str(tmp_path / 'tokens'), '--num-workers',
-         '0', '--device', 'cpu', '--cfg-options', *small],
-        ['tools/sample.py', GENERATOR_CONFIG, runner_style, '--out', str(tmp_path / 'samples'), '--device', 'cpu',
-         '--cfg-options', *small],
+        ['tools/extract_tokens.py', TOKENIZER_CONFIG, plain, '--out', str(tmp_path / 'tokens'),
+         '--num-workers', '0', '--device', 'cpu', '--cfg-options', *small],
+        ['tools/sample.py', GENERATOR_CONFIG, runner_style, '--out', str(tmp_path / 'samples'),
+         '--device', 'cpu', '--cfg-options', *small],
     ]
     for command in commands:
-        out = subprocess.run([sys.executable, *command], cwd=repo_root, env=subprocess_env, capture_output=True,
-                             text=True, timeout=300)
+        out = subprocess.run([sys.executable, *command], cwd=repo_root, env=subprocess_env,
+                             capture_output=True, text=True, timeout=300)
         text = out.stdout + out.stderr
         assert out.returncode != 0 and 'can run code' in text and '--trust-checkpoint' in text, text[-3000:]
         assert not os.path.exists(marker), f'{command[0]} ran the payload'
@@ -169,15 +170,17 @@ def test_tools_refuse_it(tmp_path, evil, repo_root, subprocess_env):
 def test_old_checkpoints_are_refused_and_made_safe(tmp_path, repo_root, subprocess_env):
     """A checkpoint as mmspectral wrote them before 0.2 (HistoryBuffer, numpy values) -> one that loads."""
     old = tmp_path / 'old.pth'
-    hub = dict(log_scalars=dict(loss=HistoryBuffer([0.5, 0.25], [1, 1])), runtime_info=dict(best=np.float64(2.5)))
+    hub = dict(log_scalars=dict(loss=HistoryBuffer([0.5, 0.25], [1, 1])),
+               runtime_info=dict(best=np.float64(2.5)))
     rng = ('MT19937', np.arange(624, dtype=np.uint32), 3, 0, 0.0)
     torch.save(dict(meta=dict(iter=4, rng_states=[dict(numpy=rng)]), message_hub=hub,
                     state_dict=OrderedDict(w=torch.arange(6.0))), old)
     with pytest.raises(CheckpointLoadError, match='holds a pickled numpy.*can run code'):
         load_torch_file(str(old))
     safe = tmp_path / 'safe.pth'
-    out = subprocess.run([sys.executable, 'tools/model_converters/make_checkpoint_safe.py', str(old), str(safe)],
-                         cwd=repo_root, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, 'tools/model_converters/make_checkpoint_safe.py', str(old), str(safe)],
+        cwd=repo_root, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     torch.load(str(safe), weights_only=True)
     back = load_torch_file(str(safe))
@@ -189,9 +192,10 @@ def test_old_checkpoints_are_refused_and_made_safe(tmp_path, repo_root, subproce
     assert torch.equal(back['state_dict']['w'], torch.arange(6.0))
     # what has no plain form is listed, and nothing is written
     torch.save(dict(meta=dict(thing=Counter(a=1))), tmp_path / 'odd.pth')
-    out = subprocess.run([sys.executable, 'tools/model_converters/make_checkpoint_safe.py', str(tmp_path / 'odd.pth'),
-                          str(tmp_path / 'odd_safe.pth')], cwd=repo_root, env=subprocess_env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, 'tools/model_converters/make_checkpoint_safe.py', str(tmp_path / 'odd.pth'),
+         str(tmp_path / 'odd_safe.pth')],
+        cwd=repo_root, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and 'meta.thing: collections.Counter' in out.stderr, out.stderr
     assert not os.path.exists(tmp_path / 'odd_safe.pth')
 
@@ -200,7 +204,8 @@ def test_plain_round_trip_is_exact():
     """to_plain / from_plain over random numpy values of many dtypes and shapes."""
     from mmspectral.fileio import to_plain
     rng = np.random.default_rng(0)
-    for dtype in (np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, np.uint32, np.bool_, np.uint64):
+    for dtype in (np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, np.uint32, np.bool_,
+                  np.uint64):
         arr = (rng.standard_normal((3, 4)) * 1000).astype(dtype)
         obj = dict(a=arr, s=arr.reshape(-1)[0], nested=[(arr[:1], 'x')])
         plain, left = to_plain(obj)

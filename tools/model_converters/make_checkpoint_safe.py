@@ -2,11 +2,11 @@
 
     python tools/model_converters/make_checkpoint_safe.py OLD.pth SAFE.pth
 
-For checkpoints you or your team wrote with mmspectral before 0.2 (they pickle MMEngine's HistoryBuffer and numpy
-values). Reading OLD.pth unpickles it fully, which runs any code it carries: never run this on a file from a
-source you do not trust. SAFE.pth holds the same content as plain containers and tensors (what mmspectral's
-runners write now), so resuming from it, ``load_from`` and every tool load it without trust. Anything else the
-file holds (an object of another class) is listed and the tool stops without writing.
+For checkpoints you or your team wrote with mmspectral before 0.2 (they pickle MMEngine's HistoryBuffer and
+numpy values). Reading OLD.pth unpickles it fully, which runs any code it carries: never run this on a file
+from a source you do not trust. SAFE.pth holds the same content as plain containers and tensors (what
+mmspectral's runners write now), so resuming from it, ``load_from`` and every tool load it without trust.
+Anything else the file holds (an object of another class) is listed and the tool stops without writing.
 """
 import argparse
 import sys
@@ -17,7 +17,8 @@ from mmspectral.fileio import atomic_write, load_torch_file, to_plain
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Checkpoint that needs full unpickling -> a weights_only one.')
+    parser = argparse.ArgumentParser(
+        description='Checkpoint that needs full unpickling -> a weights_only one.')
     parser.add_argument('src', help='the checkpoint to convert (it is unpickled fully: trusted files only)')
     parser.add_argument('out', help='the file to write')
     return parser.parse_args(argv)
