@@ -63,6 +63,26 @@ from .runner import RegistryHintsLoopsMixin, frozen_params_summarised
 __all__ = ['adaln_block_wrap_policy', 'set_tf32', 'SpectralFSDPStrategy', 'SpectralFlexibleRunner']
 
 
+def _shard_globals() -> list:
+    """What a rank's shard of a ``'local'`` FSDP state dict pickles besides tensors.
+
+    torch's ShardedTensor, its process-group state and metadata classes, and ``getattr`` (which rebuilds
+    their enum member). Exactly these are allowed, only while such a shard is read; every other load stays
+    plain ``weights_only=True``.
+    """
+    from torch.distributed._shard.metadata import ShardMetadata
+    from torch.distributed._shard.sharded_tensor.api import ShardedTensor
+    from torch.distributed._shard.sharded_tensor.metadata import (MEM_FORMAT_ENCODING, ShardedTensorMetadata,
+                                                                  TensorProperties)
+    from torch.distributed._shard.sharded_tensor.shard import Shard
+    from torch.distributed._shard.sharding_spec.api import EnumerableShardingSpec
+    from torch.distributed._shard.sharding_spec.chunk_sharding_spec import ChunkShardingSpec
+    from torch.distributed.remote_device import _remote_device
+    return [ShardedTensor, ShardedTensor.ProcessGroupState, ShardMetadata, Shard, ShardedTensorMetadata,
+            TensorProperties, MEM_FORMAT_ENCODING, ChunkShardingSpec, EnumerableShardingSpec, _remote_device,
+            getattr]
+
+
 def _resolve_function(policy: Union[str, dict, Callable, None]) -> Optional[Callable]:
     """A policy given by name or ``dict(type=name, **kwargs)`` -> the callable (mmspectral's FUNCTIONS)."""
     if isinstance(policy, str):
@@ -194,8 +214,11 @@ class SpectralFSDPStrategy(FSDPStrategy):
         """A folder of rank shards (``state_dict_cfg='local'``), or one file: a full checkpoint (DDP,
         ``state_dict_cfg='full'``, converted), which also loads into a model that saves local shards."""
         self._full_file = self._is_full_state_dict() or osp.isfile(filename)
-        if self._is_full_state_dict() or not self._full_file:
+        if self._is_full_state_dict():
             return super().load_checkpoint(filename, **kwargs)
+        if not self._full_file:  # a folder of rank shards
+            with torch.serialization.safe_globals(_shard_globals()):
+                return super().load_checkpoint(filename, **kwargs)
         with FSDP.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, FullStateDictConfig(),
                                   FullOptimStateDictConfig()):
             return SingleDeviceStrategy.load_checkpoint(self, filename, **kwargs)
