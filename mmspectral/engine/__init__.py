@@ -5,7 +5,7 @@ from .flexible import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_
 from .hooks import CheckpointHook, NonFiniteLossError, NonFiniteLossHook, SpectralReconstructionHook
 from .loops import GenerationTestLoop, GenerationValLoop, generate_for_metrics
 from .optim_constructor import MultiOptimWrapperConstructor
-from .optim_wrapper import AutocastOptimWrapper
+from .optim_wrapper import AutocastOptimWrapper, OptimWrapper
 from .preflight import ConfigCheckError, check_checkpoint_fits, check_config, check_runner_checkpoint
 from .resume import ExactResumeMixin, capture_rng_state, find_latest_checkpoint, restore_rng_state
 from .runner import SpectralRunner
@@ -14,7 +14,7 @@ __all__ = [
     'SpectralRunner', 'ExactResumeMixin', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy',
     'adaln_block_wrap_policy', 'set_tf32',
     'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state', 'init_distributed', 'default_backend',
-    'shutdown_distributed', 'setup_worker', 'AutocastOptimWrapper', 'MultiOptimWrapperConstructor',
+    'shutdown_distributed', 'setup_worker', 'AutocastOptimWrapper', 'OptimWrapper', 'MultiOptimWrapperConstructor',
     'trust_files', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',
     'SpectralReconstructionHook', 'CheckpointHook', 'NonFiniteLossHook', 'NonFiniteLossError',
     'GenerationValLoop', 'GenerationTestLoop', 'generate_for_metrics', 'ConfigCheckError', 'check_config',

@@ -70,9 +70,13 @@ def frozen_params_summarised() -> Iterator[None]:
                       'optimizer.', logger='current')
 
 
+_MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler', 'checkpoint')
+
+
 class RegistryHintsLoopsMixin:
     """``val()`` and ``test()`` under :func:`registry_hints`: an unknown ``type`` met while the loops build
-    their parts names the closest registered ones. Shared by SpectralRunner and SpectralFlexibleRunner."""
+    their parts names the closest registered ones; any default hook can be turned off with None. Shared by
+    SpectralRunner and SpectralFlexibleRunner."""
 
     def val(self) -> dict:
         with registry_hints():
@@ -81,6 +85,12 @@ class RegistryHintsLoopsMixin:
     def test(self) -> dict:
         with registry_hints():
             return super().test()
+
+    def register_default_hooks(self, hooks=None) -> None:
+        # ``default_hooks.<name> = None`` turns a default hook off; MMEngine allows it only for its own six
+        # (mmspectral's defaults add nonfinite_loss), and asserts on the others.
+        super().register_default_hooks({k: v for k, v in (hooks or {}).items() if v is not None
+                                        or k in _MMENGINE_DEFAULT_HOOKS})
 
 
 @RUNNERS.register_module()

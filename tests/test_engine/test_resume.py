@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
-from mmengine.model import BaseModel
+from mmengine.model import BaseModel, is_model_wrapper
+from mmengine.optim import OptimWrapper as MMEngineOptimWrapper
 
 from mmspectral.apis import build_runner, load_config
 from mmspectral.engine import (NonFiniteLossError, atomic_write_path, checkpoint_defect,
                                find_latest_checkpoint, load_torch_file)
-from mmspectral.registry import MODELS
+from mmspectral.registry import MODELS, OPTIM_WRAPPERS
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'tiny_autoencoder_config.py')
 
@@ -224,8 +225,9 @@ class WeightWatcher(Hook):
 
 def test_nonfinite_loss_skip_holds_the_update_back(tmp_path):
     skip = {'default_hooks.nonfinite_loss.action': 'skip'}
-    with pytest.raises(ValueError, match='AutocastOptimWrapper'):  # MMEngine's OptimWrapper cannot hold back
-        make_runner(tmp_path / 'plain', 'nan-skip-plain', nan_at=[2], **skip).train()
+    with pytest.raises(ValueError, match='AutocastOptimWrapper'):  # a wrapper that cannot hold back
+        make_runner(tmp_path / 'plain', 'nan-skip-plain', nan_at=[2], **skip,
+                    optim_wrapper=dict(type='UnguardedTestWrapper', optimizer=dict(type='AdamW', lr=1e-3))).train()
 
     runner = make_runner(tmp_path / 'a', 'nan-skip', interval=3, max_iters=6, nan_at=[2, 5],
                          optim_wrapper=dict(type='AutocastOptimWrapper', dtype='float32'), **skip)
@@ -239,3 +241,97 @@ def test_nonfinite_loss_skip_holds_the_update_back(tmp_path):
     assert ckpt['message_hub']['runtime_info']['nonfinite_skipped'] == 2
     for key in ('state_dict', 'ema_state_dict'):
         assert all(torch.isfinite(v).all() for v in ckpt[key].values())
+
+
+class NanGradient(Hook):
+    """Makes the gradient of the first weight NaN at the given iterations: a finite loss, a NaN gradient."""
+
+    def __init__(self, at):
+        self.at, self._handle = set(at), None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter + 1 in self.at:
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            self._handle = next(model.parameters()).register_hook(lambda grad: grad * float('nan'))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def all_finite(tensors):
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def ema_weights(runner):
+    ema = next(h for h in runner.hooks if type(h).__name__ == 'EMAHook')
+    return list(ema.ema_model.parameters())
+
+
+CLIPPED = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3), clip_grad=dict(max_norm=1.0))
+
+
+def test_nan_gradient_stops_before_it_reaches_weights_ema_or_checkpoint(tmp_path):
+    """A finite loss with a NaN gradient at a checkpoint iteration, with clipping (which spreads the NaN)."""
+    runner = make_runner(tmp_path, 'nangrad-raise', interval=2, max_iters=6, optim_wrapper=CLIPPED)
+    runner.register_hook(NanGradient([4]), priority='HIGHEST')
+    with pytest.raises(NonFiniteLossError) as err:
+        train(runner)
+    msg = str(err.value)
+    assert 'iteration 4' in msg and 'non-finite gradient norm' in msg and 'weights in memory are finite' in msg
+    assert str(tmp_path / 'iter_2.pth') in msg and "action='skip'" in msg
+    assert all_finite(runner.model.parameters()) and all_finite(ema_weights(runner))
+    assert not os.path.exists(tmp_path / 'iter_4.pth')
+    ckpt = load_torch_file(str(tmp_path / 'iter_2.pth'))
+    assert all_finite(ckpt['state_dict'].values()) and all_finite(ckpt['ema_state_dict'].values())
+
+
+@pytest.mark.parametrize('wrapper', [CLIPPED, dict(type='AutocastOptimWrapper', dtype='float32')])
+def test_nan_gradient_skip_holds_the_update_back_and_keeps_finite_checkpoints(tmp_path, wrapper):
+    skip = {'default_hooks.nonfinite_loss.action': 'skip', 'default_hooks.checkpoint.max_keep_ckpts': 1}
+    runner = make_runner(tmp_path, f'nangrad-skip-{wrapper["type"]}', interval=2, max_iters=6,
+                         optim_wrapper=wrapper, **skip)
+    watcher = WeightWatcher()
+    runner.register_hook(watcher, priority='HIGHEST')
+    runner.register_hook(NanGradient([2, 4]), priority='HIGHEST')
+    train(runner)
+    assert runner.iter == 6 and watcher.changed == {1: True, 2: False, 3: True, 4: False, 5: True, 6: True}
+    assert runner.message_hub.get_info('nonfinite_skipped') == 2
+    ckpt = load_torch_file(str(tmp_path / 'iter_6.pth'))
+    assert all_finite(ckpt['state_dict'].values()) and all_finite(ckpt['ema_state_dict'].values())
+    # max_skips: the message does not suggest the mode the run is already in
+    runner = make_runner(tmp_path / 'few', 'nangrad-max', interval=2, max_iters=6, optim_wrapper=wrapper,
+                         **{'default_hooks.nonfinite_loss.max_skips': 0}, **skip)
+    runner.register_hook(NanGradient([3]), priority='HIGHEST')
+    with pytest.raises(NonFiniteLossError) as err:
+        train(runner)
+    msg = str(err.value)
+    assert 'more than max_skips=0' in msg and "action='skip'" not in msg
+    assert str(tmp_path / 'few' / 'iter_2.pth') in msg
+
+
+@OPTIM_WRAPPERS.register_module(force=True)
+class UnguardedTestWrapper(MMEngineOptimWrapper):
+    """A wrapper that cannot hold an update back (as a user's own might be)."""
+
+
+def test_without_a_guarding_wrapper_no_nonfinite_state_is_saved(tmp_path):
+    """The hook then checks the weights after each step; and the checkpoint hook refuses non-finite weights
+    even without it, keeping the older checkpoint whatever max_keep_ckpts says."""
+    unguarded = dict(type='UnguardedTestWrapper', optimizer=dict(type='AdamW', lr=1e-3), clip_grad=dict(max_norm=1))
+    runner = make_runner(tmp_path / 'hook', 'unguarded', interval=2, max_iters=6, optim_wrapper=unguarded)
+    runner.register_hook(NanGradient([4]), priority='HIGHEST')
+    with pytest.raises(NonFiniteLossError, match=r'iteration 4: non-finite weights after the step'):
+        train(runner)
+    assert not os.path.exists(tmp_path / 'hook' / 'iter_4.pth')
+    assert all_finite(ema_weights(runner))  # the EMA never averaged them
+    runner = make_runner(tmp_path / 'ckpt', 'unguarded-nohook', interval=2, max_iters=6, optim_wrapper=unguarded,
+                         **{'default_hooks.nonfinite_loss': None, 'default_hooks.checkpoint.max_keep_ckpts': 1})
+    runner.register_hook(NanGradient([3]), priority='HIGHEST')
+    with pytest.raises(NonFiniteLossError) as err:
+        train(runner)
+    assert 'checkpoint of iteration 4 was not written' in str(err.value)
+    assert str(tmp_path / 'ckpt' / 'iter_2.pth') in str(err.value)
+    assert sorted(os.listdir(tmp_path / 'ckpt')).count('iter_2.pth') == 1
+    assert all_finite(load_torch_file(str(tmp_path / 'ckpt' / 'iter_2.pth'))['state_dict'].values())

@@ -10,6 +10,7 @@ from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
 
 from mmspectral.registry import HOOKS
 from ..checkpoint import atomic_write_path
+from .nonfinite_loss_hook import NonFiniteLossError, latest_checkpoint_sentence, nonfinite_tensors
 
 __all__ = ['CheckpointHook']
 
@@ -69,3 +70,17 @@ class CheckpointHook(MMEngineCheckpointHook):
                 self.file_backend.remove(path)
             elif self.file_backend.isdir(path):  # checkpoints saved by DeepSpeed are directories
                 self.file_backend.rmtree(path)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to write a checkpoint whose weights (or EMA weights) are not finite.
+
+        The older checkpoints stay: the outdated one is removed only after a new one is written, so the newest
+        checkpoint in the work dir is always a finite one, whatever ``max_keep_ckpts`` says.
+        """
+        bad = []
+        for key in ('state_dict', 'ema_state_dict'):
+            bad += [f'{key}.{name}' for name in nonfinite_tensors((checkpoint.get(key) or {}).items())]
+        if bad:
+            raise NonFiniteLossError(
+                f'The checkpoint of iteration {checkpoint.get("meta", {}).get("iter", runner.iter)} was not written: {len(bad)} of its weight tensors '
+                f'hold NaN or inf (e.g. {", ".join(bad[:3])}). {latest_checkpoint_sentence(runner.work_dir)}')
