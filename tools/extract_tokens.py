@@ -13,8 +13,8 @@ and marks the images it finished, so an interrupted run continues where it stopp
 same command. An unreadable image is reported with its path and gets label -1 (the TokenDataset skips it).
 """
 import argparse
+import glob
 import json
-import os
 import os.path as osp
 
 from mmspectral.omp import set_omp_wait_policy
@@ -40,7 +40,8 @@ from mmspectral.cli import add_trust_arg  # noqa: E402
 from mmspectral.datasets.token_dataset import META_FILE, shard_paths  # noqa: E402
 from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
-from mmspectral.fileio import trust_files, write_json  # noqa: E402
+from mmspectral.fileio import (ProvenanceError, claim_folder, file_identity, trust_files,  # noqa: E402
+                               write_json)
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 
@@ -61,6 +62,11 @@ class _Tolerant(torch.utils.data.Dataset):
         except CorruptImageError as exc:
             print(f'\nwarning: {exc}', flush=True)
             return idx, None
+
+
+def _plain(cfg) -> dict:
+    """A config dict as JSON values (tuples become lists), for the provenance record."""
+    return json.loads(json.dumps(cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg), default=str))
 
 
 def build_dataset(cfg, split: str):
@@ -130,24 +136,26 @@ def main():
         raise ValueError('--crop-range must be >= 1 (the enlargement before cropping), '
                          f'got {args.crop_range}.')
     variants = NUM_VARIANTS[args.augment]
-    os.makedirs(args.out, exist_ok=True)
     meta_path = osp.join(args.out, META_FILE)
+    identity = file_identity(args.checkpoint)
     meta = dict(num_images=num_images, done=0, complete=False, num_tokens=n, vocab_size=tokenizer.vocab_size,
                 num_variants=variants, world_size=world, augment=args.augment,
                 crop_range=args.crop_range if args.augment == 'tencrop' else None, split=args.split,
                 tokenizer_config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
+                checkpoint_size=identity['size'], checkpoint_sha256=identity['sha256'],
                 classes=list(dataset.metainfo.get('classes', ())))
-    if osp.isfile(meta_path):
-        with open(meta_path) as f:
-            old = json.load(f)
-        keys = ('world_size', 'num_images', 'num_variants', 'num_tokens', 'vocab_size', 'augment')
-        if any(old.get(k) != meta[k] for k in keys):
-            raise RuntimeError(f'{args.out} holds an extraction with ' +
-                               ', '.join(f'{k}={old.get(k)}' for k in keys) + '; this run has ' +
-                               ', '.join(f'{k}={meta[k]}' for k in keys) + '. Resume with the same settings, '
-                               'or use another --out folder.')
+    # What decides the tokens: a folder made with another tokenizer, data or settings is never resumed.
+    record = dict(checkpoint=identity, tokenizer=_plain(cfg.model.tokenizer),
+                  dataset=_plain(cfg[f'{args.split}_dataloader'].dataset), split=args.split,
+                  classes=meta['classes'], num_images=num_images, augment=args.augment,
+                  crop_range=meta['crop_range'], world_size=world)
+    has_outputs = osp.isfile(meta_path) or bool(glob.glob(osp.join(args.out, '*.npy')))
+    try:
+        claim_folder(args.out, record, has_outputs, 'tokens', write=rank == 0)
+    except ProvenanceError as exc:
+        raise SystemExit(str(exc))
     if dist.is_initialized():
-        dist.barrier()  # every rank has read the old meta file before rank 0 may write a new one
+        dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     if rank == 0 and not osp.isfile(meta_path):
         write_json(meta_path, meta)
     # Rank r takes images r, r + world, ...

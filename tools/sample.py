@@ -19,6 +19,7 @@ completion of its four strided ('stride') or quadrant ('patch') sub-images (``Ge
 with the batch's random stream continued. The three modes start from the same samples.
 """
 import argparse
+import json
 import os
 import os.path as osp
 
@@ -33,6 +34,7 @@ from mmspectral.apis import add_sampling_args, init_generator, register_all_modu
 from mmspectral.cli import add_trust_arg
 from mmspectral.engine import setup_worker, shutdown_distributed
 from mmspectral.evaluation.metrics.generation import balanced_labels
+from mmspectral.fileio import ProvenanceError, claim_folder, file_identity
 
 
 def image_path(out: str, index: int, label: int) -> str:
@@ -62,18 +64,51 @@ def parse_args():
     return parser.parse_args()
 
 
+def check_args(args) -> None:
+    """Refuse impossible counts before any model is loaded."""
+    for name in ('per_class', 'batch_size', 'num_classes'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f'--{name.replace("_", "-")} must be at least 1, got {value}.')
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'{args.checkpoint}: no such checkpoint file.')
+    if args.super_resolve and args.num_tokens is not None:
+        raise SystemExit('--super-resolve up-samples full samples (Table 3); drop --num-tokens, '
+                         'or sample the truncated generations without --super-resolve.')
+
+
+def provenance(args, model, options: dict, num_classes: int) -> dict:
+    """What decides the samples (the process count does not: every batch has its own seed)."""
+    tokenizer_checkpoint = getattr(model, 'tokenizer_checkpoint', None)
+    return dict(generator_checkpoint=file_identity(args.checkpoint),
+                tokenizer_checkpoint=file_identity(tokenizer_checkpoint) if tokenizer_checkpoint else None,
+                config=osp.abspath(args.config), cfg_options=json.loads(json.dumps(args.cfg_options or {},
+                                                                                   default=str)),
+                sampling={**model.sampling, **options}, seed=args.seed, per_class=args.per_class,
+                num_classes=num_classes, batch_size=args.batch_size, super_resolve=args.super_resolve)
+
+
 def main():
     args = parse_args()
+    check_args(args)
     register_all_modules()
     rank, world, device = setup_worker(args.launcher, args.device)
     model = init_generator(args.config, args.checkpoint, device, args.cfg_options, args.trust_checkpoint)
     options = sampling_options(args)
-    if args.super_resolve and 'num_tokens' in options:
-        raise SystemExit('--super-resolve up-samples full samples (Table 3); drop --num-tokens, '
-                         'or sample the truncated generations without --super-resolve.')
+    if args.num_classes is not None and args.num_classes > model.gen.num_classes:
+        classes = model.gen.num_classes
+        raise SystemExit(f'--num-classes {args.num_classes}: the generator has {classes} classes (labels '
+                         f'0..{classes - 1}; label {classes} is the guidance null class, not a class).')
     num_classes = args.num_classes or model.gen.num_classes
     labels = balanced_labels(num_classes, args.per_class)
-    os.makedirs(osp.join(args.out, 'images'), exist_ok=True)
+    images_dir = osp.join(args.out, 'images')
+    has_outputs = osp.isdir(images_dir) and any(name.endswith('.png') for name in os.listdir(images_dir))
+    try:
+        claim_folder(args.out, provenance(args, model, options, num_classes), has_outputs, 'samples',
+                     write=rank == 0)
+    except ProvenanceError as exc:
+        raise SystemExit(str(exc))
+    os.makedirs(images_dir, exist_ok=True)
     batches = [np.arange(s, min(s + args.batch_size, len(labels)))
                for s in range(0, len(labels), args.batch_size)]
     mine = [b for b in range(len(batches)) if b % world == rank]

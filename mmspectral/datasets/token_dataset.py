@@ -9,6 +9,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
 from mmengine.structures import BaseDataElement
 
+from mmspectral.fileio import file_identity
 from mmspectral.registry import DATASETS, GENERATORS, TRANSFORMS
 from mmspectral.utils.build import effective_arguments
 
@@ -24,6 +25,28 @@ def shard_paths(root: str, rank: int, world_size: int) -> dict:
 def _load_meta(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+def _tokenizer_mismatch(meta: Mapping, root: str, checkpoint: Optional[str]) -> Optional[str]:
+    """Why the tokens of ``root`` do not come from the tokenizer checkpoint that will decode them, if so.
+
+    Compares the size, then the SHA-256, of the file recorded at extraction with ``checkpoint``'s (tokens
+    extracted before the record existed cannot be checked).
+    """
+    if not checkpoint or 'checkpoint_sha256' not in meta:
+        return None
+    path = osp.expanduser(str(checkpoint))
+    if not osp.isfile(path):
+        return None  # the path checks report a missing file
+    same = osp.getsize(path) == meta.get('checkpoint_size') and \
+        file_identity(path)['sha256'] == meta['checkpoint_sha256']
+    if same:
+        return None
+    return (f'the tokens in {root!r} were extracted with the tokenizer checkpoint {meta.get("checkpoint")} '
+            f'(sha256 {meta["checkpoint_sha256"][:12]}...), but model.tokenizer_checkpoint={checkpoint!r} is '
+            'another file: the generator would learn one tokenizer\'s tokens and decode them with another. '
+            'Extract the tokens again with that checkpoint, or point model.tokenizer_checkpoint at the one '
+            'that made them.')
 
 
 def read_meta(root: str) -> dict:
@@ -121,6 +144,10 @@ class TokenDataset(BaseDataset):
                                     f'{owner}={want}: they were extracted with another tokenizer. Extract '
                                     'them again with the tokenizer of this config, '
                                     f'or set {owner}={meta[key]}.')
+        checkpoint = model.get('tokenizer_checkpoint') if isinstance(model, Mapping) else None
+        problem = _tokenizer_mismatch(meta, root, checkpoint)
+        if problem:
+            problems.append(f'{where}: {problem}')
         return problems
 
     def _open(self):

@@ -38,7 +38,8 @@ class OptimWrapper(MMEngineOptimWrapper):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.held_back: Optional[str] = None  # why the last update_params held its update back: 'loss', 'gradient'
+        # why the last update_params held its update back: 'loss', 'gradient'
+        self.held_back: Optional[str] = None
         self.held_back_steps = 0
 
     def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,

@@ -227,7 +227,8 @@ def test_nonfinite_loss_skip_holds_the_update_back(tmp_path):
     skip = {'default_hooks.nonfinite_loss.action': 'skip'}
     with pytest.raises(ValueError, match='AutocastOptimWrapper'):  # a wrapper that cannot hold back
         make_runner(tmp_path / 'plain', 'nan-skip-plain', nan_at=[2], **skip,
-                    optim_wrapper=dict(type='UnguardedTestWrapper', optimizer=dict(type='AdamW', lr=1e-3))).train()
+                    optim_wrapper=dict(type='UnguardedTestWrapper',
+                                       optimizer=dict(type='AdamW', lr=1e-3))).train()
 
     runner = make_runner(tmp_path / 'a', 'nan-skip', interval=3, max_iters=6, nan_at=[2, 5],
                          optim_wrapper=dict(type='AutocastOptimWrapper', dtype='float32'), **skip)
@@ -279,7 +280,8 @@ def test_nan_gradient_stops_before_it_reaches_weights_ema_or_checkpoint(tmp_path
     with pytest.raises(NonFiniteLossError) as err:
         train(runner)
     msg = str(err.value)
-    assert 'iteration 4' in msg and 'non-finite gradient norm' in msg and 'weights in memory are finite' in msg
+    assert ('iteration 4' in msg and 'non-finite gradient norm' in msg
+            and 'weights in memory are finite' in msg)
     assert str(tmp_path / 'iter_2.pth') in msg and "action='skip'" in msg
     assert all_finite(runner.model.parameters()) and all_finite(ema_weights(runner))
     assert not os.path.exists(tmp_path / 'iter_4.pth')
@@ -319,15 +321,18 @@ class UnguardedTestWrapper(MMEngineOptimWrapper):
 def test_without_a_guarding_wrapper_no_nonfinite_state_is_saved(tmp_path):
     """The hook then checks the weights after each step; and the checkpoint hook refuses non-finite weights
     even without it, keeping the older checkpoint whatever max_keep_ckpts says."""
-    unguarded = dict(type='UnguardedTestWrapper', optimizer=dict(type='AdamW', lr=1e-3), clip_grad=dict(max_norm=1))
+    unguarded = dict(type='UnguardedTestWrapper', optimizer=dict(type='AdamW', lr=1e-3),
+                     clip_grad=dict(max_norm=1))
     runner = make_runner(tmp_path / 'hook', 'unguarded', interval=2, max_iters=6, optim_wrapper=unguarded)
     runner.register_hook(NanGradient([4]), priority='HIGHEST')
     with pytest.raises(NonFiniteLossError, match=r'iteration 4: non-finite weights after the step'):
         train(runner)
     assert not os.path.exists(tmp_path / 'hook' / 'iter_4.pth')
     assert all_finite(ema_weights(runner))  # the EMA never averaged them
-    runner = make_runner(tmp_path / 'ckpt', 'unguarded-nohook', interval=2, max_iters=6, optim_wrapper=unguarded,
-                         **{'default_hooks.nonfinite_loss': None, 'default_hooks.checkpoint.max_keep_ckpts': 1})
+    runner = make_runner(tmp_path / 'ckpt', 'unguarded-nohook', interval=2, max_iters=6,
+                         optim_wrapper=unguarded,
+                         **{'default_hooks.nonfinite_loss': None,
+                            'default_hooks.checkpoint.max_keep_ckpts': 1})
     runner.register_hook(NanGradient([3]), priority='HIGHEST')
     with pytest.raises(NonFiniteLossError) as err:
         train(runner)

@@ -1,6 +1,7 @@
 """Token extraction -> TokenDataset -> generator training -> class-balanced sampling, through the real
 tools."""
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -84,6 +85,27 @@ def test_extraction_is_sharded_resumable_and_read_back(tmp_path, repo_root, subp
     with pytest.raises(ValueError, match='num_tokens=16 but the model expects 64'):
         TokenDataset(str(single), expected_num_tokens=64)
 
+    # A half-done folder is never resumed with another tokenizer checkpoint or other data; nothing is
+    # written.
+    done[12:] = False
+    done.flush()
+    other = tmp_path / 'other_tokenizer.pth'
+    ckpt = torch.load(tokenizer_checkpoint, weights_only=True)
+    ckpt['state_dict'] = {k: v + 1 if v.is_floating_point() else v for k, v in ckpt['state_dict'].items()}
+    torch.save(ckpt, other)
+    before = np.load(single / 'shard000-of-001_tokens.npy').copy()
+    for ckpt_path, extra, named in ((str(other), (), 'checkpoint.sha256'),
+                                    (tokenizer_checkpoint, ('train_dataloader.dataset.class_set=fine', ),
+                                     'dataset.class_set')):
+        args = [sys.executable, 'tools/extract_tokens.py', TOKENIZER_CONFIG, ckpt_path, '--out', str(single),
+                '--augment', 'flip', '--num-workers', '0', '--cfg-options',
+                'train_dataloader.dataset.num_samples=24', *small_tokenizer_options(), *extra]
+        out = subprocess.run(args, cwd=repo_root, env=subprocess_env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 1 and 'made differently from this run' in out.stderr, out.stderr[-2000:]
+        assert named in out.stderr
+    assert np.array_equal(np.load(single / 'shard000-of-001_tokens.npy'), before)
+
 
 @pytest.mark.slow
 def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_root, subprocess_env,
@@ -115,6 +137,14 @@ def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_
     assert np.array_equal(np.load(tmp_path / 's2' / 'samples_6x64x64x3.npz')['arr_0'], npz['arr_0'])
     log = run(sample + ['--out', str(tmp_path / 's1')], subprocess_env, repo_root)
     assert '2 batches of this rank already done' in log
+    # ... but never with other settings (or another checkpoint), and impossible counts are refused early
+    for extra, named in ((['--seed', '1'], 'seed: 0 in the folder, 1 now'),
+                         (['--num-classes', '11'], 'label 10 is the guidance null class'),
+                         (['--per-class', '0'], '--per-class must be at least 1'),
+                         (['--batch-size', '-2'], '--batch-size must be at least 1')):
+        out = subprocess.run(sample + ['--out', str(tmp_path / 's1'), *extra], cwd=repo_root,
+                             env=subprocess_env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1 and named in out.stderr, out.stderr[-2000:]
     # Table 3's super-resolution rows: the same samples at twice the size, as an ADM npz (the bicubic
     # baseline: the PNG samples above up-sampled; the spectral rows share its first draws and are checked
     # in-process).

@@ -82,5 +82,6 @@ class CheckpointHook(MMEngineCheckpointHook):
             bad += [f'{key}.{name}' for name in nonfinite_tensors((checkpoint.get(key) or {}).items())]
         if bad:
             raise NonFiniteLossError(
-                f'The checkpoint of iteration {checkpoint.get("meta", {}).get("iter", runner.iter)} was not written: {len(bad)} of its weight tensors '
-                f'hold NaN or inf (e.g. {", ".join(bad[:3])}). {latest_checkpoint_sentence(runner.work_dir)}')
+                f'The checkpoint of iteration {checkpoint.get("meta", {}).get("iter", runner.iter)} was not '
+                f'written: {len(bad)} of its weight tensors hold NaN or inf (e.g. {", ".join(bad[:3])}). '
+                f'{latest_checkpoint_sentence(runner.work_dir)}')

@@ -6,8 +6,9 @@ import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
+from mmengine.optim import AmpOptimWrapper
 from mmengine.optim import OptimWrapper as MMEngineOptimWrapper
+from mmengine.optim import OptimWrapperDict
 
 from mmspectral.registry import HOOKS
 from ..optim_wrapper import OptimWrapper
@@ -77,7 +78,8 @@ class NonFiniteLossHook(Hook):
         if action not in ('raise', 'skip'):
             raise ValueError(f"NonFiniteLossHook: action must be 'raise' or 'skip', got {action!r}.")
         if max_skips is not None and (not isinstance(max_skips, int) or max_skips < 0):
-            raise ValueError(f'NonFiniteLossHook: max_skips must be None or an integer >= 0, got {max_skips!r}.')
+            raise ValueError(
+                f'NonFiniteLossHook: max_skips must be None or an integer >= 0, got {max_skips!r}.')
         self.action = action
         self.max_skips = max_skips
         self.skipped = 0
@@ -101,12 +103,12 @@ class NonFiniteLossHook(Hook):
         if self._unguarded and self.action == 'skip':
             raise ValueError(
                 f"NonFiniteLossHook(action='skip') needs optimizer wrappers that hold back an update before "
-                f"it happens, but {', '.join(self._unguarded)} cannot. Use mmspectral's type='OptimWrapper' or "
-                "type='AutocastOptimWrapper' in optim_wrapper, or action='raise'.")
+                f"it happens, but {', '.join(self._unguarded)} cannot. Use mmspectral's type='OptimWrapper' "
+                "or type='AutocastOptimWrapper' in optim_wrapper, or action='raise'.")
         if self._unguarded:
             runner.logger.warning(
-                f'NonFiniteLossHook: {", ".join(self._unguarded)} cannot hold back a non-finite update, so the '
-                'weights are checked after every step instead (a read of every parameter per iteration). '
+                f'NonFiniteLossHook: {", ".join(self._unguarded)} cannot hold back a non-finite update, so '
+                'the weights are checked after every step instead (a read of every parameter per iteration). '
                 "mmspectral's OptimWrapper / AutocastOptimWrapper check the gradient norm before the step.")
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -128,16 +130,19 @@ class NonFiniteLossHook(Hook):
         iteration = runner.iter + 1
         parts = []
         if bad:
-            parts.append('non-finite loss (' + ', '.join(f'{key}={_show(outputs[key])}' for key in bad) + ')')
+            parts.append('non-finite loss ('
+                         + ', '.join(f'{key}={_show(outputs[key])}' for key in bad) + ')')
         if bad_grads:
             parts.append(f'non-finite gradient norm ({", ".join(bad_grads)}) with a finite loss')
         if bad_weights:
-            parts.append(f'non-finite weights after the step ({len(bad_weights)} tensors, e.g. {bad_weights[0]})')
+            parts.append(f'non-finite weights after the step ({len(bad_weights)} tensors, '
+                         f'e.g. {bad_weights[0]})')
         what = '; '.join(parts) or 'non-finite loss or gradient on another rank'
         held = [name for name, w in wrappers.items() if getattr(w, 'held_back', None)]
         if bad_weights:
-            self._raise(runner, iteration, what, 'The optimizer wrapper could not hold the update back, so the '
-                        'weights in memory are not finite; nothing after the step (EMA, checkpoint) saw them.')
+            self._raise(runner, iteration, what, 'The optimizer wrapper could not hold the update back, so '
+                        'the weights in memory are not finite; nothing after the step '
+                        '(EMA, checkpoint) saw them.')
         if self.action == 'skip':
             if not held and not any(isinstance(w, AmpOptimWrapper) for w in wrappers.values()):
                 self._raise(runner, iteration, what, 'The update could not be held back (train_step did not '
@@ -161,7 +166,8 @@ class NonFiniteLossHook(Hook):
                                   'non-finite loss or gradient.')
 
     def _raise(self, runner, iteration: int, what: str, what_happened: str) -> None:
-        hint = ('' if self.action == 'skip' else " To skip such steps instead, set default_hooks.nonfinite_loss = "
+        hint = ('' if self.action == 'skip' else
+                " To skip such steps instead, set default_hooks.nonfinite_loss = "
                 "dict(type='NonFiniteLossHook', action='skip').")
-        raise NonFiniteLossError(f'Non-finite training step at iteration {iteration}: {what}. {what_happened} '
-                                 f'{latest_checkpoint_sentence(runner.work_dir)}{hint}')
+        raise NonFiniteLossError(f'Non-finite training step at iteration {iteration}: {what}. '
+                                 f'{what_happened} {latest_checkpoint_sentence(runner.work_dir)}{hint}')

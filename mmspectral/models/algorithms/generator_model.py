@@ -53,6 +53,7 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.generator = build_component(generator, GENERATORS)
         self.tokenizer = None
+        self.tokenizer_checkpoint = tokenizer_checkpoint  # recorded with what it decodes (tools/sample.py)
         if tokenizer is not None:
             self.tokenizer = keep_out_of_checkpoints(load_tokenizer(tokenizer, tokenizer_checkpoint))
             for key, mine, theirs in (('num_tokens', self.generator.num_tokens, self.tokenizer.num_tokens),
