@@ -31,8 +31,8 @@ from mmspectral.fileio import (SAME_ARCHITECTURE, CheckpointLoadError, diff_stat
                                trust_files)
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
-                                 PARAM_SCHEDULERS, QUANTIZERS, TOKENIZERS, TRANSFORMS, VISBACKENDS,
-                                 VISUALIZERS, WEIGHT_INITIALIZERS)
+                                 PARAM_SCHEDULERS, QUANTIZERS, STRATEGIES, TOKENIZERS, TRANSFORMS,
+                                 VISBACKENDS, VISUALIZERS, WEIGHT_INITIALIZERS)
 from mmspectral.utils.build import accepted_arguments, effective_arguments, unknown_argument_message
 from .resume import find_latest_checkpoint
 
@@ -78,7 +78,7 @@ _CONTEXT_REGISTRIES = {
     'optim_wrapper': OPTIM_WRAPPERS, 'param_scheduler': PARAM_SCHEDULERS, 'default_hooks': HOOKS,
     'custom_hooks': HOOKS, 'val_evaluator': METRICS, 'test_evaluator': METRICS, 'visualizer': VISUALIZERS,
     'vis_backends': VISBACKENDS, 'train_cfg': LOOPS, 'val_cfg': LOOPS, 'test_cfg': LOOPS,
-    'model_wrapper_cfg': MODEL_WRAPPERS, 'init_cfg': WEIGHT_INITIALIZERS}
+    'model_wrapper_cfg': MODEL_WRAPPERS, 'init_cfg': WEIGHT_INITIALIZERS, 'strategy': STRATEGIES}
 _ALL_LOOKUP = tuple(dict.fromkeys(_CONTEXT_REGISTRIES.values()))
 _SPLITS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -139,6 +139,42 @@ def _resolve(type_: Any, context: str) -> Any:
     return None
 
 
+def _named_arguments(cls: Any) -> frozenset:
+    """The named keyword arguments of ``cls.__init__`` and the parents it passes ``**kwargs`` to."""
+    names = set()
+    for owner in [c for c in cls.__mro__ if '__init__' in c.__dict__ and c is not object]:
+        try:
+            params = list(inspect.signature(owner.__dict__['__init__']).parameters.values())[1:]
+        except (TypeError, ValueError):
+            break
+        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    return frozenset(names)
+
+
+def _kwargs_accepted(cls: Any, node: Mapping) -> Optional[frozenset]:
+    """What a class that takes ``**kwargs`` accepts, where it can be told; None where it cannot.
+
+    A class says so with an ``extra_kwargs`` attribute (the names its ``**kwargs`` may hold; mmspectral's
+    CheckpointHook: none, since they go to ``save_checkpoint``, which gets every argument already). For
+    MMEngine's ``EMAHook`` they go to its ``ema_type`` class; for ``MMSeparateDistributedDataParallel``, to
+    DDP.
+    """
+    if not inspect.isclass(cls):
+        return None
+    extra = getattr(cls, 'extra_kwargs', None)
+    if extra is not None:
+        return _named_arguments(cls) | frozenset(extra)
+    names = [c.__name__ for c in cls.__mro__]
+    if 'EMAHook' in names:
+        ema_cls = _resolve(node.get('ema_type', 'ExponentialMovingAverage'), 'model')
+        ema = accepted_arguments(ema_cls) if ema_cls is not None else None
+        return None if ema is None else _named_arguments(cls) | (ema - {'model'})
+    if 'MMSeparateDistributedDataParallel' in names:
+        from torch.nn.parallel import DistributedDataParallel
+        return _named_arguments(cls) | (_named_arguments(DistributedDataParallel) - {'module'})
+    return None
+
+
 class _Checker:
     """Gathers the problems of one config."""
 
@@ -186,6 +222,8 @@ class _Checker:
                 continue
             cls = _resolve(node['type'], context)
             accepted = accepted_arguments(cls) if cls is not None else None
+            if accepted is None and cls is not None:  # it takes **kwargs: where do they go?
+                accepted = _kwargs_accepted(cls, node)
             if accepted is None:  # an unknown type is reported, with close matches, by the registry
                 continue
             name = getattr(cls, '__name__', str(node['type']))

@@ -228,3 +228,21 @@ def test_train_tool_stops_before_building_anything(tmp_path, subprocess_env):
     assert '--skip-checks' in proc.stderr and 'Traceback' not in proc.stderr
     assert 'Iter(train)' not in proc.stdout + proc.stderr
     assert not work.exists()  # no Runner was built: no log, no checkpoint
+
+
+def test_keys_a_hook_would_swallow_are_caught(tmp_path):
+    """Classes that take **kwargs: where the config checks can tell where they go, the keys are checked."""
+    text = problems(config(tmp_path, AUTOENCODER_CFG, "default_hooks = dict(checkpoint=dict(intervl=2))"))
+    assert "default_hooks.checkpoint.intervl: CheckpointHook takes no argument 'intervl'" in text
+    assert "Did you mean 'interval'?" in text
+    text = problems(config(tmp_path, AUTOENCODER_CFG, "custom_hooks = [dict(type='EMAHook', momentun=0.1)]",
+                           name='ema.py'))
+    assert "EMAHook takes no argument 'momentun'. Did you mean 'momentum'?" in text
+    text = problems(config(tmp_path, AUTOENCODER_CFG,
+                           "model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', "
+                           "find_unused_paramters=True)", name='ddp.py'))
+    assert "Did you mean 'find_unused_parameters'" in text
+    # what they do accept passes
+    check_config(config(tmp_path, AUTOENCODER_CFG, "default_hooks = dict(checkpoint=dict(interval=3))\n"
+                        "custom_hooks = [dict(type='EMAHook', momentum=0.1, update_buffers=True)]",
+                        name='good.py'))

@@ -340,3 +340,16 @@ def test_without_a_guarding_wrapper_no_nonfinite_state_is_saved(tmp_path):
     assert str(tmp_path / 'ckpt' / 'iter_2.pth') in str(err.value)
     assert sorted(os.listdir(tmp_path / 'ckpt')).count('iter_2.pth') == 1
     assert all_finite(load_torch_file(str(tmp_path / 'ckpt' / 'iter_2.pth'))['state_dict'].values())
+
+
+def test_a_save_that_fails_keeps_the_iterations_done(tmp_path):
+    """A key the checks would catch, passed with skip_checks: the save fails, the plain save keeps the run."""
+    runner = make_runner(tmp_path, 'save-fails', interval=2, max_iters=4,
+                         **{'default_hooks.checkpoint.intervl': 2, 'skip_checks': True})
+    with pytest.raises(RuntimeError) as err:
+        train(runner)
+    msg = str(err.value)
+    saved = str(tmp_path / 'iter_2.pth')
+    assert 'Saving the checkpoint iter_2.pth' in msg and 'GiB free' in msg
+    assert f'The iterations done are saved in {saved}' in msg and f'--resume {saved}' in msg
+    assert load_torch_file(saved)['meta']['iter'] == 2

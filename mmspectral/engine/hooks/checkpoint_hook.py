@@ -4,8 +4,9 @@ It is registered under MMEngine's name, so every config's ``type='CheckpointHook
 ``default_scope='mmspectral'``) gets it; arguments and behaviour are otherwise MMEngine's.
 """
 import os.path as osp
+import shutil
 
-from mmengine.dist import is_main_process
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
 
 from mmspectral.registry import HOOKS
@@ -28,8 +29,14 @@ class CheckpointHook(MMEngineCheckpointHook):
     3. only then is the outdated checkpoint removed.
 
     At every moment the work dir holds a complete checkpoint and a record naming a complete checkpoint.
-    Arguments: as MMEngine's ``CheckpointHook``.
+    Arguments: as MMEngine's ``CheckpointHook``, except that it takes no other keyword arguments (MMEngine's
+    hands them to ``save_checkpoint``, which already gets every argument it has: a key like ``intervl=2``
+    would pass and fail at the first save); the config checks say so before training (``extra_kwargs``).
+    A save that fails (a full disk, an unwritable folder) keeps the iterations done: the checkpoint is written
+    to the work dir instead if it can be, and the error names the folder, its free space and what to do.
     """
+
+    extra_kwargs: tuple = ()  # the names MMEngine's **kwargs may hold here: none
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         outdated = None
@@ -44,16 +51,21 @@ class CheckpointHook(MMEngineCheckpointHook):
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
 
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                ckpt_filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+        except NonFiniteLossError:
+            raise
+        except Exception as exc:
+            self._save_failed(runner, ckpt_filename, meta, exc)
 
         # Model-parallel training pulls sharded states from every rank into save_checkpoint; the files are
         # rank 0's business.
@@ -70,6 +82,30 @@ class CheckpointHook(MMEngineCheckpointHook):
                 self.file_backend.remove(path)
             elif self.file_backend.isdir(path):  # checkpoints saved by DeepSpeed are directories
                 self.file_backend.rmtree(path)
+
+    def _save_failed(self, runner, filename: str, meta, exc: Exception) -> None:
+        """Keep the iterations done if at all possible, then stop with what failed, where, and what to do."""
+        folder = str(self.out_dir)
+        try:
+            usage = shutil.disk_usage(folder if osp.isdir(folder) else runner.work_dir)
+            free = f'{usage.free / 2**30:.1f} GiB free'
+        except OSError:
+            free = 'free space unknown'
+        saved = None
+        if get_world_size() == 1:  # a second collective save could hang other ranks
+            try:  # the plain save: the work dir, no backend or extra arguments
+                runner.save_checkpoint(runner.work_dir, filename, save_optimizer=self.save_optimizer,
+                                       save_param_scheduler=self.save_param_scheduler, meta=meta,
+                                       by_epoch=self.by_epoch)
+                saved = osp.join(runner.work_dir, filename)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                saved = None
+        kept = (f'The iterations done are saved in {saved}: fix the cause and resume with --resume {saved}.'
+                if saved else 'No checkpoint of this iteration could be written. '
+                + latest_checkpoint_sentence(runner.work_dir))
+        raise RuntimeError(f'Saving the checkpoint {filename} to {folder} failed ({type(exc).__name__}: '
+                           f'{exc}; {free} there). {kept} Free space there, or set '
+                           'default_hooks.checkpoint.out_dir to a folder that can hold it.') from exc
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Refuse to write a checkpoint whose weights (or EMA weights) are not finite.
