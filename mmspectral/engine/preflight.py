@@ -22,6 +22,7 @@ import os.path as osp
 import re
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import torch
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
@@ -32,8 +33,9 @@ from mmspectral.fileio import (SAME_ARCHITECTURE, CheckpointLoadError, diff_stat
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
                                  PARAM_SCHEDULERS, QUANTIZERS, STRATEGIES, TOKENIZERS, TRANSFORMS,
-                                 VISBACKENDS, VISUALIZERS, WEIGHT_INITIALIZERS)
-from mmspectral.utils.build import accepted_arguments, effective_arguments, unknown_argument_message
+                                 VISBACKENDS, VISUALIZERS, WEIGHT_INITIALIZERS, explain_missing_key)
+from mmspectral.utils.build import (accepted_arguments, effective_arguments, named_arguments,
+                                    unknown_argument_message)
 from .resume import find_latest_checkpoint
 
 __all__ = ['ConfigCheckError', 'check_config', 'check_runner_checkpoint', 'check_checkpoint_fits']
@@ -139,18 +141,6 @@ def _resolve(type_: Any, context: str) -> Any:
     return None
 
 
-def _named_arguments(cls: Any) -> frozenset:
-    """The named keyword arguments of ``cls.__init__`` and the parents it passes ``**kwargs`` to."""
-    names = set()
-    for owner in [c for c in cls.__mro__ if '__init__' in c.__dict__ and c is not object]:
-        try:
-            params = list(inspect.signature(owner.__dict__['__init__']).parameters.values())[1:]
-        except (TypeError, ValueError):
-            break
-        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    return frozenset(names)
-
-
 def _kwargs_accepted(cls: Any, node: Mapping) -> Optional[frozenset]:
     """What a class that takes ``**kwargs`` accepts, where it can be told; None where it cannot.
 
@@ -163,15 +153,15 @@ def _kwargs_accepted(cls: Any, node: Mapping) -> Optional[frozenset]:
         return None
     extra = getattr(cls, 'extra_kwargs', None)
     if extra is not None:
-        return _named_arguments(cls) | frozenset(extra)
+        return named_arguments(cls) | frozenset(extra)
     names = [c.__name__ for c in cls.__mro__]
     if 'EMAHook' in names:
         ema_cls = _resolve(node.get('ema_type', 'ExponentialMovingAverage'), 'model')
         ema = accepted_arguments(ema_cls) if ema_cls is not None else None
-        return None if ema is None else _named_arguments(cls) | (ema - {'model'})
+        return None if ema is None else named_arguments(cls) | (ema - {'model'})
     if 'MMSeparateDistributedDataParallel' in names:
         from torch.nn.parallel import DistributedDataParallel
-        return _named_arguments(cls) | (_named_arguments(DistributedDataParallel) - {'module'})
+        return named_arguments(cls) | (named_arguments(DistributedDataParallel) - {'module'})
     return None
 
 
@@ -221,15 +211,35 @@ class _Checker:
             if 'type' not in node:
                 continue
             cls = _resolve(node['type'], context)
+            if cls is None and isinstance(node['type'], str) and '.' not in node['type'] \
+                    and context in _CONTEXT_REGISTRIES:
+                # some builders (MMEngine's optimizer constructor) meet it as "None is not a callable object"
+                self.add(f'{path}.type: ' + explain_missing_key(node['type'], _CONTEXT_REGISTRIES[context]))
+                continue
             accepted = accepted_arguments(cls) if cls is not None else None
             if accepted is None and cls is not None:  # it takes **kwargs: where do they go?
                 accepted = _kwargs_accepted(cls, node)
             if accepted is None:  # an unknown type is reported, with close matches, by the registry
                 continue
             name = getattr(cls, '__name__', str(node['type']))
-            for key in node:
-                if key != 'type' and not key.startswith('_') and key not in consumed and key not in accepted:
-                    self.add(unknown_argument_message(name, key, accepted, f'{path}.{key}'))
+            unknown = [key for key in node if key != 'type' and not key.startswith('_')
+                       and key not in consumed and key not in accepted]
+            for key in unknown:
+                self.add(unknown_argument_message(name, key, accepted, f'{path}.{key}'))
+            if context == 'optimizer' and not unknown and inspect.isclass(cls) \
+                    and issubclass(cls, torch.optim.Optimizer):
+                self.check_optimizer(cls, node, path)
+
+    def check_optimizer(self, cls: type, node: Mapping, path: str) -> None:
+        """Build the optimizer over one dummy parameter: torch checks every value (betas=0.9, lr=-1)."""
+        args = {k: v for k, v in node.items() if k != 'type' and not k.startswith('_')}
+        if args.get('lr') is None:  # it may come from the schedule
+            args.pop('lr', None)
+        try:
+            cls([torch.nn.Parameter(torch.zeros(1))], **args)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            self.add(f'{path}: {cls.__name__}({", ".join(f"{k}={v!r}" for k, v in args.items())}) is '
+                     f'refused by torch: {exc}. Fix the value in the config.')
 
     def check_dataloader(self, section: str) -> None:
         loader = self.cfg[section]

@@ -47,6 +47,18 @@ def effective_arguments(cls: Any, cfg: Mapping) -> dict:
     return values
 
 
+def named_arguments(cls: Any) -> frozenset:
+    """The named keyword arguments of ``cls.__init__`` and the parents it passes ``**kwargs`` to."""
+    names = set()
+    for owner in [c for c in cls.__mro__ if '__init__' in c.__dict__ and c is not object]:
+        try:
+            params = list(inspect.signature(owner.__dict__['__init__']).parameters.values())[1:]
+        except (TypeError, ValueError):
+            break
+        names.update(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    return frozenset(names)
+
+
 def accepted_arguments(cls: Any) -> Optional[FrozenSet[str]]:
     """The keyword arguments ``cls(...)`` takes, or None when that cannot be told (it takes ``**kwargs``).
 

@@ -246,3 +246,21 @@ def test_keys_a_hook_would_swallow_are_caught(tmp_path):
     check_config(config(tmp_path, AUTOENCODER_CFG, "default_hooks = dict(checkpoint=dict(interval=3))\n"
                         "custom_hooks = [dict(type='EMAHook', momentum=0.1, update_buffers=True)]",
                         name='good.py'))
+
+
+def test_optimizer_and_size_values_are_checked_before_the_run(tmp_path):
+    cases = (("optim_wrapper = dict(optimizer=dict(type='AdamWW', lr=1e-3))",
+              "optim_wrapper.optimizer.type: type='AdamWW' is not registered", "Did you mean: 'AdamW'"),
+             ("optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, betas=0.9))",
+              'AdamW(lr=0.001, betas=0.9) is refused by torch', 'Fix the value'),
+             ("optim_wrapper = dict(optimizer=dict(type='AdamW', lr=-1.0))",
+              'Invalid learning rate', 'optim_wrapper.optimizer'))
+    for i, (body, *expected) in enumerate(cases):
+        text = problems(config(tmp_path, AUTOENCODER_CFG, body, name=f'opt{i}.py'))
+        assert all(e in text for e in expected), text
+    text = problems(config(tmp_path, TOKENIZER_CFG, 'model = dict(tokenizer=dict(codebook_size=0))',
+                           name='codebook.py'))
+    assert 'model.tokenizer: codebook_size=0: it must be an integer of at least 2' in text
+    with pytest.raises(ValueError, match='codebook_size=1: it must be an integer of at least 2'):
+        build_component(dict(type='TiTokTokenizer', width=16, depth=1, num_heads=2, image_size=32,
+                             patch_size=16, num_tokens=4, token_size=4, codebook_size=1), TOKENIZERS)

@@ -114,7 +114,10 @@ class TiTokTokenizer(nn.Module):
         width = width or ARCH_SETTINGS[arch][0]
         depth = depth or ARCH_SETTINGS[arch][1]
         num_heads = num_heads or ARCH_SETTINGS[arch][2]
-        size_problem = self.patch_problem(image_size, patch_size)
+        size_problem = self.count_problem(dict(image_size=image_size, patch_size=patch_size,
+                                               num_tokens=num_tokens, token_size=token_size,
+                                               codebook_size=codebook_size))
+        size_problem = size_problem or self.patch_problem(image_size, patch_size)
         if size_problem:
             raise ValueError(size_problem)
         if width % num_heads:
@@ -179,13 +182,24 @@ class TiTokTokenizer(nn.Module):
                 f'split into whole patches. Use image_size {" or ".join(map(str, fits))}, or a patch_size '
                 f'that divides {image_size}.')
 
+    @staticmethod
+    def count_problem(args: Mapping) -> Optional[str]:
+        """Why a size or count argument is impossible (not an integer, or too small), or None."""
+        for key, least in (('image_size', 1), ('patch_size', 1), ('num_tokens', 1), ('token_size', 1),
+                           ('codebook_size', 2)):
+            value = args.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+                why = ' (a codebook needs two codes to carry information)' if key == 'codebook_size' else ''
+                return f'{key}={value!r}: it must be an integer of at least {least}{why}.'
+        return None
+
     @classmethod
     def check_config(cls, args: Mapping, where: str = 'tokenizer',
                      cfg: Optional[Mapping] = None) -> List[str]:
         """The problems of a config of this tokenizer, found before anything is built (the config checks of
         ``mmspectral.engine.preflight`` call this with the config's arguments over the defaults)."""
         size = args.get('image_size')
-        problem = cls.patch_problem(size, args.get('patch_size'))
+        problem = cls.count_problem(args) or cls.patch_problem(size, args.get('patch_size'))
         if problem:
             return [f'{where}: {problem}']
         schedule = args.get('freq_schedule')
