@@ -8,7 +8,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from mmspectral.registry import DATASETS
-from .transforms.loading import CorruptImageError
+from .transforms.loading import CorruptImageError, decode_image
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 
@@ -21,7 +21,12 @@ class SkipCorruptMixin:
     """
 
     skip_corrupt: bool = True
-    num_corrupt: int = 0
+    _corrupt: Optional[dict] = None  # path -> reason, of the files this process skipped
+
+    @property
+    def num_corrupt(self) -> int:
+        """How many distinct files this process (a data-loader worker) skipped."""
+        return len(self._corrupt or {})
 
     def prepare_data(self, idx):
         try:
@@ -32,10 +37,25 @@ class SkipCorruptMixin:
                                         'unreadable image is fatal in test mode)') from exc
             if not self.skip_corrupt:
                 raise
-            self.num_corrupt += 1
-            print_log(f'Skipped unreadable image #{self.num_corrupt} in this worker: {exc}', logger='current',
-                      level=logging.WARNING)
+            if self._corrupt is None:
+                self._corrupt = {}
+            if exc.path not in self._corrupt:  # once per file, however often it is drawn
+                self._corrupt[exc.path] = exc.reason
+                print_log(f'Skipped unreadable image ({self.num_corrupt} distinct files so far in this '
+                          f'worker): {exc}', logger='current', level=logging.WARNING)
             return None
+
+    def __getitem__(self, idx):
+        try:
+            return super().__getitem__(idx)
+        except Exception as exc:
+            if 'Cannot find valid' not in str(exc) or not self._corrupt:
+                raise
+            shown = '; '.join(f'{p}: {r}' for p, r in list(self._corrupt.items())[:3])
+            raise CorruptImageError(
+                next(iter(self._corrupt)), f'{self.max_refetch} draws in a row met only unreadable images '
+                f'({self.num_corrupt} distinct files of {len(self)}, e.g. {shown}). The folder is damaged or '
+                'is not what the config should point at; fix it, or remove the bad files') from exc
 
 
 @DATASETS.register_module()
@@ -63,7 +83,7 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
                  lazy_init: bool = False, max_refetch: int = 1000, indices=None, serialize_data: bool = True):
         self.extensions = tuple(e.lower() for e in extensions)
         self.skip_corrupt = skip_corrupt
-        self.num_corrupt = 0
+        self._corrupt = {}
         self._classes = list(classes) if classes is not None else None
         super().__init__(ann_file=ann_file, data_root=data_root,
                          data_prefix=data_prefix if data_prefix is not None else dict(img_path=''),
@@ -106,6 +126,13 @@ class ImageFolderDataset(SkipCorruptMixin, BaseDataset):
             problems.append(f'{where}: {root!r} holds no images with endings {extensions} in class '
                             'sub-folders. Expected <root>/<class>/<image>, '
                             'or pass ann_file with "path label" lines.')
+        else:
+            sample = [p for c in (classes or folders) for p in _some_images(osp.join(root, c), extensions, 8)]
+            failures = _unreadable(sample[:_PROBED])
+            if failures and len(failures) == len(sample[:_PROBED]):  # one readable image: the run can go on
+                problems.append(f'{where}: none of the {len(failures)} images read from {root!r} as a probe '
+                                f'can be decoded (e.g. {failures[0]}). The files are damaged or not images; '
+                                'check the folder (a training run would skip every image and stop).')
         return problems
 
     @property
@@ -190,6 +217,33 @@ def _has_image(folder: str, extensions: Tuple[str, ...]) -> bool:
         if any(f.lower().endswith(extensions) for f in files):
             return True
     return False
+
+
+_PROBED = 64  # images the config check decodes, at most (up to 8 per class)
+
+
+def _some_images(folder: str, extensions: Tuple[str, ...], n: int) -> List[str]:
+    """Up to ``n`` image paths of ``folder``, in sorted order, without listing the whole tree."""
+    found: List[str] = []
+    for dirpath, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        images = [osp.join(dirpath, f) for f in sorted(files) if f.lower().endswith(extensions)]
+        found += images[:n - len(found)]
+        if len(found) >= n:
+            break
+    return found
+
+
+def _unreadable(paths: Sequence[str]) -> List[str]:
+    """``'path: reason'`` for each of ``paths`` that does not decode."""
+    failures = []
+    for path in paths:
+        try:
+            with open(path, 'rb') as f:
+                decode_image(f.read(), path)
+        except (CorruptImageError, OSError) as exc:
+            failures.append(f'{path}: {getattr(exc, "reason", exc)}')
+    return failures
 
 
 def _join_root(root: str, path: str) -> str:

@@ -101,6 +101,24 @@ def test_corrupt_images_are_skipped_counted_and_named(image_folder):
         evaluation[bad[0]]
 
 
+def test_a_folder_of_unreadable_images_is_named_before_and_during_a_run(tmp_path):
+    for cls in ('a', 'b'):
+        (tmp_path / 'bad' / cls).mkdir(parents=True)
+        write_corrupt_files(tmp_path / 'bad' / cls)
+    problems = ImageFolderDataset.check_config(dict(data_root=str(tmp_path / 'bad')), 'train.dataset')
+    assert len(problems) == 1 and 'none of the 6 images read' in problems[0]
+    assert 'can be decoded' in problems[0]
+    ds = ImageFolderDataset(data_root=str(tmp_path / 'bad'), pipeline=PIPELINE, max_refetch=30)
+    with pytest.raises(CorruptImageError, match=r'30 draws in a row met only unreadable images \(6 distinct '
+                                                r'files of 6'):
+        ds[0]
+    assert ds.num_corrupt == 6  # distinct files, not draws
+    # one good image among them: the check passes (the run skips the bad ones)
+    good = cv2.imencode('.jpg', render_shape(0, 0, 0, 32))[1].tobytes()
+    (tmp_path / 'bad' / 'a' / 'good.jpg').write_bytes(good)
+    assert ImageFolderDataset.check_config(dict(data_root=str(tmp_path / 'bad'))) == []
+
+
 def test_tokenizer_pipeline_transforms(tmp_path):
     img = np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)
     path = str(tmp_path / 'x.png')
