@@ -26,6 +26,7 @@ from mmengine.config import DictAction
 from mmspectral.apis import register_all_modules
 from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,
                                               features_from_npz, save_feature_set)
+from mmspectral.evaluation.generative.npz_io import check_images, npz_arrays
 from mmspectral.fileio import write_json
 
 
@@ -66,11 +67,20 @@ def build_extractor(args):
     return build_feature_extractor(cfg)
 
 
+def check_npz_input(path: str) -> None:
+    """Raise NpzFormatError unless ``path`` holds images (``arr_0``) or feature statistics (``mu``)."""
+    arrays = npz_arrays(path)
+    if 'mu' not in arrays:
+        check_images(path, arrays)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     register_all_modules()
     for module in args.custom_imports:
         importlib.import_module(module)
+    for path in (args.samples, args.ref):  # both files are checked before any feature is computed
+        check_npz_input(path)
     extractor = build_extractor(args)
     start = time.time()
     print(f'reference: {args.ref}', flush=True)

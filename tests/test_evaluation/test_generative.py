@@ -356,4 +356,12 @@ def test_eval_fid_missing_weights_and_a_user_extractor(tmp_path):
     finally:
         FEATURE_EXTRACTORS.module_dict.pop('_MeanColourExtractor')
     assert abs(metrics['fid']) < 1e-8  # same images in another order
-    assert metrics['inception_score'] is None and metrics['sfid'] is None and len(metrics['notes']) == 2
+    assert metrics['inception_score'] is None and metrics['sfid'] is None
+    notes = metrics['notes']
+    assert len(notes) == 4 and sum('meaningless' in n for n in notes) == 2  # 6 images for 6-d features
+    assert any(n.startswith('IS:') for n in notes) and any(n.startswith('sFID:') for n in notes)
+    # a bad samples file is refused before any feature (of the reference either) is computed
+    np.savez(str(tmp_path / 'float.npz'), arr_0=images.astype(np.float32) / 255)
+    with pytest.raises(NpzFormatError, match='float32'):
+        tool.main([str(tmp_path / 'float.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
+                   str(tmp_path / 'missing.pth'), '--device', 'cpu'])

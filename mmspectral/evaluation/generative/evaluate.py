@@ -116,6 +116,16 @@ def evaluate_feature_sets(samples: FeatureSet, reference: FeatureSet, k: int = 3
     if samples.stats_from_features != reference.stats_from_features and out['fid'] is not None:
         notes.append('FID mixes statistics of this network with stored statistics (the TF graph\'s, for ADM '
                      'reference batches): the number is comparable with neither evaluator exactly.')
+    dim = samples.mu.shape[0] if samples.mu is not None else None
+    for name, count in (('samples', samples.num_images), ('reference', reference.num_images)):
+        if not count:  # stored statistics: their image count is not known here
+            continue
+        if dim is not None and count <= dim:
+            notes.append(f'{count} {name} for {dim}-d features: the covariance is singular and FID, sFID and '
+                         'precision/recall from so few images are meaningless (a smoke test at most).')
+        elif count < 50000:
+            notes.append(f'{count} {name}: the protocol uses 50,000 samples (ADM); FID from fewer is biased '
+                         'upwards and not comparable with published numbers.')
     out.update(num_samples=samples.num_images, num_reference=reference.num_images, k=k, split_size=split_size,
                samples_source=samples.source, reference_source=reference.source, notes=notes)
     return out
