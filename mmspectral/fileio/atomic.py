@@ -4,9 +4,11 @@
 temporary path for writers that take a path (``torch.save`` of checkpoints, the ``last_checkpoint`` record).
 Both replace the target in one rename.
 """
+import errno
 import json
 import os
 import os.path as osp
+import shutil
 import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -16,6 +18,16 @@ __all__ = ['atomic_write', 'write_json', 'atomic_write_path', 'TMP_SUFFIX']
 #: What :func:`atomic_write_path` appends to the path it writes first; readers of checkpoints ignore such
 #: files.
 TMP_SUFFIX = '.tmp'
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _free(path: str) -> str:
+    try:
+        return f'{shutil.disk_usage(osp.dirname(osp.abspath(path))).free / 2**20:.0f} MiB free there'
+    except OSError:
+        return 'free space unknown'
 
 
 @contextmanager
@@ -30,9 +42,12 @@ def _replacing(tmp: str, path: str) -> Iterator[None]:
         with open(tmp, 'rb') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise OSError(exc.errno, f'{exc.strerror} while writing {path} ({_free(path)}); the old file, if '
+                          'any, is unchanged. Free space there or write elsewhere.', path) from exc
         raise
     try:  # not every file system lets a directory be opened
         fd = os.open(osp.dirname(osp.abspath(path)), os.O_RDONLY)

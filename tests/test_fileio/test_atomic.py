@@ -23,3 +23,22 @@ def test_write_replaces_in_one_step(tmp_path):
         f.write('{"done": 2}')
         assert json.loads(path.read_text()) == dict(done=1)  # a reader still sees the complete old file
     assert json.loads(path.read_text()) == dict(done=2)
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    from mmspectral.fileio import atomic
+
+    path = tmp_path / 'metrics.json'
+    atomic.write_json(str(path), dict(old=1))
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(atomic.os, 'fsync', full)
+    with pytest.raises(OSError, match=r'No space left on device while writing .*metrics.json \(\d+ MiB free'):
+        atomic.write_json(str(path), dict(new=2))
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == dict(old=1)
+    assert [p.name for p in tmp_path.iterdir()] == ['metrics.json']  # no temporary file left
