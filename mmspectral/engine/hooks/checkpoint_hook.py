@@ -6,7 +6,8 @@ It is registered under MMEngine's name, so every config's ``type='CheckpointHook
 import os.path as osp
 import shutil
 
-from mmengine.dist import get_world_size, is_main_process
+import torch
+from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
 
 from mmspectral.registry import HOOKS
@@ -116,7 +117,13 @@ class CheckpointHook(MMEngineCheckpointHook):
         bad = []
         for key in ('state_dict', 'ema_state_dict'):
             bad += [f'{key}.{name}' for name in nonfinite_tensors((checkpoint.get(key) or {}).items())]
-        if bad:
+        anywhere = len(bad)
+        if hasattr(runner, 'strategy') and get_world_size() > 1:  # FlexibleRunner: every rank saves its part
+            count = torch.tensor([float(anywhere)])
+            all_reduce(count, op='sum')
+            anywhere = int(count.item())
+        if anywhere:
+            bad = bad or ['on another rank']
             raise NonFiniteLossError(
                 f'The checkpoint of iteration {checkpoint.get("meta", {}).get("iter", runner.iter)} was not '
                 f'written: {len(bad)} of its weight tensors hold NaN or inf (e.g. {", ".join(bad[:3])}). '

@@ -38,9 +38,23 @@ def _is_finite(value) -> bool:
 
 
 def nonfinite_tensors(named) -> List[str]:
-    """The names of the floating-point tensors in ``named`` ((name, tensor) pairs) holding NaN or inf."""
-    return [name for name, t in named
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    """The names of the floating-point tensors in ``named`` ((name, tensor) pairs) holding NaN or inf.
+
+    A sharded tensor (an FSDP ``'local'`` state dict) is judged by this rank's shards.
+    """
+    bad = []
+    for name, t in named:
+        if not isinstance(t, torch.Tensor):
+            continue
+        if hasattr(t, 'local_shards'):  # ShardedTensor
+            parts = [shard.tensor for shard in t.local_shards()]
+        elif hasattr(t, 'to_local'):  # DTensor
+            parts = [t.to_local()]
+        else:
+            parts = [t]
+        if any(p.is_floating_point() and not bool(torch.isfinite(p).all()) for p in parts):
+            bad.append(name)
+    return bad
 
 
 def latest_checkpoint_sentence(work_dir: str) -> str:
