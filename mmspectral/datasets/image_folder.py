@@ -21,6 +21,9 @@ class SkipCorruptMixin:
     """
 
     skip_corrupt: bool = True
+    #: A file each skipped image is appended to (``path<TAB>reason``), from every data-loader worker; the
+    #: runners set it to ``<work_dir>/skipped_images.txt`` and summarise it when training ends.
+    skip_record: Optional[str] = None
     _corrupt: Optional[dict] = None  # path -> reason, of the files this process skipped
 
     @property
@@ -43,6 +46,9 @@ class SkipCorruptMixin:
                 self._corrupt[exc.path] = exc.reason
                 print_log(f'Skipped unreadable image ({self.num_corrupt} distinct files so far in this '
                           f'worker): {exc}', logger='current', level=logging.WARNING)
+                if self.skip_record:
+                    with open(self.skip_record, 'a') as f:  # one short append: whole lines from each worker
+                        f.write(f'{exc.path}\t{exc.reason}\n')
             return None
 
     def __getitem__(self, idx):
@@ -56,6 +62,19 @@ class SkipCorruptMixin:
                 next(iter(self._corrupt)), f'{self.max_refetch} draws in a row met only unreadable images '
                 f'({self.num_corrupt} distinct files of {len(self)}, e.g. {shown}). The folder is damaged or '
                 'is not what the config should point at; fix it, or remove the bad files') from exc
+
+
+def skipped_images_summary(record: str) -> Optional[str]:
+    """One line on the distinct images listed in a ``skip_record`` file, or None if there are none."""
+    if not osp.isfile(record):
+        return None
+    with open(record) as f:
+        paths = dict(line.rstrip('\n').split('\t', 1) for line in f if '\t' in line)
+    if not paths:
+        return None
+    shown = ', '.join(list(paths)[:3]) + (' ...' if len(paths) > 3 else '')
+    return (f'{len(paths)} distinct unreadable images were skipped during training ({shown}); all are listed '
+            f'with the reason in {record}. Replace or remove them.')
 
 
 @DATASETS.register_module()

@@ -316,6 +316,8 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Flexible
         try:
             # the model is built here: a tokenizer_checkpoint the config trusts loads with full unpickling
             with registry_hints(), trust_files(self.trusted_files()):
-                return super().train()
+                model = super().train()
+            self.report_skipped_images()
+            return model
         finally:
             self._defer_loading = False

@@ -27,6 +27,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
+from mmspectral.datasets import SkipCorruptMixin, skipped_images_summary
 from mmspectral.registry import MODEL_WRAPPERS, RUNNERS, registry_hints
 from .checkpoint import atomic_write_path, trust_files
 from .dist import init_distributed, set_tf32
@@ -70,6 +71,7 @@ def frozen_params_summarised() -> Iterator[None]:
                       'optimizer.', logger='current')
 
 
+SKIPPED_IMAGES_FILE = 'skipped_images.txt'
 _MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler', 'checkpoint')
 
 
@@ -85,6 +87,21 @@ class RegistryHintsLoopsMixin:
     def test(self) -> dict:
         with registry_hints():
             return super().test()
+
+    def build_dataloader(self, dataloader, seed: int = 0, diff_rank_seed: bool = False):
+        """MMEngine's (a static method there), plus: a training dataset that skips unreadable images lists
+        them in ``<work_dir>/skipped_images.txt``, from every worker, for the summary at the end."""
+        loader = super().build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        dataset = getattr(loader, 'dataset', None)
+        if isinstance(dataset, SkipCorruptMixin) and not dataset.test_mode and getattr(self, 'work_dir', ''):
+            dataset.skip_record = osp.join(self.work_dir, SKIPPED_IMAGES_FILE)
+        return loader
+
+    def report_skipped_images(self) -> None:
+        """Log how many distinct unreadable images training skipped (all workers together), if any."""
+        summary = skipped_images_summary(osp.join(self.work_dir, SKIPPED_IMAGES_FILE))
+        if summary and is_main_process():
+            self.logger.warning(summary)
 
     def register_default_hooks(self, hooks=None) -> None:
         # ``default_hooks.<name> = None`` turns a default hook off; MMEngine allows it only for its own six
@@ -162,4 +179,6 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
             check_config(self.cfg, mode='train')
             check_runner_checkpoint(self)
         with registry_hints():
-            return super().train()
+            model = super().train()
+        self.report_skipped_images()
+        return model

@@ -119,6 +119,34 @@ def test_a_folder_of_unreadable_images_is_named_before_and_during_a_run(tmp_path
     assert ImageFolderDataset.check_config(dict(data_root=str(tmp_path / 'bad'))) == []
 
 
+def test_a_run_summarises_the_images_it_skipped(image_folder, tmp_path):
+    """Skipped files are listed by the data-loader worker that met them and summarised once training ends."""
+    from mmspectral.apis import build_runner, load_config
+    write_corrupt_files(image_folder / 'train' / 'disk')
+    tests = os.path.dirname(os.path.dirname(__file__))
+    cfg = load_config(os.path.join(tests, 'data', 'tiny_autoencoder_config.py'))
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.experiment_name = 'skipped-summary'
+    cfg.train_dataloader.update(num_workers=1, persistent_workers=False, batch_size=4)
+    cfg.train_dataloader.dataset = dict(type='ImageFolderDataset', data_root=str(image_folder),
+                                        data_prefix=dict(img_path='train'), pipeline=PIPELINE)
+    cfg.train_cfg.max_iters = 6
+    runner = build_runner(cfg)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    runner.logger.addHandler(handler)
+    try:
+        runner.train()
+    finally:
+        runner.logger.removeHandler(handler)
+    listed = (tmp_path / 'work' / 'skipped_images.txt').read_text().splitlines()
+    names = {os.path.basename(line.split('\t')[0]) for line in listed}
+    assert names == {'truncated.jpg', 'garbage.png', 'empty.jpg'}  # 24 draws of 9 files meet all three
+    summary = [r.getMessage() for r in records if 'distinct unreadable images were skipped' in r.getMessage()]
+    assert len(summary) == 1 and summary[0].startswith('3 distinct unreadable images')
+
+
 def test_tokenizer_pipeline_transforms(tmp_path):
     img = np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)
     path = str(tmp_path / 'x.png')
