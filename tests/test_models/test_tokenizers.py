@@ -185,3 +185,50 @@ def test_dead_codes_are_restarted_onto_encoder_outputs():
     assert after > before
     plain = VectorQuantizer(codebook_size=64, token_size=8).train()
     assert 'code_usage' not in dict(plain.named_buffers())
+
+
+def test_conv_decoder_head(images, tmp_path):
+    """decoder_head='conv': pixels from a convolutional up-sampler; the prefix properties hold as with
+    'pixels'."""
+    from mmspectral.registry import TOKENIZERS
+    from mmspectral.utils import build_component
+    cfg = dict(type='NestedSpectralTokenizer', decoder_head='conv', **TINY)
+    torch.manual_seed(0)
+    tok = build_component(cfg, TOKENIZERS).eval()
+    assert tok.is_causal and tok.decoder_head == 'conv'
+    ids = tok.encode(images)
+    for k in range(1, 9):
+        assert torch.equal(tok.encode(images, num_tokens=k), ids[:, :k])
+        out = tok.decode_tokens(ids[:, :k])
+        assert out.shape == (3, 3, 32, 32) and torch.isfinite(out).all()
+    # a decoded pixel depends on the neighbouring patches (a linear patch head's does not)
+    x = tok.quantizer.lookup(ids).requires_grad_(True)
+    feats = []
+    handle = tok.decoder.conv_head.register_forward_pre_hook(lambda m, args: feats.append(args[0]))
+    out = tok.decode(x)
+    handle.remove()
+    grad, = torch.autograd.grad(out[0, :, 7, 7].sum(), feats[0])  # pixel (7, 7): the corner of patch (0, 0)
+    assert grad[0, :, 0, 1].abs().sum() > 0 and grad[0, :, 1, 0].abs().sum() > 0
+    assert tok.last_layer_weight() is tok.decoder.conv_head.conv_out.weight
+    # registry round trip: a state dict of one loads into a fresh build of the same config
+    other = build_component(cfg, TOKENIZERS).eval()
+    other.load_state_dict(tok.state_dict())
+    assert torch.equal(other.decode_tokens(ids), tok.decode_tokens(ids))
+    with pytest.raises(ValueError, match='power-of-two patch_size'):
+        build_component(dict(cfg, patch_size=4 * 3, image_size=36), TOKENIZERS)
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_blockiness_measures_patch_seams(seed):
+    from mmspectral.evaluation import blockiness
+    gen = torch.Generator().manual_seed(seed)
+    # random sinusoids: smooth, and with no structure tied to a 16 px grid
+    scale = torch.tensor([0.4, 6.3]).view(2, 1, 1, 1, 1, 1)
+    freq, phase = torch.rand(2, 4, 3, 6, 1, 1, generator=gen) * scale
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing='ij')
+    smooth = torch.sin(freq * (xx + 0.7 * yy) + phase).mean(2)  # (4, 3, 64, 64)
+    assert 0.8 < blockiness(smooth, 16) < 1.2  # no preference for the patch boundaries
+    patches = torch.rand(4, 3, 4, 4, generator=gen).repeat_interleave(16, -1).repeat_interleave(16, -2)
+    assert blockiness(patches + 0.01 * smooth, 16) > 5  # flat patches: every step is at a seam
+    # shifting the seams off the grid removes them from the measure
+    assert blockiness(torch.roll(patches + 0.01 * smooth, (8, 8), dims=(-1, -2)), 16) < 0.5

@@ -87,7 +87,7 @@ class TokenizerModel(BaseModel):
         elif self.proxy_teacher is not None:
             raise ValueError(f'proxy_teacher is only used by the proxy_codes recipe, not {recipe!r}; '
                              'remove it.')
-        if recipe == 'pixel' and head != 'pixels' and self.tokenizer.pixel_decoder is None:
+        if recipe == 'pixel' and head == 'proxy_codes' and self.tokenizer.pixel_decoder is None:
             raise ValueError("recipe='pixel' with decoder_head='proxy_codes' needs the "
                              "tokenizer's pixel_decoder.")
         if recipe == 'decoder_finetune':

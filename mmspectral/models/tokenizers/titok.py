@@ -85,9 +85,12 @@ class TiTokTokenizer(nn.Module):
         spectral_supervision: the target of prefix k is ``lowpass(image, w_k)``; False: the full image.
         prefix_sampling: None (every sample decodes all N tokens, as TiTok) or
             ``dict(distribution='uniform', per_sample=True, min_length=1)``.
-        decoder_head: 'pixels', or 'proxy_codes' (TiTok's two-stage recipe: the decoder predicts the codes of
-            a VQGAN teacher; images then come from ``pixel_decoder``).
+        decoder_head: 'pixels' (TiTok's linear patch head), 'conv' (a convolutional up-sampler over the patch
+            grid: no patch seams; the tiny configs' option) or 'proxy_codes' (TiTok's two-stage recipe: the
+            decoder predicts the codes of a VQGAN teacher; images then come from ``pixel_decoder``).
         proxy_codebook_size: the teacher's codebook size for 'proxy_codes'.
+        conv_head: for 'conv', the up-sampler's ``channels`` (128), ``min_channels`` (32) and
+            ``convs_per_stage`` (2).
         pixel_decoder: for 'proxy_codes', a MODELS config of the module that turns code logits into images
             (``MaskGITVQGAN(with_encoder=False, pretrained=...)``, through its ``soft_decode``); None leaves
             ``decode_tokens`` unavailable for that head.
@@ -105,6 +108,7 @@ class TiTokTokenizer(nn.Module):
                  attn_mask: Union[dict, BaseAttnMask, None] = None, freq_schedule: Optional[dict] = None,
                  spectral_supervision: bool = False, prefix_sampling: Optional[dict] = None,
                  decoder_head: str = 'pixels', proxy_codebook_size: int = 1024,
+                 conv_head: Optional[dict] = None,
                  pixel_decoder: Optional[dict] = None, legacy_token_projection: bool = False,
                  init_std: Union[float, str] = 0.02) -> None:
         super().__init__()
@@ -142,7 +146,7 @@ class TiTokTokenizer(nn.Module):
                                        token_size, mlp_ratio, drop_path, legacy_token_projection)
         self.decoder = ViTTokenDecoder(image_size, patch_size, width, depth, num_heads, num_tokens,
                                        token_size, mlp_ratio, drop_path, head=decoder_head,
-                                       proxy_codebook_size=proxy_codebook_size)
+                                       proxy_codebook_size=proxy_codebook_size, conv_head=conv_head)
         if not (init_std == 'fan_in' or isinstance(init_std, (int, float))):
             raise ValueError(f"init_std must be a number or 'fan_in', got {init_std!r}.")
         self.init_std = init_std
@@ -286,13 +290,15 @@ class TiTokTokenizer(nn.Module):
     # ------------------------------------------------------------------ training helpers
     @property
     def decoder_head(self) -> str:
-        """What the decoder predicts: 'pixels' or 'proxy_codes'."""
+        """What the decoder predicts: 'pixels' or 'conv' (images), or 'proxy_codes'."""
         return self.decoder.head
 
     def last_layer_weight(self) -> torch.Tensor:
         """The weight of the last layer that makes pixels (the adaptive GAN weight's reference)."""
         if self.decoder.head == 'pixels':
             return self.decoder.conv_out.weight
+        if self.decoder.head == 'conv':
+            return self.decoder.conv_head.conv_out.weight
         return self.pixel_decoder.last_layer_weight()
 
     def freeze_encoder(self) -> None:
@@ -341,7 +347,7 @@ class TiTokTokenizer(nn.Module):
     def to_images(self, output: torch.Tensor) -> torch.Tensor:
         """The decoder's output as images: pixels pass through; proxy-code logits go through
         ``pixel_decoder``."""
-        if self.decoder.head == 'pixels':
+        if self.decoder.head != 'proxy_codes':
             return output
         if self.pixel_decoder is None:
             raise RuntimeError('This tokenizer predicts proxy codes (decoder_head="proxy_codes") and has no '

@@ -7,6 +7,7 @@ ATTN_MASKS builder (``BidirectionalMask`` for TiTok, ``SpectralCausalMask`` for 
 follow TiTok's so that official checkpoints convert by renaming
 (tools/model_converters/titok_to_mmspectral.py).
 """
+import math
 from typing import Optional
 
 import torch
@@ -95,6 +96,40 @@ class ViTTokenEncoder(_ViTTrunk):
         return self.token_proj(x)  # (B, k, D)
 
 
+class ConvPixelHead(nn.Module):
+    """Patch features (B, C, h, w) -> pixels (B, 3, h p, w p) through 3x3 convolutions at rising resolution.
+
+    A linear patch head gives each patch its pixels alone, so neighbouring patches meet at a seam; here every
+    output pixel is computed from the features of the patches around it (log2(p) nearest-neighbour doublings,
+    each followed by ``convs_per_stage`` 3x3 convolutions, halving the channels from ``channels`` down to
+    ``min_channels``).
+    """
+
+    def __init__(self, width: int, patch_size: int, channels: int = 128, min_channels: int = 32,
+                 convs_per_stage: int = 2) -> None:
+        super().__init__()
+        stages = int(math.log2(patch_size))
+        if 2 ** stages != patch_size:
+            raise ValueError(f"decoder_head='conv' needs a power-of-two patch_size, got {patch_size}.")
+        if min(channels, min_channels, convs_per_stage) < 1:
+            raise ValueError('conv_head: channels, min_channels and convs_per_stage must be at least 1, got '
+                             f'{channels}, {min_channels}, {convs_per_stage}.')
+        layers: list = [nn.Conv2d(width, channels, kernel_size=1)]
+        c = channels
+        for _ in range(stages):
+            out = max(c // 2, min_channels)
+            layers.append(nn.Upsample(scale_factor=2, mode='nearest'))
+            for i in range(convs_per_stage):
+                layers += [nn.Conv2d(c if i == 0 else out, out, 3, padding=1), nn.GELU()]
+            c = out
+        self.body = nn.Sequential(*layers)
+        self.conv_out = nn.Conv2d(c, 3, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        return self.conv_out(self.body(x)).contiguous()  # (B, 3, H, W)
+
+
 class ViTTokenDecoder(_ViTTrunk):
     """A prefix of quantised tokens -> pixels or proxy-code logits, read out at the mask tokens.
 
@@ -102,17 +137,20 @@ class ViTTokenDecoder(_ViTTrunk):
         image_size, patch_size, width, depth, num_heads, mlp_ratio, drop_path: as the encoder.
         num_tokens: N, the most tokens the decoder takes.
         token_size: D of the quantised tokens.
-        head: 'pixels' (a linear patch head plus a 3x3 conv, giving images) or 'proxy_codes' (TiTok's stage-1
+        head: 'pixels' (a linear patch head plus a 3x3 conv, giving images), 'conv' (images from
+            :class:`ConvPixelHead`: no per-patch map, so no patch seams) or 'proxy_codes' (TiTok's stage-1
             head: logits over the ``proxy_codebook_size`` codes of a VQGAN teacher, one grid cell per patch).
         proxy_codebook_size: size of the teacher's codebook for the 'proxy_codes' head.
+        conv_head: keyword arguments of :class:`ConvPixelHead` for the 'conv' head.
     """
 
     def __init__(self, image_size: int, patch_size: int, width: int, depth: int, num_heads: int,
                  num_tokens: int, token_size: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 head: str = 'pixels', proxy_codebook_size: int = 1024) -> None:
+                 head: str = 'pixels', proxy_codebook_size: int = 1024,
+                 conv_head: Optional[dict] = None) -> None:
         super().__init__(width, depth, num_heads, mlp_ratio, drop_path)
-        if head not in ('pixels', 'proxy_codes'):
-            raise ValueError(f"decoder head must be 'pixels' or 'proxy_codes', got {head!r}.")
+        if head not in ('pixels', 'conv', 'proxy_codes'):
+            raise ValueError(f"decoder head must be 'pixels', 'conv' or 'proxy_codes', got {head!r}.")
         self.grid = image_size // patch_size
         self.patch_size = patch_size
         self.num_tokens = num_tokens
@@ -125,6 +163,8 @@ class ViTTokenDecoder(_ViTTrunk):
         if head == 'pixels':
             self.pixel_head = nn.Linear(width, patch_size * patch_size * 3)
             self.conv_out = nn.Conv2d(3, 3, kernel_size=3, padding=1)
+        elif head == 'conv':
+            self.conv_head = ConvPixelHead(width, patch_size, **(conv_head or {}))
         else:
             self.ffn = nn.Sequential(nn.Linear(width, 2 * width), nn.Tanh(),
                                      nn.Linear(2 * width, proxy_codebook_size))
@@ -137,7 +177,7 @@ class ViTTokenDecoder(_ViTTrunk):
                 prefix_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """tokens (B, k, D), k <= N; with ``prefix_lengths`` (B,), sample b uses only its first k_b tokens.
 
-        Returns images (B, 3, H, W) for the 'pixels' head, logits (B, K, h, w) for 'proxy_codes'.
+        Returns images (B, 3, H, W) for the 'pixels' and 'conv' heads, logits (B, K, h, w) for 'proxy_codes'.
         """
         b, k, _ = tokens.shape
         if k > self.num_tokens:
@@ -155,4 +195,6 @@ class ViTTokenDecoder(_ViTTrunk):
                           p1=self.patch_size, p2=self.patch_size)
             # Channels-last input: the 3-channel convolution's backward is ~5x faster on CPU, same numbers.
             return self.conv_out(x.contiguous(memory_format=torch.channels_last)).contiguous()  # (B, 3, H, W)
+        if self.head == 'conv':
+            return self.conv_head(rearrange(x, 'b (h w) c -> b c h w', h=self.grid))  # (B, 3, H, W)
         return rearrange(self.ffn(x), 'b (h w) k -> b k h w', h=self.grid)  # (B, K, h, w)

@@ -1,0 +1,80 @@
+"""Train the tiny nested tokenizer with one decoder head and measure it (docs/design.md, "Patch seams").
+
+    python tools/analysis/tokenizer_heads_tiny.py --head conv --steps 2000 --probe work_dirs/probe_fine.pth \
+        --conv-head '{"channels": 64, "min_channels": 16, "convs_per_stage": 1}'
+
+Trains configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py on the chosen class set for --steps
+steps (warm-up 100, cosine to the end), then prints one JSON line: training time, PSNR of the full decode,
+blockiness (mean step across patch boundaries over the step elsewhere) of 200 held-out images and of the real
+images, and, with --probe (tools/train_probe.py --class-set ...), the judge's accuracy on the reconstructions.
+"""
+import argparse
+import json
+import os.path as osp
+import time
+
+import torch
+
+from mmspectral.apis import build_runner, load_config, register_all_modules
+from mmspectral.datasets import EmbeddedShapesDataset
+from mmspectral.evaluation import blockiness, psnr
+from mmspectral.evaluation.embedded_classifier import accuracy, load_shapes_classifier
+
+CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Tiny tokenizer decoder heads: train one, measure it.')
+    parser.add_argument('--head', choices=['pixels', 'conv'], default='conv')
+    parser.add_argument('--conv-head', type=json.loads, default=None, help='JSON: ConvPixelHead arguments')
+    parser.add_argument('--steps', type=int, default=2000)
+    parser.add_argument('--class-set', choices=['coarse', 'fine'], default='fine')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--probe', default=None, help='judge probe of the same class set (64 px)')
+    parser.add_argument('--work-dir', default='work_dirs/tokenizer_heads_tiny')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    register_all_modules()
+    cfg = load_config(CONFIG)
+    tag = args.head + ''.join(f'_{k}{v}' for k, v in sorted((args.conv_head or {}).items()))
+    cfg.work_dir = osp.join(args.work_dir, f'{tag}_{args.class_set}_{args.steps}_seed{args.seed}')
+    cfg.experiment_name = osp.basename(cfg.work_dir)
+    cfg.model.tokenizer.decoder_head = args.head
+    if args.conv_head:
+        cfg.model.tokenizer.conv_head = args.conv_head
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.class_set = args.class_set
+    warmup = min(100, args.steps // 10 + 1)
+    cfg.train_cfg.update(max_iters=args.steps, val_interval=args.steps)
+    cfg.param_scheduler[0].end = warmup
+    cfg.param_scheduler[1].update(begin=warmup, end=args.steps)
+    cfg.randomness = dict(seed=args.seed, deterministic=False)
+    cfg.log_level = 'WARNING'
+    runner = build_runner(cfg)
+    start = time.time()
+    runner.train()
+    seconds = time.time() - start
+    tokenizer = runner.model.eval().tokenizer
+    data = EmbeddedShapesDataset(num_samples=200, seed=777, test_mode=True, class_set=args.class_set,
+                                 image_size=64, pipeline=[dict(type='PackImageInputs')])
+    images = torch.stack([data[i]['inputs'] for i in range(len(data))]).float() / 255  # (200, 3, 64, 64)
+    labels = torch.tensor([int(data[i]['data_samples'].gt_label) for i in range(len(data))])
+    with torch.no_grad():  # the tiny configs' value range is [-1, 1]
+        recon = ((tokenizer.decode_tokens(tokenizer.encode(images * 2 - 1)) + 1) / 2).clamp(0, 1)
+    out = dict(head=args.head, conv_head=args.conv_head, class_set=args.class_set, steps=args.steps,
+               seed=args.seed, train_seconds=round(seconds, 1),
+               parameters=sum(p.numel() for p in tokenizer.parameters()),
+               psnr=round(float(psnr(recon, images).mean()), 2), blockiness=round(blockiness(recon, 16), 3),
+               blockiness_real=round(blockiness(images, 16), 3))
+    if args.probe:
+        probe = load_shapes_classifier(args.probe, 64, args.class_set)[0]
+        out['judge_on_reconstructions'] = round(accuracy(probe, recon, labels), 3)
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == '__main__':
+    main()
