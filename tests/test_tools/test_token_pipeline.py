@@ -139,9 +139,7 @@ def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_
     assert '2 batches of this rank already done' in log
     # ... but never with other settings (or another checkpoint), and impossible counts are refused early
     for extra, named in ((['--seed', '1'], 'seed: 0 in the folder, 1 now'),
-                         (['--num-classes', '11'], 'label 10 is the guidance null class'),
-                         (['--per-class', '0'], '--per-class must be at least 1'),
-                         (['--batch-size', '-2'], '--batch-size must be at least 1')):
+                         (['--num-classes', '11'], 'label 10 is the guidance null class')):
         out = subprocess.run(sample + ['--out', str(tmp_path / 's1'), *extra], cwd=repo_root,
                              env=subprocess_env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 1 and named in out.stderr, out.stderr[-2000:]
@@ -235,3 +233,23 @@ def test_tencrop_views_are_corner_and_centre_crops_and_their_flips(repo_root):
     assert len({tuple(v.flatten()[:8].tolist()) for v in views}) == 10  # ten different views
     centre = module.augmented_views(images, 'tencrop', crop_range=1.0)[4]
     assert torch.allclose(centre, images, atol=1e-5)  # no enlargement: the crops are the image itself
+
+
+def test_sample_tool_refuses_impossible_counts_before_loading(tmp_path, repo_root):
+    import importlib.util
+    from types import SimpleNamespace
+    spec = importlib.util.spec_from_file_location('sample_tool', f'{repo_root}/tools/sample.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    ckpt = tmp_path / 'generator.pth'
+    ckpt.write_bytes(b'')  # never read: the counts are refused first
+    good = dict(per_class=2, batch_size=4, num_classes=None, checkpoint=str(ckpt), super_resolve=None,
+                num_tokens=None)
+    tool.check_args(SimpleNamespace(**good))
+    for change, named in ((dict(per_class=0), '--per-class must be at least 1'),
+                          (dict(batch_size=-2), '--batch-size must be at least 1'),
+                          (dict(num_classes=0), '--num-classes must be at least 1'),
+                          (dict(checkpoint=str(tmp_path / 'absent.pth')), 'no such checkpoint file'),
+                          (dict(super_resolve='stride', num_tokens=4), 'drop --num-tokens')):
+        with pytest.raises(SystemExit, match=named):
+            tool.check_args(SimpleNamespace(**dict(good, **change)))
