@@ -14,7 +14,6 @@ same command. An unreadable image is reported with its path and gets label -1 (t
 """
 import argparse
 import glob
-import json
 import os.path as osp
 
 from mmspectral.omp import set_omp_wait_policy
@@ -62,11 +61,6 @@ class _Tolerant(torch.utils.data.Dataset):
         except CorruptImageError as exc:
             print(f'\nwarning: {exc}', flush=True)
             return idx, None
-
-
-def _plain(cfg) -> dict:
-    """A config dict as JSON values (tuples become lists), for the provenance record."""
-    return json.loads(json.dumps(cfg.to_dict() if hasattr(cfg, 'to_dict') else dict(cfg), default=str))
 
 
 def build_dataset(cfg, split: str):
@@ -145,8 +139,8 @@ def main():
                 checkpoint_size=identity['size'], checkpoint_sha256=identity['sha256'],
                 classes=list(dataset.metainfo.get('classes', ())))
     # What decides the tokens: a folder made with another tokenizer, data or settings is never resumed.
-    record = dict(checkpoint=identity, tokenizer=_plain(cfg.model.tokenizer),
-                  dataset=_plain(cfg[f'{args.split}_dataloader'].dataset), split=args.split,
+    record = dict(checkpoint=identity, tokenizer=cfg.model.tokenizer.to_dict(),
+                  dataset=cfg[f'{args.split}_dataloader'].dataset.to_dict(), split=args.split,
                   classes=meta['classes'], num_images=num_images, augment=args.augment,
                   crop_range=meta['crop_range'], world_size=world)
     has_outputs = osp.isfile(meta_path) or bool(glob.glob(osp.join(args.out, '*.npy')))

@@ -19,7 +19,6 @@ completion of its four strided ('stride') or quadrant ('patch') sub-images (``Ge
 with the batch's random stream continued. The three modes start from the same samples.
 """
 import argparse
-import json
 import os
 import os.path as osp
 
@@ -82,8 +81,7 @@ def provenance(args, model, options: dict, num_classes: int) -> dict:
     tokenizer_checkpoint = getattr(model, 'tokenizer_checkpoint', None)
     return dict(generator_checkpoint=file_identity(args.checkpoint),
                 tokenizer_checkpoint=file_identity(tokenizer_checkpoint) if tokenizer_checkpoint else None,
-                config=osp.abspath(args.config), cfg_options=json.loads(json.dumps(args.cfg_options or {},
-                                                                                   default=str)),
+                config=osp.abspath(args.config), cfg_options=args.cfg_options or {},
                 sampling={**model.sampling, **options}, seed=args.seed, per_class=args.per_class,
                 num_classes=num_classes, batch_size=args.batch_size, super_resolve=args.super_resolve)
 

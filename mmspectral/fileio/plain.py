@@ -22,6 +22,22 @@ _ATOMS = (str, bytes, int, float, bool, complex, type(None), torch.Tensor, torch
           torch.Size)
 
 
+_SEQUENCES = (list, tuple, set, frozenset)
+
+
+def _rebuilt(obj: Any, items: Any) -> Any:
+    """``obj`` itself when no item changed; else a container of its type (a dict subclass other than
+    OrderedDict: a dict) holding ``items``, with a state dict's ``_metadata`` kept."""
+    if isinstance(obj, dict):
+        if all(items[k] is v for k, v in obj.items()):
+            return obj
+        out = (type(obj) if type(obj) in (dict, OrderedDict) else dict)(items)
+        if hasattr(obj, '_metadata'):
+            out._metadata = obj._metadata
+        return out
+    return obj if all(a is b for a, b in zip(items, obj)) else type(obj)(items)
+
+
 def _array(arr: np.ndarray) -> dict:
     try:  # a tensor for the dtypes torch shares with numpy (fast and exact), a list for the others
         data: Any = torch.from_numpy(np.ascontiguousarray(arr).copy())
@@ -52,16 +68,9 @@ def _to_plain(obj: Any, where: str, left: List[str]) -> Any:
         return {PLAIN_TAG: 'HistoryBuffer', 'log_history': _array(obj._log_history),
                 'count_history': _array(obj._count_history), 'max_length': int(obj.max_length)}
     if isinstance(obj, dict) and type(obj) in (dict, OrderedDict):
-        items = {k: _to_plain(v, f'{where}.{k}', left) for k, v in obj.items()}
-        if all(items[k] is v for k, v in obj.items()):
-            return obj
-        out = type(obj)(items)
-        if hasattr(obj, '_metadata'):
-            out._metadata = obj._metadata
-        return out
-    if type(obj) in (list, tuple, set, frozenset):
-        items = [_to_plain(v, f'{where}[{i}]', left) for i, v in enumerate(obj)]
-        return obj if all(a is b for a, b in zip(items, obj)) else type(obj)(items)
+        return _rebuilt(obj, {k: _to_plain(v, f'{where}.{k}', left) for k, v in obj.items()})
+    if type(obj) in _SEQUENCES:
+        return _rebuilt(obj, [_to_plain(v, f'{where}[{i}]', left) for i, v in enumerate(obj)])
     left.append(f'{where or "checkpoint"}: {type(obj).__module__}.{type(obj).__qualname__}')
     return obj
 
@@ -85,14 +94,7 @@ def from_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         if PLAIN_TAG in obj:
             return _from_tagged(obj)
-        items = {k: from_plain(v) for k, v in obj.items()}
-        if all(items[k] is v for k, v in obj.items()):
-            return obj
-        out = (type(obj) if type(obj) in (dict, OrderedDict) else dict)(items)
-        if hasattr(obj, '_metadata'):
-            out._metadata = obj._metadata
-        return out
-    if type(obj) in (list, tuple, set, frozenset):
-        items = [from_plain(v) for v in obj]
-        return obj if all(a is b for a, b in zip(items, obj)) else type(obj)(items)
+        return _rebuilt(obj, {k: from_plain(v) for k, v in obj.items()})
+    if type(obj) in _SEQUENCES:
+        return _rebuilt(obj, [from_plain(v) for v in obj])
     return obj

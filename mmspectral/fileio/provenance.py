@@ -48,8 +48,8 @@ def claim_folder(folder: str, record: Dict[str, Any], has_outputs: bool, what: s
 
     Args:
         folder: the output folder (created if needed).
-        record: what decides the outputs (JSON-serialisable; nested dicts compared key by key; a ``'file'``
-            key is informative only).
+        record: what decides the outputs (nested dicts compared key by key, after a JSON round trip:
+            tuples become lists, other objects their ``str``; a ``'file'`` key is informative only).
         has_outputs: whether the folder already holds outputs; a folder with outputs and no record (written
             before records existed, or by hand) is refused too: nothing says what made them.
         what: the outputs, as the message names them ('samples', 'tokens').
@@ -57,6 +57,7 @@ def claim_folder(folder: str, record: Dict[str, Any], has_outputs: bool, what: s
         write: whether this process writes a missing record (rank 0); every rank checks.
     """
     fix = fix or f'Write to another folder, or delete {folder} to start it again.'
+    record = json.loads(json.dumps(record, default=str))  # as it will read back (tuples -> lists, ...)
     path = osp.join(folder, PROVENANCE_FILE)
     if osp.isfile(path):
         with open(path) as f:
