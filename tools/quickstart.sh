@@ -29,8 +29,9 @@ ACCURACY_PER_CLASS=${ACCURACY_PER_CLASS:-20}
 TOKENIZER_CKPT="$WORK_DIR/tokenizer/iter_$TOKENIZER_ITERS.pth"
 GENERATOR_CKPT="$WORK_DIR/generator/iter_$GENERATOR_ITERS.pth"
 # What the stages of this work dir were made with: a work dir of another pipeline (an older quick start trained
-# on the 'fine' classes) would mix its checkpoints into this run, since finished stages are skipped.
-PIPELINE="EmbeddedShapes class_set=coarse, 64 px, 16 tokens; $TOKENIZER_CONFIG; $GENERATOR_CONFIG"
+# on the 'fine' classes, or one whose tokenizer had the per-patch decoder head) would mix its checkpoints into
+# this run, since finished stages are skipped.
+PIPELINE="EmbeddedShapes class_set=coarse, 64 px, 16 tokens, convolutional decoder head; $TOKENIZER_CONFIG; $GENERATOR_CONFIG"
 STAMP="$WORK_DIR/quickstart_pipeline.txt"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" != "$PIPELINE" ]; then
     echo "[quickstart] $WORK_DIR was made by another quick start ($(cat "$STAMP")); this one runs: $PIPELINE." \
@@ -132,7 +133,9 @@ def last_val(run):
 tokenizer, generator = last_val('tokenizer'), last_val('generator')
 with open(os.path.join(work, 'class_accuracy.json')) as f:
     class_accuracy = json.load(f)
+fidelity = class_accuracy.pop('reconstruction_fidelity', {})
 metrics = dict(tokenizer=tokenizer, generator=generator, class_accuracy=class_accuracy,
+               tokenizer_fidelity=fidelity,
                stage_seconds={k: int(v) for k, v in times.items()},
                total_seconds=sum(int(v) for v in times.values()))
 with open(os.path.join(work, 'metrics.json'), 'w') as f:
@@ -140,6 +143,9 @@ with open(os.path.join(work, 'metrics.json'), 'w') as f:
 print('[quickstart] tokenizer: PSNR {:.2f} dB with all tokens; vs low-pass target per prefix: {}'.format(
     tokenizer.get('recon/psnr', float('nan')), ', '.join(
         f"k={k.rsplit('k', 1)[1]}: {v:.1f}" for k, v in tokenizer.items() if k.startswith('recon/psnr_lowpass/'))))
+print('[quickstart] tokenizer on {num_images} validation images: blockiness {blockiness:.2f} (real images '
+      '{blockiness_real_images:.2f}), object colour error {object_colour_error:.3f}, PSNR object '
+      '{psnr_object:.2f} dB, background {psnr_background:.2f} dB'.format(**fidelity))
 print('[quickstart] generator: validation next-token accuracy {:.3f}, cross-entropy {:.3f}'.format(
     *(generator.get(k, float('nan')) for k in ('tokens/acc', 'tokens/ce'))))
 print('[quickstart] stage times (s): ' + ', '.join(f'{k} {v}' for k, v in times.items()) +

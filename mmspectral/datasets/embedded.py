@@ -184,6 +184,13 @@ def _shape_mask(label: int, rng: np.random.Generator, size: int, class_set: str 
 def render_shape(seed: int, index: int, label: int, image_size: int = 32,
                  class_set: str = 'fine') -> np.ndarray:
     """Draw sample ``index`` of class ``label``: RGB uint8 ``(image_size, image_size, 3)``, deterministic."""
+    return render_shape_and_mask(seed, index, label, image_size, class_set)[0]
+
+
+def render_shape_and_mask(seed: int, index: int, label: int, image_size: int = 32,
+                          class_set: str = 'fine') -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`render_shape`'s image and the object's coverage in [0, 1], float32 ``(image_size, image_size)``
+    (1 inside the object, fractional on its anti-aliased edge, 0 on the background)."""
     classes = class_names(class_set)
     if not 0 <= label < len(classes):
         raise ValueError(f'EmbeddedShapes has {len(classes)} classes, got label {label}.')
@@ -200,7 +207,7 @@ def render_shape(seed: int, index: int, label: int, image_size: int = 32,
     mask, second = _shape_mask(label, rng, image_size, class_set)
     obj = colour * shade * (1.0 - 0.6 * second[..., None])
     img = background * (1.0 - mask[..., None]) + obj * mask[..., None]
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mask
 
 
 @DATASETS.register_module()
@@ -263,6 +270,12 @@ class EmbeddedShapesDataset(BaseDataset):
         name = 'embedded-shapes' if self.class_set == 'fine' else f'embedded-shapes-{self.class_set}'
         info['img_path'] = f'{name}/seed{self.seed}/{info["sample_idx"]:06d}'
         return info
+
+    def object_mask(self, idx: int) -> np.ndarray:
+        """The object's coverage in image ``idx`` (before any transform): float32 (H, W) in [0, 1]."""
+        info = super().get_data_info(idx)
+        return render_shape_and_mask(self.seed, info['sample_idx'], info['gt_label'], self.image_size,
+                                     self.class_set)[1]
 
 
 def export_embedded_shapes(out_dir: str, num_per_class: int, image_size: int = 32, seed: int = 0,

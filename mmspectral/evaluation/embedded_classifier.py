@@ -15,9 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmspectral.datasets.embedded import CLASSES, class_names, render_shape
+from mmspectral.datasets.embedded import CLASSES, class_names, render_shape, render_shape_and_mask
 from mmspectral.fileio import atomic_write, load_state_dict_checked, load_torch_file
 from mmspectral.registry import FEATURE_EXTRACTORS
+from .functional import blockiness, psnr, region_errors
 from .generative.extractors import BaseFeatureExtractor
 
 __all__ = ['ShapesClassifier', 'ShapesProbe', 'train_shapes_classifier', 'load_or_train_shapes_classifier',
@@ -61,6 +62,30 @@ def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes
     images = np.stack([render_shape(seed, int(i), int(c), image_size, class_set)
                        for i, c in zip(indices, labels)])
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(labels).long()
+
+
+def object_masks(indices: Sequence[int], image_size: int, seed: int, num_classes: int = len(CLASSES),
+                 class_set: str = 'fine') -> torch.Tensor:
+    """The objects' coverage in the images :func:`render_batch` draws: (B, S, S) floats in [0, 1]."""
+    return torch.from_numpy(np.stack([render_shape_and_mask(seed, int(i), int(i) % num_classes, image_size,
+                                                            class_set)[1] for i in indices]))
+
+
+def reconstruction_fidelity(recons: torch.Tensor, images: torch.Tensor, masks: torch.Tensor,
+                            patch_size: int) -> dict:
+    """What a tokenizer's reconstructions keep of EmbeddedShapes images (all (B, 3, S, S) in [0, 1]; ``masks``
+    (B, S, S) from :func:`object_masks`): PSNR of the whole image, of the object and of the background;
+    patch seams (:func:`~mmspectral.evaluation.functional.blockiness`, next to the real images' value); the
+    object's colour error (:func:`~mmspectral.evaluation.functional.region_errors`: distance between its
+    mean RGB colours in the reconstruction and the image, in [0, 1] units)."""
+    recons = recons.clamp(0, 1)
+    inside = (masks > 0.5).float()  # the object's interior, without its anti-aliased rim
+    obj = region_errors(recons, images, inside)
+    background = region_errors(recons, images, (masks < 0.05).float())
+    return dict(psnr=float(psnr(recons, images).mean()), psnr_object=obj['psnr'],
+                psnr_background=background['psnr'], object_colour_error=obj['colour_error'],
+                object_pixel_error=obj['pixel_mae'], blockiness=blockiness(recons, patch_size),
+                blockiness_real_images=blockiness(images, patch_size), num_images=len(images))
 
 
 def train_shapes_classifier(image_size: int = 64, num_classes: int = len(CLASSES), steps: int = 250,

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -187,12 +188,14 @@ def test_dead_codes_are_restarted_onto_encoder_outputs():
     assert 'code_usage' not in dict(plain.named_buffers())
 
 
-def test_conv_decoder_head(images, tmp_path):
-    """decoder_head='conv': pixels from a convolutional up-sampler; the prefix properties hold as with
-    'pixels'."""
+@pytest.mark.parametrize('shuffle', [1, 2, 8])
+def test_conv_decoder_head(images, shuffle):
+    """decoder_head='conv': pixels from a convolutional up-sampler (its last doublings a pixel shuffle with
+    ``pixel_shuffle``); the prefix properties hold as with 'pixels'."""
     from mmspectral.registry import TOKENIZERS
     from mmspectral.utils import build_component
-    cfg = dict(type='NestedSpectralTokenizer', decoder_head='conv', **TINY)
+    cfg = dict(type='NestedSpectralTokenizer', decoder_head='conv', **TINY,
+               conv_head=dict(channels=32, min_channels=8, convs_per_stage=1, pixel_shuffle=shuffle))
     torch.manual_seed(0)
     tok = build_component(cfg, TOKENIZERS).eval()
     assert tok.is_causal and tok.decoder_head == 'conv'
@@ -216,6 +219,9 @@ def test_conv_decoder_head(images, tmp_path):
     assert torch.equal(other.decode_tokens(ids), tok.decode_tokens(ids))
     with pytest.raises(ValueError, match='power-of-two patch_size'):
         build_component(dict(cfg, patch_size=4 * 3, image_size=36), TOKENIZERS)
+    for bad in (0, 3, 16):
+        with pytest.raises(ValueError, match='pixel_shuffle must be a power of two from 1 to the patch size'):
+            build_component(dict(cfg, conv_head=dict(pixel_shuffle=bad)), TOKENIZERS)
 
 
 @pytest.mark.parametrize('seed', range(3))
@@ -232,3 +238,46 @@ def test_blockiness_measures_patch_seams(seed):
     assert blockiness(patches + 0.01 * smooth, 16) > 5  # flat patches: every step is at a seam
     # shifting the seams off the grid removes them from the measure
     assert blockiness(torch.roll(patches + 0.01 * smooth, (8, 8), dims=(-1, -2)), 16) < 0.5
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_region_errors(seed):
+    """The object's colour error is the distance of mean colours in the region only; PSNR follows the MSE."""
+    from mmspectral.evaluation import region_errors
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.rand(4, 3, 16, 16, generator=gen)
+    region = torch.zeros(4, 16, 16)
+    region[:, 4:12, 4:12] = 1
+    shift = torch.tensor([0.1, -0.2, 0.05]).view(1, 3, 1, 1)
+    pred = target + shift * region.unsqueeze(1) + 0.3 * torch.rand(4, 3, 16, 16, generator=gen) * (1 - region[:, None])
+    inside = region_errors(pred, target, region)
+    assert inside['colour_error'] == pytest.approx(float(shift.norm()), abs=1e-5)  # the outside is ignored
+    assert inside['pixel_mae'] == pytest.approx(0.35 / 3, abs=1e-5)
+    assert inside['psnr'] == pytest.approx(float(-10 * torch.log10(shift.pow(2).mean())), abs=1e-3)
+    assert region_errors(target, target, region)['colour_error'] == 0
+    assert region_errors(pred, target, 1 - region)['colour_error'] > 0
+    one_empty = region.clone()
+    one_empty[0] = 0  # an image without the region is left out, not counted as a perfect one
+    assert region_errors(pred, target, one_empty)['colour_error'] == pytest.approx(inside['colour_error'])
+    with pytest.raises(ValueError, match='empty in every image'):
+        region_errors(pred, target, torch.zeros(4, 16, 16))
+    with pytest.raises(ValueError, match='weights'):
+        region_errors(pred, target, region[:, None])
+
+
+@pytest.mark.parametrize('class_set', ['fine', 'coarse'])
+def test_object_mask_covers_the_drawn_object(class_set):
+    """EmbeddedShapes' object mask is where the image differs from its background: saturated object colour
+    inside, background outside; the dataset's mask matches the image it serves."""
+    import cv2
+
+    from mmspectral.datasets import EmbeddedShapesDataset, render_shape, render_shape_and_mask
+    data = EmbeddedShapesDataset(num_samples=20, image_size=64, seed=3, class_set=class_set)
+    for i in range(20):
+        img, mask = render_shape_and_mask(3, i, i % 10, 64, class_set)
+        assert np.array_equal(img, render_shape(3, i, i % 10, 64, class_set))
+        assert np.array_equal(data.get_data_info(i)['img'], img) and np.array_equal(data.object_mask(i), mask)
+        assert mask.shape == (64, 64) and 0 <= mask.min() and mask.max() <= 1
+        assert 0.02 < (mask > 0.5).mean() < 0.6
+        sat = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[..., 1] / 255.0
+        assert np.median(sat[mask > 0.99]) > np.median(sat[mask < 0.01]) + 0.2

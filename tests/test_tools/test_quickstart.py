@@ -48,6 +48,9 @@ def test_quickstart_runs_every_stage_and_continues(tmp_path, subprocess_env, rep
     assert acc['num_classes'] == 10 and acc['class_set'] == 'coarse'
     assert 0.0 <= acc['generated_samples'] <= 1.0
     assert acc['real_images'] > 0.9  # the judge itself recognises real images
+    fidelity = metrics['tokenizer_fidelity']
+    assert fidelity['blockiness'] > 0 and 0.8 < fidelity['blockiness_real_images'] < 1.2
+    assert 0 <= fidelity['object_colour_error'] < 1.8 and fidelity['num_images'] == 10 * acc['per_class']
     assert set(metrics['stage_seconds']) == {'spectral_figures', 'tokenizer', 'token_extraction', 'generator',
                                              'sampling'}
     meta = json.loads((tmp_path / 'tokens' / 'train' / 'meta.json').read_text())

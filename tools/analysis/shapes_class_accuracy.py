@@ -20,7 +20,8 @@ from mmengine.config import DictAction  # noqa: E402
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import accuracy, render_batch  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import (accuracy, object_masks,  # noqa: E402
+                                                       reconstruction_fidelity, render_batch)
 from mmspectral.fileio import write_json  # noqa: E402
 
 
@@ -58,6 +59,8 @@ def main():
     recons = torch.cat([model.decode(model.encode(images[i:i + args.batch_size]))
                         for i in range(0, len(images), args.batch_size)])
     recon_acc = accuracy(classifier, recons, labels)
+    masks = object_masks(range(len(images)), size, seed=1, num_classes=num_classes, class_set=class_set)
+    fidelity = reconstruction_fidelity(recons, images, masks, tokenizer.patch_size)
 
     # Class-balanced samples; batch b uses seed + b, as tools/sample.py.
     options = sampling_options(args)
@@ -69,12 +72,15 @@ def main():
     sample_acc = accuracy(classifier, samples, wanted)
     result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
                   per_class=args.per_class, num_classes=num_classes, class_set=class_set,
-                  chance=1.0 / num_classes,
+                  chance=1.0 / num_classes, reconstruction_fidelity=fidelity,
                   sampling={**model.sampling, **options}, seed=args.seed)
     print('class accuracy of the ShapesClassifier: real images {:.1%}, tokenizer reconstructions {:.1%}, '
           'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc,
                                                             1.0 / num_classes),
           flush=True)
+    print('reconstructions: PSNR {psnr:.2f} dB (object {psnr_object:.2f}, background {psnr_background:.2f}), '
+          'object colour error {object_colour_error:.3f}, blockiness {blockiness:.2f} (real images '
+          '{blockiness_real_images:.2f})'.format(**fidelity), flush=True)
     if args.out:
         write_json(args.out, result)
 

@@ -102,11 +102,14 @@ class ConvPixelHead(nn.Module):
     A linear patch head gives each patch its pixels alone, so neighbouring patches meet at a seam; here every
     output pixel is computed from the features of the patches around it (log2(p) nearest-neighbour doublings,
     each followed by ``convs_per_stage`` 3x3 convolutions, halving the channels from ``channels`` down to
-    ``min_channels``).
+    ``min_channels``). With ``pixel_shuffle=s`` the last log2(s) doublings are replaced by one 3x3 convolution
+    to ``3 s^2`` channels and a pixel shuffle: each s x s block of output pixels still comes from a 3x3
+    neighbourhood of features, and the full-resolution convolutions, most of the head's cost on a CPU (about
+    8x at 64 px, s = 2), are gone.
     """
 
     def __init__(self, width: int, patch_size: int, channels: int = 128, min_channels: int = 32,
-                 convs_per_stage: int = 2) -> None:
+                 convs_per_stage: int = 2, pixel_shuffle: int = 1) -> None:
         super().__init__()
         stages = int(math.log2(patch_size))
         if 2 ** stages != patch_size:
@@ -114,6 +117,10 @@ class ConvPixelHead(nn.Module):
         if min(channels, min_channels, convs_per_stage) < 1:
             raise ValueError('conv_head: channels, min_channels and convs_per_stage must be at least 1, got '
                              f'{channels}, {min_channels}, {convs_per_stage}.')
+        if pixel_shuffle < 1 or pixel_shuffle & (pixel_shuffle - 1) or pixel_shuffle > patch_size:
+            raise ValueError(f'conv_head: pixel_shuffle must be a power of two from 1 to the patch size '
+                             f'({patch_size}), got {pixel_shuffle}.')
+        stages -= int(math.log2(pixel_shuffle))
         layers: list = [nn.Conv2d(width, channels, kernel_size=1)]
         c = channels
         for _ in range(stages):
@@ -123,11 +130,12 @@ class ConvPixelHead(nn.Module):
                 layers += [nn.Conv2d(c if i == 0 else out, out, 3, padding=1), nn.GELU()]
             c = out
         self.body = nn.Sequential(*layers)
-        self.conv_out = nn.Conv2d(c, 3, kernel_size=3, padding=1)
+        self.conv_out = nn.Conv2d(c, 3 * pixel_shuffle ** 2, kernel_size=3, padding=1)
+        self.shuffle = nn.PixelShuffle(pixel_shuffle) if pixel_shuffle > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        return self.conv_out(self.body(x)).contiguous()  # (B, 3, H, W)
+        return self.shuffle(self.conv_out(self.body(x))).contiguous()  # (B, 3, H, W)
 
 
 class ViTTokenDecoder(_ViTTrunk):
