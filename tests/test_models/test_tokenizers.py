@@ -281,3 +281,24 @@ def test_object_mask_covers_the_drawn_object(class_set):
         assert 0.02 < (mask > 0.5).mean() < 0.6
         sat = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[..., 1] / 255.0
         assert np.median(sat[mask > 0.99]) > np.median(sat[mask < 0.01]) + 0.2
+
+
+def test_tiny_config_tokenizer_is_causal_with_the_conv_head(repo_root):
+    """The quick start's tokenizer, built from its config: conv head, every prefix encodes on its own and
+    decodes to a full-size image, and its state dict round-trips through a fresh build."""
+    from mmspectral.apis import load_config, register_all_modules
+    from mmspectral.registry import MODELS
+    register_all_modules()
+    cfg = load_config(f'{repo_root}/configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py')
+    torch.manual_seed(0)
+    tok = MODELS.build(cfg.model).tokenizer.eval()
+    assert tok.decoder_head == 'conv' and tok.is_causal and tok.decoder.conv_head.shuffle.upscale_factor == 2
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        ids = tok.encode(images)
+        for k in range(1, tok.num_tokens + 1):
+            assert torch.equal(tok.encode(images, num_tokens=k), ids[:, :k])
+            assert tok.decode_tokens(ids[:, :k]).shape == (2, 3, 64, 64)
+        other = MODELS.build(cfg.model).tokenizer.eval()
+        other.load_state_dict(tok.state_dict())
+        assert torch.equal(other.decode_tokens(ids), tok.decode_tokens(ids))

@@ -6,6 +6,7 @@
 #
 #   bash tools/analysis/ablation_tiny.sh            # all four rows, about 15 minutes each on 2 CPU cores
 #   ROWS="nospectral full" bash tools/analysis/ablation_tiny.sh
+#   ROWS=nested bash tools/analysis/ablation_tiny.sh  # nested prefixes with full-image targets (no peer reports it)
 #
 # Per row, in $WORK_DIR/<row>/: tokenizer/ (training), tokens/{train,val}, generator/, samples/ (tools/sample.py:
 # PNGs + npz), samples/*_probe.json. A finished stage is skipped, so the command continues an interrupted run.
@@ -53,7 +54,7 @@ train() {  # config work_dir iters [cfg-options...]: both tiny configs warm up 1
 "$PY" tools/train_probe.py --out "$PROBE" --class-set "$CLASS_SET"
 for row in $ROWS; do
     read -r TOK_CFG GEN_CFG <<< "$(configs "$row")"
-    [ -f "$TOK_CFG" ] && [ -f "$GEN_CFG" ] || { echo "unknown row $row (nospectral, nomask, uniform, full)" >&2; exit 2; }
+    [ -f "$TOK_CFG" ] && [ -f "$GEN_CFG" ] || { echo "unknown row $row (nospectral, nomask, uniform, full, nested)" >&2; exit 2; }
     dir="$WORK_DIR/$row"
     mkdir -p "$dir"
     tok_ckpt="$dir/tokenizer/iter_$TOKENIZER_ITERS.pth"
@@ -94,7 +95,8 @@ done
 import json, os, sys
 work, rows = sys.argv[1], sys.argv[2:]
 names = dict(nospectral='TiTok tokens', nomask='+ spectral supervision', uniform='+ causal mask',
-             full='+ non-uniform schedule (SpectralAR)')
+             full='+ non-uniform schedule (SpectralAR)',
+             nested='nested prefixes, full-image targets')
 lines = ['| row | tokenizer PSNR (dB, all tokens) | class accuracy | probe FD | probe precision | probe recall |',
          '|---|---|---|---|---|---|']
 for row in rows:
