@@ -7,6 +7,6 @@ from .token_dataset import PackTokenInputs, TokenDataset
 from .transforms import CorruptImageError, LoadImage, PackImageInputs, RandomCrop, ResizeShorter
 
 __all__ = ['EmbeddedShapesDataset', 'render_shape', 'render_shape_and_mask', 'export_embedded_shapes',
-           'EMBEDDED_CLASSES', 'EMBEDDED_CLASS_SETS', 'class_set_of', 'SkipCorruptMixin', 'skipped_images_summary',
-           'ImageFolderDataset', 'TokenDataset', 'PackTokenInputs', 'LoadImage', 'CorruptImageError',
-           'ResizeShorter', 'RandomCrop', 'PackImageInputs']
+           'EMBEDDED_CLASSES', 'EMBEDDED_CLASS_SETS', 'class_set_of', 'SkipCorruptMixin',
+           'skipped_images_summary', 'ImageFolderDataset', 'TokenDataset', 'PackTokenInputs', 'LoadImage',
+           'CorruptImageError', 'ResizeShorter', 'RandomCrop', 'PackImageInputs']

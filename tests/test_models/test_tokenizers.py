@@ -249,7 +249,8 @@ def test_region_errors(seed):
     region = torch.zeros(4, 16, 16)
     region[:, 4:12, 4:12] = 1
     shift = torch.tensor([0.1, -0.2, 0.05]).view(1, 3, 1, 1)
-    pred = target + shift * region.unsqueeze(1) + 0.3 * torch.rand(4, 3, 16, 16, generator=gen) * (1 - region[:, None])
+    noise = 0.3 * torch.rand(4, 3, 16, 16, generator=gen)
+    pred = target + shift * region.unsqueeze(1) + noise * (1 - region[:, None])
     inside = region_errors(pred, target, region)
     assert inside['colour_error'] == pytest.approx(float(shift.norm()), abs=1e-5)  # the outside is ignored
     assert inside['pixel_mae'] == pytest.approx(0.35 / 3, abs=1e-5)
