@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start (1): set up the environment if needed, then run the whole SpectralAR pipeline on the embedded
-# EmbeddedShapes dataset (64 px, its 10 'coarse' classes, 16 tokens), about 12 minutes on 2 CPU cores:
+# EmbeddedShapes dataset (64 px, its 10 'coarse' classes, 16 tokens), about 10 minutes on 2 CPU cores:
 #   1. the spectral decomposition figures (what each token prefix reconstructs under the eq. 9 schedule);
 #   2. train the tiny nested spectral tokenizer (reconstruction grid, PSNR-vs-k plot, metrics);
 #   3. encode the training and validation images into token files (tools/extract_tokens.py);
