@@ -1,9 +1,11 @@
 """Image-quality measures on tensors in [0, 1]."""
 import functools
-from typing import Dict
+from typing import Dict, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from mmspectral.spectral import dct2
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, max_val: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
@@ -91,3 +93,32 @@ def region_errors(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tenso
     mse = ((pred - target) ** 2 * w).flatten(1).sum(1) / (total * channels)
     return dict(colour_error=float((mean_pred - mean_target).norm(dim=1).mean()), pixel_mae=float(mae.mean()),
                 psnr=float((-10 * torch.log10(mse.clamp_min(1e-10))).mean()))
+
+
+def band_psnr(pred: torch.Tensor, target: torch.Tensor, edges: Sequence[int]) -> Dict[str, float]:
+    """Where in the spectrum ``pred`` (B, C, H, W) misses ``target``: the error's energy in each DCT band,
+    as a PSNR (dB, peak 1), averaged over images.
+
+    Band ``[lo, hi)`` holds the orthonormal DCT coefficients (u, v) with ``lo <= max(u, v) < hi``: the
+    top-left ``hi x hi`` block less the ``lo x lo`` one, the blocks the frequency schedules keep. Each band's
+    mean squared error is its error energy over all ``C H W`` values, so the bands' errors add up to the
+    image's (Parseval); a band that holds little error gives a high PSNR. ``edges`` increasing from 0 to at
+    most min(H, W); keys ``'w{lo}-{hi}'``.
+    """
+    edges = [int(e) for e in edges]
+    size = min(pred.shape[-2:])
+    if (len(edges) < 2 or edges[0] != 0 or edges[-1] > size
+            or any(b <= a for a, b in zip(edges, edges[1:]))):
+        raise ValueError(f'band_psnr: edges must increase from 0 to at most {size}, got {edges}.')
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise ValueError(f'band_psnr: need two (B, C, H, W) tensors of one shape, got {tuple(pred.shape)} '
+                         f'and {tuple(target.shape)}.')
+    err = dct2(pred.float() - target.float()) ** 2  # (B, C, H, W)
+    h, w = err.shape[-2:]
+    reach = torch.maximum(torch.arange(h)[:, None], torch.arange(w)[None, :])  # max(u, v) per coefficient
+    out = {}
+    for lo, hi in zip(edges, edges[1:]):
+        band = ((reach >= lo) & (reach < hi)).to(err.device)
+        mse = (err * band).flatten(1).sum(1) / err[0].numel()  # (B,)
+        out[f'w{lo}-{hi}'] = float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
+    return out

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -303,3 +305,24 @@ def test_tiny_config_tokenizer_is_causal_with_the_conv_head(repo_root):
         other = MODELS.build(cfg.model).tokenizer.eval()
         other.load_state_dict(tok.state_dict())
         assert torch.equal(other.decode_tokens(ids), tok.decode_tokens(ids))
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_band_psnr_splits_the_error_by_dct_band(seed):
+    """The bands' errors add up to the image's (Parseval), and an error made of low frequencies only lands in
+    the low bands."""
+    from mmspectral.evaluation import band_psnr, psnr
+    from mmspectral.spectral import lowpass
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.rand(3, 3, 32, 32, generator=gen)
+    pred = target + 0.1 * torch.randn(3, 3, 32, 32, generator=gen)
+    edges = (0, 2, 4, 8, 16, 32)
+    bands = band_psnr(pred[:1], target[:1], edges)
+    assert list(bands) == ['w0-2', 'w2-4', 'w4-8', 'w8-16', 'w16-32']
+    total = sum(10 ** (-v / 10) for v in bands.values())
+    assert -10 * math.log10(total) == pytest.approx(float(psnr(pred[:1], target[:1])), abs=1e-3)
+    smooth = target + lowpass(pred - target, 4)  # the error keeps only the top-left 4 x 4 block
+    low = band_psnr(smooth, target, edges)
+    assert low['w0-2'] < 60 and low['w2-4'] < 60 and min(low['w4-8'], low['w8-16'], low['w16-32']) > 80
+    with pytest.raises(ValueError, match='edges must increase from 0'):
+        band_psnr(pred, target, (0, 8, 4))

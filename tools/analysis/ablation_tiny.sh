@@ -8,9 +8,10 @@
 #   ROWS="nospectral full" bash tools/analysis/ablation_tiny.sh
 #   ROWS=nested bash tools/analysis/ablation_tiny.sh  # nested prefixes with full-image targets (no peer reports it)
 #
-# Per row, in $WORK_DIR/<row>/: tokenizer/ (training), tokens/{train,val}, generator/, samples/ (tools/sample.py:
-# PNGs + npz), samples/*_probe.json. A finished stage is skipped, so the command continues an interrupted run.
-# Shorter runs: TOKENIZER_ITERS, GENERATOR_ITERS, NUM_TRAIN_IMAGES, PER_CLASS. CLASS_SET=fine runs it on the
+# Per row and seed (SEEDS, default "0 1"), in $WORK_DIR/<row>/seed<S>/: tokenizer/ (training), tokens/{train,val},
+# generator/, samples/ (tools/sample.py: PNGs + npz), samples/probe.json, tokenizer_ceiling.json (the tokenizer
+# alone: tools/analysis/ablation_row_metrics.py). A finished stage is skipped, so the command continues an
+# interrupted run. Shorter runs: TOKENIZER_ITERS, GENERATOR_ITERS, NUM_TRAIN_IMAGES, PER_CLASS, NUM_CEILING_IMAGES. CLASS_SET=fine runs it on the
 # EmbeddedShapes 'fine' classes instead of the configs' 'coarse' ones (docs/results.md was measured on 'fine').
 # The summary table goes to $WORK_DIR/table4.md (and is printed).
 set -euo pipefail
@@ -26,6 +27,8 @@ GENERATOR_ITERS=${GENERATOR_ITERS:-1000}
 NUM_TRAIN_IMAGES=${NUM_TRAIN_IMAGES:-10000}
 NUM_VAL_IMAGES=${NUM_VAL_IMAGES:-500}
 PER_CLASS=${PER_CLASS:-50}
+SEEDS=${SEEDS:-0 1}
+NUM_CEILING_IMAGES=${NUM_CEILING_IMAGES:-500}
 CLASS_SET=${CLASS_SET:-coarse}
 PROBE="$WORK_DIR/shapes_probe_${CLASS_SET}_64px.pth"
 DATA_OPTIONS=("train_dataloader.dataset.class_set=$CLASS_SET" "val_dataloader.dataset.class_set=$CLASS_SET"
@@ -55,12 +58,14 @@ train() {  # config work_dir iters [cfg-options...]: both tiny configs warm up 1
 for row in $ROWS; do
     read -r TOK_CFG GEN_CFG <<< "$(configs "$row")"
     [ -f "$TOK_CFG" ] && [ -f "$GEN_CFG" ] || { echo "unknown row $row (nospectral, nomask, uniform, full, nested)" >&2; exit 2; }
-    dir="$WORK_DIR/$row"
+    for seed in $SEEDS; do
+    dir="$WORK_DIR/$row/seed$seed"
     mkdir -p "$dir"
+    seeded=("randomness.seed=$seed")
     tok_ckpt="$dir/tokenizer/iter_$TOKENIZER_ITERS.pth"
     gen_ckpt="$dir/generator/iter_$GENERATOR_ITERS.pth"
-    echo "[ablation] $row: tokenizer $TOK_CFG"
-    [ -f "$tok_ckpt" ] || train "$TOK_CFG" "$dir/tokenizer" "$TOKENIZER_ITERS" "${DATA_OPTIONS[@]}"
+    echo "[ablation] $row, seed $seed: tokenizer $TOK_CFG"
+    [ -f "$tok_ckpt" ] || train "$TOK_CFG" "$dir/tokenizer" "$TOKENIZER_ITERS" "${DATA_OPTIONS[@]}" "${seeded[@]}"
     [ -f "$dir/tokens/train/meta.json" ] || "$PY" tools/extract_tokens.py "$TOK_CFG" "$tok_ckpt" \
         --out "$dir/tokens/train" --split train --augment flip --num-workers 1 \
         --cfg-options "train_dataloader.dataset.num_samples=$NUM_TRAIN_IMAGES" "${DATA_OPTIONS[@]}"
@@ -69,42 +74,70 @@ for row in $ROWS; do
         --cfg-options "val_dataloader.dataset.num_samples=$NUM_VAL_IMAGES" "${DATA_OPTIONS[@]}"
     options=("model.tokenizer_checkpoint=$tok_ckpt" "train_dataloader.dataset.data_root=$dir/tokens/train"
              "val_dataloader.dataset.data_root=$dir/tokens/val" "test_dataloader.dataset.data_root=$dir/tokens/val")
-    echo "[ablation] $row: generator $GEN_CFG"
-    [ -f "$gen_ckpt" ] || train "$GEN_CFG" "$dir/generator" "$GENERATOR_ITERS" "${options[@]}"
+    echo "[ablation] $row, seed $seed: generator $GEN_CFG"
+    [ -f "$gen_ckpt" ] || train "$GEN_CFG" "$dir/generator" "$GENERATOR_ITERS" "${options[@]}" "${seeded[@]}"
     "$PY" tools/sample.py "$GEN_CFG" "$gen_ckpt" --out "$dir/samples" --per-class "$PER_CLASS" --batch-size 100 \
-        --cfg-options "${options[@]}" > "$dir/samples.log" 2>&1 || { echo "sampling failed: $dir/samples.log" >&2; exit 1; }
+        --seed "$seed" --cfg-options "${options[@]}" > "$dir/samples.log" 2>&1 \
+        || { echo "sampling failed: $dir/samples.log" >&2; exit 1; }
     "$PY" tools/train_probe.py --out "$PROBE" --samples "$(ls "$dir"/samples/samples_*.npz)" \
         --json "$dir/samples/probe.json" > /dev/null
-    # The tokenizer on its own: PSNR of its full reconstructions of 200 validation images.
-    "$PY" - "$GEN_CFG" "$gen_ckpt" "$dir/tokenizer_val.json" "$CLASS_SET" "${options[@]}" <<'PY'
-import json, sys, torch
-from mmspectral.apis import init_generator
-from mmspectral.evaluation.embedded_classifier import render_batch
-from mmspectral.evaluation.functional import psnr
-config, ckpt, out, class_set, options = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
-model = init_generator(config, ckpt, cfg_options=dict(o.split('=', 1) for o in options))
-images, _ = render_batch(range(200), model.tokenizer.image_size, seed=1, class_set=class_set)
-with torch.no_grad():
-    recon = torch.cat([model.decode(model.encode(images[i:i + 50])) for i in range(0, 200, 50)])
-value = float(psnr((recon * 255).round() / 255, images).mean())
-json.dump({'recon/psnr': value}, open(out, 'w'), indent=1)
-PY
+    # The tokenizer on its own (its ceiling for the generator): the probe on its reconstructions, fidelity,
+    # PSNR per DCT band, perplexity per position.
+    "$PY" tools/analysis/ablation_row_metrics.py "$GEN_CFG" "$gen_ckpt" --probe "$PROBE" \
+        --out "$dir/tokenizer_ceiling.json" --class-set "$CLASS_SET" --num-images "$NUM_CEILING_IMAGES" \
+        --cfg-options "${options[@]}"
+    done
 done
 
-"$PY" - "$WORK_DIR" $ROWS <<'PY'
-import json, os, sys
-work, rows = sys.argv[1], sys.argv[2:]
+"$PY" - "$WORK_DIR" "$SEEDS" $ROWS <<'PY'
+import json, os, statistics, sys
+work, seeds, rows = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 names = dict(nospectral='TiTok tokens', nomask='+ spectral supervision', uniform='+ causal mask',
-             full='+ non-uniform schedule (SpectralAR)',
-             nested='nested prefixes, full-image targets')
-lines = ['| row | tokenizer PSNR (dB, all tokens) | class accuracy | probe FD | probe precision | probe recall |',
-         '|---|---|---|---|---|---|']
+             full='+ non-uniform schedule (SpectralAR)', nested='nested prefixes, full-image targets')
+
+
+def cell(values, digits):
+    """mean, and the range over seeds when there are several"""
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f'{mean:.{digits}f}'
+    return f'{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})'
+
+
+head = ['row', 'PSNR (dB)', 'object / background PSNR', 'blockiness', 'object colour error',
+        'judge: reconstructions', 'judge: samples', 'samples / reconstructions', 'probe FD: reconstructions',
+        'probe FD: samples', 'sample precision / recall', 'perplexity, positions 1-4 / 5-8 / 9-12 / 13-16']
+lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+bands = []
 for row in rows:
-    probe = json.load(open(os.path.join(work, row, 'samples', 'probe.json')))
-    tok = json.load(open(os.path.join(work, row, 'tokenizer_val.json')))
-    lines.append(f"| {names[row]} | {tok.get('recon/psnr', float('nan')):.2f} | {probe['class_accuracy']:.3f} | "
-                 f"{probe['probe_fd']:.2f} | {probe['probe_precision']:.3f} | {probe['probe_recall']:.3f} |")
-table = '\n'.join(lines) + '\n'
+    runs = []
+    for seed in seeds:
+        d = os.path.join(work, row, f'seed{seed}')
+        runs.append((json.load(open(os.path.join(d, 'tokenizer_ceiling.json'))),
+                     json.load(open(os.path.join(d, 'samples', 'probe.json')))))
+    get = lambda f: [f(c, s) for c, s in runs]  # noqa: E731
+    quarters = []
+    for q in range(4):
+        quarters.append(get(lambda c, s: statistics.fmean(c['position_perplexity'][
+            q * len(c['position_perplexity']) // 4:(q + 1) * len(c['position_perplexity']) // 4])))
+    lines.append('| ' + ' | '.join([
+        names[row], cell(get(lambda c, s: c['fidelity']['psnr']), 2),
+        cell(get(lambda c, s: c['fidelity']['psnr_object']), 2) + ' / '
+        + cell(get(lambda c, s: c['fidelity']['psnr_background']), 2),
+        cell(get(lambda c, s: c['fidelity']['blockiness']), 2),
+        cell(get(lambda c, s: c['fidelity']['object_colour_error']), 3),
+        cell(get(lambda c, s: c['reconstructions']['class_accuracy']), 3),
+        cell(get(lambda c, s: s['class_accuracy']), 3),
+        cell(get(lambda c, s: s['class_accuracy'] / max(c['reconstructions']['class_accuracy'], 1e-9)), 2),
+        cell(get(lambda c, s: c['reconstructions']['probe_fd']), 2), cell(get(lambda c, s: s['probe_fd']), 2),
+        cell(get(lambda c, s: s['probe_precision']), 3) + ' / ' + cell(get(lambda c, s: s['probe_recall']), 3),
+        ' / '.join(cell(v, 0) for v in quarters)]) + ' |')
+    band_names = list(runs[0][0]['band_psnr'])
+    bands.append('| ' + names[row] + ' | ' + ' | '.join(
+        cell(get(lambda c, s, b=b: c['band_psnr'][b]), 1) for b in band_names) + ' |')
+table = '\n'.join(lines) + '\n\nPSNR of the full decode per DCT band (dB; a band holding less error scores higher):\n\n'
+table += '| row | ' + ' | '.join(band_names) + ' |\n|' + '---|' * (len(band_names) + 1) + '\n'
+table += '\n'.join(bands) + f'\n\nSeeds: {" ".join(seeds)} (mean, and the range over seeds in brackets).\n'
 open(os.path.join(work, 'table4.md'), 'w').write(table)
 print(table)
 PY

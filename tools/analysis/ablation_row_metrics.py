@@ -1,0 +1,77 @@
+"""One tiny Table 4 row's tokenizer alone: what it can give its generator (tools/analysis/ablation_tiny.sh).
+
+    python tools/analysis/ablation_row_metrics.py GENERATOR_CONFIG CHECKPOINT --probe PROBE --out OUT.json \
+        [--class-set coarse] [--num-images 500] [--cfg-options ...]
+
+On ``--num-images`` held-out EmbeddedShapes images (validation seed 1) it writes: the probe's judgement of the
+full reconstructions (class accuracy, Frechet distance, precision and recall in the probe's feature space, the
+same figures the samples get), their fidelity (PSNR of the whole image, the object and the background, the
+object's colour error, blockiness), PSNR per DCT band of the full decode, and per token position the
+perplexity of the codes used (how many codes a position spends).
+"""
+import argparse
+import os
+
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from mmspectral.apis import init_generator  # noqa: E402
+from mmspectral.evaluation import band_psnr  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import object_masks  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import reconstruction_fidelity, render_batch  # noqa: E402
+from mmspectral.evaluation.sample_quality import probe_quality  # noqa: E402
+from mmspectral.fileio import write_json  # noqa: E402
+
+BAND_EDGES = (0, 2, 4, 8, 16, 32, 64)
+
+
+def position_perplexity(ids: torch.Tensor, codebook_size: int) -> list:
+    """exp(entropy) of the codes each position uses over the images: (B, N) ids -> N floats."""
+    out = []
+    for column in ids.T:
+        p = torch.bincount(column, minlength=codebook_size).float() / len(column)
+        p = p[p > 0]
+        out.append(float(torch.exp(-(p * p.log()).sum())))
+    return out
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="A tiny Table 4 row's tokenizer ceiling.")
+    parser.add_argument('config', help='generator config (it names the tokenizer)')
+    parser.add_argument('checkpoint', help='generator checkpoint (its tokenizer is the row\'s)')
+    parser.add_argument('--probe', required=True, help='EmbeddedShapes probe (tools/train_probe.py)')
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--class-set', default='coarse', choices=['coarse', 'fine'])
+    parser.add_argument('--num-images', type=int, default=500)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    return parser.parse_args(argv)
+
+
+@torch.no_grad()
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.num_images < 10:
+        raise SystemExit(f'--num-images must be at least 10 (one per class), got {args.num_images}.')
+    model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
+    size = model.tokenizer.image_size
+    images, labels = render_batch(range(args.num_images), size, seed=1, class_set=args.class_set)
+    masks = object_masks(range(args.num_images), size, seed=1, class_set=args.class_set)
+    ids = torch.cat([model.encode(images[i:i + 50]) for i in range(0, len(images), 50)])
+    recons = torch.cat([model.decode(ids[i:i + 50]) for i in range(0, len(ids), 50)]).clamp(0, 1)
+    recons = (recons * 255).round() / 255  # what a saved image holds, as the samples
+    judged = probe_quality(recons, labels, args.probe, class_set=args.class_set)
+    edges = [e for e in BAND_EDGES if e < size] + [size]
+    result = dict(reconstructions={k: v for k, v in judged.items() if k != 'probe_real_accuracy'},
+                  probe_real_accuracy=judged['probe_real_accuracy'],
+                  fidelity=reconstruction_fidelity(recons, images, masks, model.tokenizer.patch_size),
+                  band_psnr=band_psnr(recons, images, edges),
+                  position_perplexity=position_perplexity(ids, model.tokenizer.codebook_size),
+                  num_images=args.num_images, class_set=args.class_set)
+    write_json(args.out, result)
+    return result
+
+
+if __name__ == '__main__':
+    main()
