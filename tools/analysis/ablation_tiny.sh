@@ -2,9 +2,9 @@
 # The paper's Table 4 at a size this machine runs: the four tokenizer rows (TiTok tokens; + spectral supervision;
 # + causal mask; + non-uniform schedule = SpectralAR) on EmbeddedShapes at 64 px with 16 tokens, each followed by
 # the same tiny generator, judged by the EmbeddedShapes probe (class accuracy, Frechet distance and precision /
-# recall in its feature space; tools/train_probe.py).
+# recall in its feature space; tools/train_probe.py), plus a fifth row, nested prefixes with full-image targets.
 #
-#   bash tools/analysis/ablation_tiny.sh            # all four rows, about 15 minutes each on 2 CPU cores
+#   bash tools/analysis/ablation_tiny.sh            # all five rows x 2 seeds, about 10 minutes each on 2 cores
 #   ROWS="nospectral full" bash tools/analysis/ablation_tiny.sh
 #   ROWS=nested bash tools/analysis/ablation_tiny.sh  # nested prefixes with full-image targets (no peer reports it)
 #
@@ -21,7 +21,7 @@ cd "$REPO_ROOT"
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE PYTHONUNBUFFERED=1
 PY="$MMSPECTRAL_PYTHON"
 WORK_DIR=${WORK_DIR:-work_dirs/ablation_tiny}
-ROWS=${ROWS:-nospectral nomask uniform full}
+ROWS=${ROWS:-nospectral nomask uniform full nested}
 TOKENIZER_ITERS=${TOKENIZER_ITERS:-5000}
 GENERATOR_ITERS=${GENERATOR_ITERS:-1000}
 NUM_TRAIN_IMAGES=${NUM_TRAIN_IMAGES:-10000}
