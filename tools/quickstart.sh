@@ -134,8 +134,9 @@ tokenizer, generator = last_val('tokenizer'), last_val('generator')
 with open(os.path.join(work, 'class_accuracy.json')) as f:
     class_accuracy = json.load(f)
 fidelity = class_accuracy.pop('reconstruction_fidelity', {})
+progression = class_accuracy.pop('progression', {})
 metrics = dict(tokenizer=tokenizer, generator=generator, class_accuracy=class_accuracy,
-               tokenizer_fidelity=fidelity,
+               tokenizer_fidelity=fidelity, progression=progression,
                stage_seconds={k: int(v) for k, v in times.items()},
                total_seconds=sum(int(v) for v in times.values()))
 with open(os.path.join(work, 'metrics.json'), 'w') as f:
@@ -146,6 +147,11 @@ print('[quickstart] tokenizer: PSNR {:.2f} dB with all tokens; vs low-pass targe
 print('[quickstart] tokenizer on {num_images} validation images: blockiness {blockiness:.2f} (real images '
       '{blockiness_real_images:.2f}), object colour error {object_colour_error:.3f}, PSNR object '
       '{psnr_object:.2f} dB, background {psnr_background:.2f} dB'.format(**fidelity))
+steps = progression['samples']
+print('[quickstart] progression of the samples: {} of {} steps k-1 -> k change visibly (mean |change| >= '
+      '{:.4f}; the real images\' low-pass targets: {} of {})'.format(
+          steps['visible_steps'], len(steps['step_change']), steps['visible'],
+          progression['lowpass_targets']['visible_steps'], len(progression['lowpass_targets']['step_change'])))
 print('[quickstart] generator: validation next-token accuracy {:.3f}, cross-entropy {:.3f}'.format(
     *(generator.get(k, float('nan')) for k in ('tokens/acc', 'tokens/ce'))))
 print('[quickstart] stage times (s): ' + ', '.join(f'{k} {v}' for k, v in times.items()) +

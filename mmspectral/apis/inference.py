@@ -1,7 +1,26 @@
-"""Loading a trained generator for sampling, shared by tools/sample.py and the figure tools."""
+"""The inference API: load a tokenizer or a generator (from a config and checkpoint, or a model folder) and
+use it in a few lines. Images go in and come out as uint8 arrays, PIL images or tensors.
+
+>>> from mmspectral.apis import generate, init_generator, reconstruct, super_resolve, variations
+>>> model = init_generator(generator_folder)            # a folder written by save_pretrained
+>>> images = generate(model, ['disk', 'ring'], seed=0, output='numpy')
+>>> images.shape, images.dtype
+((2, 64, 64, 3), dtype('uint8'))
+>>> coarse = reconstruct(model, images, k=[2, 16])     # uint8 arrays in, uint8 arrays out
+>>> sorted(coarse), coarse[2].shape
+([2, 16], (2, 64, 64, 3))
+>>> len(variations(model, images[0], 'disk', keep=4, num=3, seed=0))
+3
+>>> super_resolve(model, images, 'disk', seed=0).shape
+(2, 128, 128, 3)
+
+``generator_folder`` is a folder of the quick start (``work_dirs/quickstart/models/generator``); the test
+suite runs these lines on a tiny one (tests/test_apis/test_inference_api.py).
+"""
+import glob
 import json
 import os.path as osp
-from typing import Iterable, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 
@@ -9,15 +28,61 @@ from mmspectral.datasets.token_dataset import META_FILE
 from mmspectral.fileio import SAME_ARCHITECTURE, load_state_dict_checked, read_state_dict, trust_files
 from mmspectral.registry import MODELS
 from .config import load_config
+from .images import from_batch, to_batch
+from .pretrained import from_pretrained, inference_config, is_model_folder, read_folder_meta
 from .setup_env import register_all_modules
 
-__all__ = ['init_generator', 'add_sampling_args', 'sampling_options']
+__all__ = ['init_generator', 'init_tokenizer', 'reconstruct', 'generate', 'variations', 'super_resolve',
+           'list_models', 'add_sampling_args', 'sampling_options']
 
 
-def init_generator(config: str, checkpoint: str, device='cpu', cfg_options: Optional[dict] = None,
+def _folder(path: str, kind: str, checkpoint: Optional[str]):
+    """The model of a model folder, checked to be of ``kind``."""
+    if checkpoint is not None:
+        raise ValueError(f'{path} is a model folder (its weights are inside); pass no checkpoint.')
+    found = read_folder_meta(path)['kind']
+    if found != kind:
+        raise ValueError(f'{path} holds a {found}, not a {kind}; use init_{found}.')
+    return from_pretrained(path)
+
+
+def init_tokenizer(config: str, checkpoint: Optional[str] = None, device='cpu',
+                   cfg_options: Optional[dict] = None,
+                   trust_checkpoints: Union[str, Iterable[str], None] = None):
+    """A trained tokenizer for inference (a TokenizerModel in eval mode, on ``device``): from a model folder
+    (``checkpoint`` None), or from a TokenizerModel config and the checkpoint its training wrote (EMA
+    weights when training kept them). Losses, discriminators and teachers of the config are not built.
+    Without a checkpoint the weights are random (a warning says so)."""
+    if is_model_folder(config):
+        return _folder(config, 'tokenizer', checkpoint).to(torch.device(device))
+    register_all_modules()
+    cfg = load_config(config, cfg_options)
+    model_cfg = inference_config(cfg.model) if cfg.model.get('type') == 'TokenizerModel' else None
+    if model_cfg is None:
+        raise ValueError(f'{config} configures a {cfg.model.get("type")!r}, not a TokenizerModel; for a '
+                         'generator use init_generator.')
+    with trust_files(trust_checkpoints), trust_files(cfg.get('trust_checkpoints')):
+        state = read_state_dict(checkpoint, prefix='tokenizer.') if checkpoint else None
+        model = MODELS.build(dict(model_cfg))
+    if state is None:
+        import warnings
+        warnings.warn(f'init_tokenizer({config!r}) without a checkpoint: the weights are random.')
+    else:
+        ignored = ('pixel_decoder.*', ) if getattr(model.tok, 'pixel_decoder', None) is None else ()
+        load_state_dict_checked(model.tok, state, checkpoint, type(model.tok).__name__,
+                                f'{SAME_ARCHITECTURE} Pass a checkpoint written by training this config.',
+                                noun='checkpoint', ignore_unexpected=ignored)
+    model.pretrained_config = model_cfg
+    model.class_names = _class_names(cfg)
+    return model.eval().to(torch.device(device))
+
+
+def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
+                   cfg_options: Optional[dict] = None,
                    trust_checkpoints: Union[str, Iterable[str], None] = None):
     """Build the GeneratorModel of ``config`` (with its tokenizer) and load ``checkpoint`` strictly;
-    eval mode, on ``device``.
+    eval mode, on ``device``. ``config`` may also be a model folder (``checkpoint`` None): the generator and
+    its tokenizer are in it.
 
     Every parameter of the generator must be in the checkpoint with its shape, and the checkpoint may hold
     nothing else: a checkpoint of another model (a tokenizer's, say) is refused, never sampled from at random.
@@ -26,6 +91,11 @@ def init_generator(config: str, checkpoint: str, device='cpu', cfg_options: Opti
     can be read (else empty). ``trust_checkpoints``: files to load with full unpickling (which runs any code
     they carry), on top of the config's ``trust_checkpoints``.
     """
+    if is_model_folder(config):
+        return _folder(config, 'generator', checkpoint).to(torch.device(device))
+    if checkpoint is None:
+        raise ValueError(f'init_generator({config!r}) needs the checkpoint training wrote '
+                         '(or a model folder).')
     register_all_modules()
     cfg = load_config(config, cfg_options)
     if cfg.model.get('type') != 'GeneratorModel' or cfg.model.get('tokenizer') is None:
@@ -40,6 +110,7 @@ def init_generator(config: str, checkpoint: str, device='cpu', cfg_options: Opti
                             f'{SAME_ARCHITECTURE} Pass a checkpoint written by training this config (a '
                             'GeneratorModel), not the tokenizer\'s.', noun='checkpoint')
     model.class_names = _class_names(cfg)
+    model.pretrained_config = cfg.model.to_dict()
     return model.eval().to(torch.device(device))
 
 
@@ -70,3 +141,148 @@ def sampling_options(args) -> dict:
     names = (('cfg_scale', 'cfg'), ('cfg_schedule', 'cfg_schedule'), ('top_k', 'top_k'), ('top_p', 'top_p'),
              ('temperature', 'temperature'), ('num_tokens', 'num_tokens'))
     return {key: getattr(args, attr) for key, attr in names if getattr(args, attr, None) is not None}
+
+
+# ---------------------------------------------------------------------------------------------- applications
+def _codec(model):
+    """(tokenizer network, its value range) of a TokenizerModel or a GeneratorModel."""
+    if type(model).__name__ == 'TokenizerModel':
+        return model.tok, tuple(model.value_range)
+    if getattr(model, 'tokenizer', None) is None:
+        raise ValueError(f'{type(model).__name__} has no tokenizer to encode or decode images.')
+    return model.tokenizer, tuple(model.image_value_range)
+
+
+def _device(model) -> torch.device:
+    return next(iter(model.parameters())).device
+
+
+def _generator(seed: Optional[int]) -> Optional[torch.Generator]:
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
+
+
+def _labels(model, classes: Union[int, str, Sequence[Union[int, str]]]) -> torch.Tensor:
+    """Class indices from indices or names (``model.class_names``)."""
+    items = [classes] if isinstance(classes, (int, str)) else list(classes)
+    names = list(getattr(model, 'class_names', ()) or ())
+    num = model.gen.num_classes
+    out = []
+    for c in items:
+        if isinstance(c, str):
+            if c not in names:
+                raise ValueError(f'Unknown class {c!r}; this generator knows {names or "no class names"} '
+                                 f'(or pass indices 0..{num - 1}).')
+            c = names.index(c)
+        if not 0 <= int(c) < num:
+            raise ValueError(f'Class {c} is outside the generator\'s {num} classes.')
+        out.append(int(c))
+    if not out:
+        raise ValueError('Pass at least one class.')
+    return torch.tensor(out, device=_device(model))
+
+
+@torch.no_grad()
+def reconstruct(model, images: Any, k: Union[None, int, Sequence[int]] = None, output: Optional[str] = None):
+    """The tokenizer's reconstruction of ``images`` from their first ``k`` tokens.
+
+    ``model``: a TokenizerModel (``init_tokenizer``) or a GeneratorModel (its tokenizer is used). ``k``: one
+    prefix length (default all N tokens) or several; images of another size are resized and centre-cropped
+    to the tokenizer's. Returns images of the input's kind (or ``output``: 'tensor', 'numpy', 'pil'); for a
+    list of ``k``, a dict ``k -> images``.
+    """
+    tok, (lo, hi) = _codec(model)
+    batch, kind, single = to_batch(images, tok.image_size)
+    batch = batch.to(_device(model)) * (hi - lo) + lo
+    lengths = [tok.num_tokens if k is None else k] if k is None or isinstance(k, int) else list(k)
+    bad = [n for n in lengths if not 1 <= int(n) <= tok.num_tokens]
+    if bad:
+        raise ValueError(f'Prefix lengths must lie in [1, {tok.num_tokens}], got {bad}.')
+    out = {}
+    for n in lengths:
+        decoded = tok.decode_tokens(tok.encode(batch, int(n)))
+        out[int(n)] = from_batch((decoded.float() - lo) / (hi - lo), output or kind, single)
+    return out if isinstance(k, (list, tuple)) else out[lengths[0]]
+
+
+@torch.no_grad()
+def generate(model, classes, num_tokens: Optional[int] = None, seed: Optional[int] = None,
+             output: str = 'tensor', **sampling):
+    """Class-conditional samples: one image per entry of ``classes`` (indices or names).
+
+    ``num_tokens``: truncated generation (the first n tokens, decoded; the full run's prefix for the same
+    seed); ``seed`` makes the result repeatable; ``sampling`` overrides the config's settings (``cfg_scale``,
+    ``top_k``, ``top_p``, ``temperature``, ``cfg_schedule``). ``output``: 'tensor' (B, 3, H, W) in [0, 1],
+    'numpy' (uint8 (B, H, W, 3)) or 'pil' (a list of images).
+    """
+    labels = _labels(model, classes)
+    if num_tokens is not None:
+        sampling['num_tokens'] = int(num_tokens)
+    images = model.sample(labels, generator=_generator(seed), **sampling)['images']
+    return from_batch(images, output)
+
+
+@torch.no_grad()
+def variations(model, images: Any, classes, keep: int, num: int = 4, seed: Optional[int] = None,
+               output: Optional[str] = None, **sampling):
+    """Spectral variations: keep the first ``keep`` tokens of each image (its coarse content) and let the
+    generator draw the rest ``num`` times for the class. Returns a list (one entry per input image) of
+    ``num`` images of the input's kind (or ``output``)."""
+    tok, _ = _codec(model)
+    batch, kind, single = to_batch(images, tok.image_size)
+    labels = _labels(model, classes)
+    if len(labels) == 1 and len(batch) > 1:
+        labels = labels.repeat(len(batch))
+    if len(labels) != len(batch):
+        raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
+    if not 1 <= keep < tok.num_tokens:
+        raise ValueError(f'keep must lie in [1, {tok.num_tokens - 1}] (the rest is generated), got {keep}.')
+    out = model.variations(batch.to(_device(model)), labels, keep=keep, num=num, generator=_generator(seed),
+                           **sampling)  # (B, num, 3, H, W)
+    result = [from_batch(v, output or kind) for v in out]
+    return result[0] if single else result
+
+
+@torch.no_grad()
+def super_resolve(model, images: Any, classes, mode: str = 'stride', seed: Optional[int] = None,
+                  output: Optional[str] = None, **sampling):
+    """Twice the resolution by spectral completion (paper section 4.4; ``mode`` 'stride' or 'patch') or
+    plain bicubic up-sampling ('bicubic'). Images of the tokenizer's size in, 2x images out, of the input's
+    kind (or ``output``)."""
+    tok, _ = _codec(model)
+    batch, kind, single = to_batch(images, tok.image_size)
+    labels = _labels(model, classes)
+    if len(labels) == 1 and len(batch) > 1:
+        labels = labels.repeat(len(batch))
+    out = model.super_resolve(batch.to(_device(model)), labels, mode=mode, generator=_generator(seed),
+                              **sampling)
+    return from_batch(out, output or kind, single)
+
+
+def list_models(roots: Sequence[str] = ('work_dirs',),
+                config_dir: Optional[str] = None) -> List[Dict[str, str]]:
+    """The models mmspectral knows here: its configs (``kind`` 'tokenizer' / 'generator', ``source``
+    'config') and the model folders under ``roots`` (``source`` 'folder', searched three levels deep).
+
+    ``config_dir``: default the ``configs/`` folder of the source checkout this package runs from."""
+    register_all_modules()
+    config_dir = config_dir or osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+                                        'configs')
+    found = []
+    for path in sorted(glob.glob(osp.join(config_dir, '**', '*.py'), recursive=True)):
+        if f'{osp.sep}_base_{osp.sep}' in path:
+            continue
+        kind = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}.get(
+            load_config(path).model.get('type'))
+        if kind:
+            name = osp.splitext(osp.basename(path))[0]
+            found.append(dict(name=name, kind=kind, source='config', path=path))
+    for root in roots:
+        for depth in range(4):
+            for meta in sorted(glob.glob(osp.join(root, *(['*'] * depth), 'mmspectral_model.json'))):
+                folder = osp.dirname(meta)
+                try:
+                    kind = read_folder_meta(folder)['kind']
+                except (OSError, ValueError):
+                    continue  # not one this version reads; listing the rest matters more
+                found.append(dict(name=osp.basename(folder), kind=kind, source='folder', path=folder))
+    return found

@@ -56,12 +56,24 @@ class ShapesClassifier(nn.Module):
 
 
 def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes: int = len(CLASSES),
-                 class_set: str = 'fine'):
-    """EmbeddedShapes images ``indices`` (label = index % num_classes) as (B, 3, S, S) floats in [0, 1]."""
+                 class_set: str = 'fine', with_masks: bool = False):
+    """EmbeddedShapes images ``indices`` (label = index % num_classes) as (B, 3, S, S) floats in [0, 1].
+
+    Returns ``(images, labels)``, or with ``with_masks`` ``(images, labels, masks)``: the objects' coverage
+    (B, S, S) in [0, 1], drawn with the images.
+    """
     labels = np.asarray(indices) % num_classes
-    images = np.stack([render_shape(seed, int(i), int(c), image_size, class_set)
-                       for i, c in zip(indices, labels)])
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0, torch.from_numpy(labels).long()
+    if with_masks:
+        drawn = [render_shape_and_mask(seed, int(i), int(c), image_size, class_set)
+                 for i, c in zip(indices, labels)]
+        images, masks = np.stack([d[0] for d in drawn]), torch.from_numpy(np.stack([d[1] for d in drawn]))
+    else:
+        images = np.stack([render_shape(seed, int(i), int(c), image_size, class_set)
+                           for i, c in zip(indices, labels)])
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    if with_masks:
+        return images, torch.from_numpy(labels).long(), masks
+    return images, torch.from_numpy(labels).long()
 
 
 def object_masks(indices: Sequence[int], image_size: int, seed: int, num_classes: int = len(CLASSES),

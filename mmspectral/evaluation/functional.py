@@ -122,3 +122,26 @@ def band_psnr(pred: torch.Tensor, target: torch.Tensor, edges: Sequence[int]) ->
         mse = (err * band).flatten(1).sum(1) / err[0].numel()  # (B,)
         out[f'w{lo}-{hi}'] = float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
     return out
+
+
+#: Mean absolute change (pixels in [0, 1]) from which a step of a progression counts as visible: two grey
+#: levels of 255 on average over the whole image (a change confined to the object's edges is larger there).
+VISIBLE_STEP = 2.0 / 255.0
+
+
+def progression_steps(images: Sequence[torch.Tensor], visible: float = VISIBLE_STEP) -> Dict[str, object]:
+    """How much a coarse-to-fine progression changes from one prefix to the next.
+
+    ``images``: the decodes of prefixes ``k = 1..K`` (or the low-pass targets ``lowpass(x, w_k)``), each
+    (B, C, H, W) in [0, 1]. Returns ``step_change``: for ``k = 2..K`` the mean absolute change
+    ``|x_k - x_{k-1}|`` over pixels, channels and images; ``visible_steps``: how many of them reach
+    ``visible``; ``visible``: the threshold used.
+    """
+    if len(images) < 2:
+        raise ValueError(f'progression_steps: need the images of at least two prefixes, got {len(images)}.')
+    shapes = {tuple(x.shape) for x in images}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+        raise ValueError('progression_steps: every prefix needs images (B, C, H, W) of one shape, '
+                         f'got {shapes}.')
+    changes = [float((b.float() - a.float()).abs().mean()) for a, b in zip(images[:-1], images[1:])]
+    return dict(step_change=changes, visible_steps=sum(c >= visible for c in changes), visible=float(visible))

@@ -326,3 +326,29 @@ def test_band_psnr_splits_the_error_by_dct_band(seed):
     assert low['w0-2'] < 60 and low['w2-4'] < 60 and min(low['w4-8'], low['w8-16'], low['w16-32']) > 80
     with pytest.raises(ValueError, match='edges must increase from 0'):
         band_psnr(pred, target, (0, 8, 4))
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_progression_steps_measures_each_change(seed):
+    """Each step's change is the mean |x_k - x_{k-1}|; a prefix that adds nothing is not a visible step, and
+    render_batch's masks are the ones object_masks gives."""
+    from mmspectral.evaluation import VISIBLE_STEP, progression_steps
+    from mmspectral.evaluation.embedded_classifier import object_masks, render_batch
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.rand(2, 3, 8, 8, generator=gen) * 0.5
+    sizes = torch.rand(5, generator=gen) * 0.05
+    sizes[2] = 0  # this prefix changes nothing
+    images = [base]
+    for size in sizes:
+        images.append(images[-1] + size * torch.sign(torch.randn(2, 3, 8, 8, generator=gen)))
+    out = progression_steps(images)
+    assert out['step_change'] == pytest.approx(sizes.tolist(), abs=1e-6)
+    assert out['visible_steps'] == int((sizes >= VISIBLE_STEP).sum()) and out['visible'] == VISIBLE_STEP
+    assert progression_steps(images, visible=0.0)['visible_steps'] == 5
+    with pytest.raises(ValueError, match='at least two'):
+        progression_steps(images[:1])
+    with pytest.raises(ValueError, match='one shape'):
+        progression_steps([base, base[:1]])
+    images, labels, masks = render_batch(range(seed, seed + 6), 32, seed, class_set='coarse', with_masks=True)
+    assert torch.equal(images, render_batch(range(seed, seed + 6), 32, seed, class_set='coarse')[0])
+    assert torch.equal(masks, object_masks(range(seed, seed + 6), 32, seed, class_set='coarse'))

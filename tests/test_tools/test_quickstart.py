@@ -51,6 +51,12 @@ def test_quickstart_runs_every_stage_and_continues(tmp_path, subprocess_env, rep
     fidelity = metrics['tokenizer_fidelity']
     assert fidelity['blockiness'] > 0 and 0.8 < fidelity['blockiness_real_images'] < 1.2
     assert 0 <= fidelity['object_colour_error'] < 1.8 and fidelity['num_images'] == 10 * acc['per_class']
+    progression = metrics['progression']
+    for name in ('samples', 'lowpass_targets'):
+        assert len(progression[name]['step_change']) == 15  # k = 1 -> 2 up to 15 -> 16
+        assert 0 <= progression[name]['visible_steps'] <= 15
+    # The real images' targets keep changing up to the full image under the eq. 9 schedule at 16 tokens.
+    assert progression['lowpass_targets']['visible_steps'] == 15 and progression['omegas'][-1] == 64
     assert set(metrics['stage_seconds']) == {'spectral_figures', 'tokenizer', 'token_extraction', 'generator',
                                              'sampling'}
     meta = json.loads((tmp_path / 'tokens' / 'train' / 'meta.json').read_text())

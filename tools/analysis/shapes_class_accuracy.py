@@ -19,10 +19,12 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
+from mmspectral.evaluation import progression_steps  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import (accuracy, object_masks,  # noqa: E402
-                                                       reconstruction_fidelity, render_batch)
+from mmspectral.evaluation.embedded_classifier import (accuracy, reconstruction_fidelity,  # noqa: E402
+                                                       render_batch)
 from mmspectral.fileio import write_json  # noqa: E402
+from mmspectral.spectral import lowpass  # noqa: E402
 
 
 def parse_args():
@@ -43,6 +45,25 @@ def parse_args():
     return parser.parse_args()
 
 
+def decode(model, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Images in [0, 1] of token ids (B, k), decoded in batches."""
+    return torch.cat([model.decode(tokens[i:i + batch_size]) for i in range(0, len(tokens), batch_size)])
+
+
+def progression_report(model, tokens: torch.Tensor, images: torch.Tensor, batch_size: int) -> dict:
+    """How the samples change from prefix k - 1 to k (the progression figure, measured), next to how the
+    low-pass targets of real validation images change under the tokenizer's schedule (what a tokenizer that
+    met its targets would show; absent without a schedule)."""
+    n = tokens.shape[1]
+    out = dict(samples=progression_steps([decode(model, tokens[:, :k], batch_size) for k in range(1, n + 1)]))
+    schedule = getattr(model.tokenizer, 'freq_schedule', None)
+    if schedule is not None:
+        out['lowpass_targets'] = progression_steps([lowpass(images, schedule.omega(k)).clamp(0, 1)
+                                                    for k in range(1, n + 1)])
+        out['omegas'] = list(schedule.omegas)
+    return out
+
+
 @torch.no_grad()
 def main():
     args = parse_args()
@@ -54,25 +75,26 @@ def main():
 
     # Tokenizer reconstructions of validation-seed images (the embedded configs' validation split uses
     # seed 1).
-    images, labels = render_batch(range(args.per_class * num_classes), size, seed=1, num_classes=num_classes,
-                                  class_set=class_set)
+    images, labels, masks = render_batch(range(args.per_class * num_classes), size, seed=1,
+                                         num_classes=num_classes, class_set=class_set, with_masks=True)
     recons = torch.cat([model.decode(model.encode(images[i:i + args.batch_size]))
                         for i in range(0, len(images), args.batch_size)])
     recon_acc = accuracy(classifier, recons, labels)
-    masks = object_masks(range(len(images)), size, seed=1, num_classes=num_classes, class_set=class_set)
     fidelity = reconstruction_fidelity(recons, images, masks, tokenizer.patch_size)
 
     # Class-balanced samples; batch b uses seed + b, as tools/sample.py.
     options = sampling_options(args)
     wanted = torch.arange(num_classes).repeat_interleave(args.per_class)
-    samples = torch.cat([model.sample(wanted[i:i + args.batch_size],
-                                      generator=torch.Generator().manual_seed(args.seed + b),
-                                      **options)['images']
-                         for b, i in enumerate(range(0, len(wanted), args.batch_size))])
+    starts = range(0, len(wanted), args.batch_size)
+    tokens = torch.cat([model.sample(wanted[i:i + args.batch_size], decode=False,
+                                     generator=torch.Generator().manual_seed(args.seed + b),
+                                     **options)['tokens'] for b, i in enumerate(starts)])
+    samples = decode(model, tokens, args.batch_size)
     sample_acc = accuracy(classifier, samples, wanted)
+    progression = progression_report(model, tokens, images, args.batch_size)
     result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
                   per_class=args.per_class, num_classes=num_classes, class_set=class_set,
-                  chance=1.0 / num_classes, reconstruction_fidelity=fidelity,
+                  chance=1.0 / num_classes, reconstruction_fidelity=fidelity, progression=progression,
                   sampling={**model.sampling, **options}, seed=args.seed)
     print('class accuracy of the ShapesClassifier: real images {:.1%}, tokenizer reconstructions {:.1%}, '
           'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc,
@@ -81,6 +103,10 @@ def main():
     print('reconstructions: PSNR {psnr:.2f} dB (object {psnr_object:.2f}, background {psnr_background:.2f}), '
           'object colour error {object_colour_error:.3f}, blockiness {blockiness:.2f} (real images '
           '{blockiness_real_images:.2f})'.format(**fidelity), flush=True)
+    steps = progression['samples']
+    print('progression of the samples: {} of {} steps k-1 -> k change visibly (mean |change| >= {:.4f}); '
+          'per step: {}'.format(steps['visible_steps'], len(steps['step_change']), steps['visible'],
+                                ', '.join(f'{c:.4f}' for c in steps['step_change'])), flush=True)
     if args.out:
         write_json(args.out, result)
 

@@ -1,0 +1,266 @@
+"""Model folders: a trained tokenizer or generator as files that anyone can share and load without pickles.
+
+A folder holds
+
+==========================  ==================================================================================
+``config.json``             the model's config (``cfg.model``), as data: loading it runs no code
+``model.safetensors``       the weights (a generator folder holds its tokenizer's too: the pair)
+``mmspectral_model.json``   what the folder is: its kind, the sha256 of the weights, class names, metrics
+``README.md``               the model card: what it is, data, steps, measured metrics, how to reproduce
+==========================  ==================================================================================
+
+``save_pretrained(model, folder)`` writes one, ``from_pretrained(folder)`` builds the model back (eval mode)
+after checking the weights' sha256 and every name and shape. Paths to external weights in the config (a
+tokenizer checkpoint, a VQGAN's ``pretrained`` file) are dropped: the folder's own weights replace them.
+"""
+import copy
+import datetime
+import json
+import os
+import os.path as osp
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+
+from mmspectral.fileio import (SafetensorsError, load_safetensors, load_state_dict_checked, save_safetensors,
+                               sha256_of_file, write_json)
+from mmspectral.registry import MODELS
+from mmspectral.version import __version__
+from .setup_env import register_all_modules
+
+__all__ = ['save_pretrained', 'from_pretrained', 'is_model_folder', 'read_folder_meta', 'inference_config',
+           'CONFIG_FILE', 'WEIGHTS_FILE', 'META_FILE', 'CARD_FILE', 'FOLDER_FORMAT']
+
+CONFIG_FILE, WEIGHTS_FILE = 'config.json', 'model.safetensors'
+META_FILE, CARD_FILE = 'mmspectral_model.json', 'README.md'
+FOLDER_FORMAT = 1
+KINDS = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}
+
+
+def is_model_folder(path: str) -> bool:
+    """Whether ``path`` is a folder written by :func:`save_pretrained`."""
+    return osp.isdir(path) and osp.isfile(osp.join(path, META_FILE))
+
+
+def read_folder_meta(folder: str) -> Dict[str, Any]:
+    """The folder's ``mmspectral_model.json``, checked for a format this version reads."""
+    path = osp.join(folder, META_FILE)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{folder} is not a model folder: it has no {META_FILE}. Make one with '
+                                'mmspectral.apis.save_pretrained or tools/model_converters/publish_model.py.')
+    with open(path) as f:
+        try:
+            meta = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{path} is not valid JSON ({err}); write the folder again.') from err
+    if meta.get('format') != FOLDER_FORMAT or meta.get('kind') not in KINDS.values():
+        raise ValueError(f'{path} has format {meta.get("format")!r} and kind {meta.get("kind")!r}; this '
+                         f'mmspectral ({__version__}) reads format {FOLDER_FORMAT}, '
+                         f'kinds {sorted(KINDS.values())}.')
+    return meta
+
+
+def _without_external_weights(cfg: Any) -> Any:
+    """A copy of a config with every ``pretrained`` path dropped (VQGANs then build with random weights,
+    which the folder's own weights overwrite)."""
+    if isinstance(cfg, Mapping):
+        out = {k: _without_external_weights(v) for k, v in cfg.items()}
+        if 'pretrained' in out and out['pretrained'] is not None:
+            out['pretrained'] = None
+            if out.get('type') == 'MaskGITVQGAN':
+                out['allow_random_init'] = True
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_without_external_weights(v) for v in cfg)
+    return copy.deepcopy(cfg)
+
+
+def inference_config(model_cfg: Mapping) -> Dict[str, Any]:
+    """What inference needs of a TokenizerModel / GeneratorModel config, as a plain dict: no losses, teachers
+    or checkpoint paths (a tokenizer: its network and value range; a generator: its network, tokenizer,
+    sampling settings and value range)."""
+    cfg = model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else dict(model_cfg)
+    kind = KINDS.get(cfg.get('type'))
+    if kind is None:
+        raise ValueError('A model folder holds a TokenizerModel or a GeneratorModel, '
+                         f'not {cfg.get("type")!r}.')
+    if kind == 'tokenizer':
+        keep = ('type', 'tokenizer', 'data_preprocessor', 'eval_prefix_lengths')
+        out = {k: cfg[k] for k in keep if k in cfg}
+        tok = out['tokenizer']
+        if tok.get('decoder_head') == 'proxy_codes' and not tok.get('pixel_decoder'):
+            raise ValueError('This tokenizer predicts proxy codes and has no pixel_decoder to turn them into '
+                             'images; save the stage-2 tokenizer (with its pixel decoder) instead.')
+        out['recipe'] = 'pixel'
+    else:
+        if cfg.get('tokenizer') is None:
+            raise ValueError('A generator folder holds the generator with its tokenizer (to decode images); '
+                             'this GeneratorModel config has no tokenizer.')
+        keep = ('type', 'generator', 'tokenizer', 'sampling', 'image_value_range', 'num_position_bins')
+        out = {k: cfg[k] for k in keep if k in cfg}
+    return _without_external_weights(out)
+
+
+def _module_tensors(module: nn.Module) -> Dict[str, torch.Tensor]:
+    """Every parameter and persistent buffer of ``module`` by name (also for a module kept out of its
+    parent's checkpoints, whose own ``state_dict`` is empty)."""
+    out = {}
+    for sub_name, sub in module.named_modules():
+        prefix = f'{sub_name}.' if sub_name else ''
+        for name, param in sub._parameters.items():
+            if param is not None:
+                out[prefix + name] = param
+        for name, buf in sub._buffers.items():
+            if buf is not None and name not in sub._non_persistent_buffers_set:
+                out[prefix + name] = buf
+    return out
+
+
+def _weights(model: nn.Module, kind: str) -> Dict[str, torch.Tensor]:
+    if kind == 'tokenizer':
+        return {f'tokenizer.{k}': v for k, v in _module_tensors(model.tok).items()}
+    if model.tokenizer is None:
+        raise ValueError('This GeneratorModel has no tokenizer; a generator folder holds both (the pair).')
+    own = {f'generator.{k}': v for k, v in _module_tensors(model.gen).items()}
+    own.update({f'tokenizer.{k}': v for k, v in _module_tensors(model.tokenizer).items()})
+    return own
+
+
+def save_pretrained(model: nn.Module, folder: str, config: Optional[Mapping] = None, *,
+                    class_names: Optional[Sequence[str]] = None, card: Optional[Mapping[str, Any]] = None,
+                    overwrite: bool = False) -> str:
+    """Write ``model`` (a TokenizerModel, or a GeneratorModel with its tokenizer) as a model folder.
+
+    Args:
+        model: the trained model; its weights as they are now (load the EMA weights first where training
+            kept them: a Runner checkpoint's ``state_dict`` already holds them).
+        folder: where to write (created). An existing model folder is replaced only with ``overwrite``.
+        config: the model's config (``cfg.model``); default ``model.pretrained_config``, which
+            ``init_tokenizer`` / ``init_generator`` / ``from_pretrained`` set.
+        class_names: the classes a generator draws (default ``model.class_names``).
+        card: what the model card says: ``title``, ``summary``, ``data``, ``steps``, ``metrics`` (a dict),
+            ``reproduce`` (a command), ``source`` (the checkpoint it came from), ``notes``.
+
+    Returns the sha256 of ``model.safetensors``.
+    """
+    config = config if config is not None else getattr(model, 'pretrained_config', None)
+    if config is None:
+        raise ValueError('save_pretrained needs the model\'s config: pass config=cfg.model, or build the '
+                         'model with mmspectral.apis.init_tokenizer / init_generator.')
+    cfg = inference_config(config)
+    kind = KINDS[cfg['type']]
+    if type(model).__name__ != cfg['type']:
+        raise ValueError(f'The config describes a {cfg["type"]} but the model is a {type(model).__name__}.')
+    if osp.exists(folder) and os.listdir(folder) and not overwrite:
+        what = 'a model folder' if is_model_folder(folder) else 'files'
+        raise FileExistsError(f'{folder} already holds {what}; pass overwrite=True (publish_model.py '
+                              '--overwrite) or choose another folder.')
+    os.makedirs(folder, exist_ok=True)
+    names = list(class_names if class_names is not None else getattr(model, 'class_names', ()) or ())
+    card = dict(card or {})
+    sha = save_safetensors(osp.join(folder, WEIGHTS_FILE), _weights(model, kind),
+                           metadata={'format': 'pt', 'mmspectral_kind': kind})
+    write_json(osp.join(folder, CONFIG_FILE), cfg)
+    meta = dict(format=FOLDER_FORMAT, kind=kind, mmspectral_version=__version__, weights_sha256=sha,
+                num_parameters=sum(int(p.numel()) for p in model.parameters()), class_names=names,
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+                **{k: card[k] for k in ('title', 'data', 'steps', 'metrics', 'source', 'reproduce')
+                   if k in card})
+    write_json(osp.join(folder, META_FILE), meta)
+    with open(osp.join(folder, CARD_FILE), 'w') as f:
+        f.write(model_card(cfg, meta, card, osp.basename(osp.abspath(folder))))
+    return sha
+
+
+def from_pretrained(folder: str, device: str = 'cpu', verify: bool = True) -> nn.Module:
+    """Build the model of a model folder and load its weights (no pickles); eval mode, on ``device``.
+
+    ``verify`` checks the weights' sha256 against ``mmspectral_model.json`` first, so that a file cut short or
+    replaced is refused. Returns a TokenizerModel or a GeneratorModel (with ``class_names`` and
+    ``pretrained_config`` set).
+    """
+    meta = read_folder_meta(folder)
+    weights = osp.join(folder, WEIGHTS_FILE)
+    if verify and osp.isfile(weights) and sha256_of_file(weights) != meta.get('weights_sha256'):
+        raise SafetensorsError(f'{weights} does not match the sha256 recorded in {META_FILE}: the file was '
+                               'changed or cut short after the folder was written. Publish the folder again '
+                               'from its checkpoint (tools/model_converters/publish_model.py).')
+    state, _ = load_safetensors(weights)
+    register_all_modules()
+    cfg = Config.fromfile(osp.join(folder, CONFIG_FILE)).to_dict()
+    model = MODELS.build(copy.deepcopy(cfg))
+    fix = 'The folder was written by another version of the model; publish it again from its checkpoint.'
+    if meta['kind'] == 'tokenizer':
+        load_state_dict_checked(_module_tensors(model.tok), _strip(state, 'tokenizer.'), weights,
+                                type(model.tok).__name__, fix, noun='weights file')
+    else:
+        gen = _strip(state, 'generator.')
+        tok = _strip(state, 'tokenizer.')
+        extra = sorted(k for k in state if not k.startswith(('generator.', 'tokenizer.')))
+        if extra:
+            raise SafetensorsError(f'{weights} holds names outside generator.* and tokenizer.*: '
+                                   f'{extra[:5]}. {fix}')
+        load_state_dict_checked(_module_tensors(model.gen), gen, weights, type(model.gen).__name__, fix,
+                                noun='weights file')
+        load_state_dict_checked(_module_tensors(model.tokenizer), tok, weights,
+                                type(model.tokenizer).__name__, fix, noun='weights file')
+    model.class_names = tuple(meta.get('class_names', ()))
+    model.pretrained_config = cfg
+    model.model_folder = osp.abspath(folder)
+    return model.eval().to(torch.device(device))
+
+
+def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _describe(cfg: Mapping) -> str:
+    """One line on the network: type and the sizes users compare."""
+    if cfg['type'] == 'TokenizerModel':
+        t = cfg['tokenizer']
+        keys = ('arch', 'width', 'depth', 'image_size', 'patch_size', 'num_tokens', 'codebook_size',
+                'decoder_head')
+        return f"{t.get('type')} (" + ', '.join(f'{k}={t[k]}' for k in keys if k in t) + ')'
+    g, t = cfg['generator'], cfg['tokenizer']
+    keys = ('depth', 'width', 'num_tokens', 'vocab_size', 'num_classes')
+    return (f"{g.get('type')} (" + ', '.join(f'{k}={g[k]}' for k in keys if k in g)
+            + f") over a {t.get('type')} of {t.get('num_tokens')} tokens at {t.get('image_size')} px")
+
+
+def model_card(cfg: Mapping, meta: Mapping, card: Mapping, name: str = 'FOLDER') -> str:
+    """The folder's README.md."""
+    kind = meta['kind']
+    title = card.get('title') or f"mmspectral {kind}: {cfg[kind].get('type')}"
+    lines = [f'# {title}', '', card.get('summary', f'A trained {kind} of mmspectral (SpectralAR).'), '',
+             '## What it is', '', f'- Network: {_describe(cfg)}', f"- Parameters: {meta['num_parameters']:,}",
+             f'- Files: `{CONFIG_FILE}` (config, data only), `{WEIGHTS_FILE}` (weights, safetensors'
+             + (', generator and tokenizer' if kind == 'generator' else '') + f'), `{META_FILE}`.',
+             f"- sha256 of `{WEIGHTS_FILE}`: `{meta['weights_sha256']}`",
+             f"- Written by mmspectral {meta['mmspectral_version']} on {meta['created']}"]
+    if meta.get('class_names'):
+        lines.append(f"- Classes ({len(meta['class_names'])}): " + ', '.join(meta['class_names']))
+    lines += ['', '## Data and training', '', f"- Data: {card.get('data', 'not recorded')}",
+              f"- Steps: {card.get('steps', 'not recorded')}"]
+    if card.get('source'):
+        lines.append(f"- Made from: `{card['source']}`")
+    lines += ['', '## Measured', '']
+    metrics = card.get('metrics') or {}
+    if metrics:
+        lines += ['| metric | value |', '|---|---|']
+        lines += [f'| {k} | {v:.4g} |' if isinstance(v, float) else f'| {k} | {v} |'
+                  for k, v in metrics.items()]
+    else:
+        lines.append('Nothing measured was recorded with this folder.')
+    lines += ['', '## Use', '', '```python', 'from mmspectral.apis import ' + (
+        'init_tokenizer, reconstruct' if kind == 'tokenizer' else 'init_generator, generate'),
+        f"model = {'init_tokenizer' if kind == 'tokenizer' else 'init_generator'}('path/to/{name}')",
+        ('recons = reconstruct(model, images, k=[1, 4, 16])  # uint8 arrays, PIL images or tensors'
+         if kind == 'tokenizer' else 'images = generate(model, classes=[0, 1, 2], seed=0, output="pil")'),
+        '```', '']
+    if card.get('reproduce'):
+        lines += ['## Reproduce', '', '```', card['reproduce'], '```', '']
+    if card.get('notes'):
+        lines += ['## Notes', '', card['notes'], '']
+    return '\n'.join(lines)

@@ -1,0 +1,69 @@
+"""Weights as ``safetensors`` files: tensors and a string-to-string header, never pickled code.
+
+A model folder's weights (``mmspectral.apis.save_pretrained``) are written here. Loading only parses the
+header and copies the raw tensor bytes, so a shared weights file cannot run code on the machine that loads it,
+whoever made it.
+"""
+import hashlib
+import os.path as osp
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+
+from .atomic import atomic_write_path
+
+__all__ = ['save_safetensors', 'load_safetensors', 'sha256_of_file', 'SafetensorsError']
+
+
+class SafetensorsError(RuntimeError):
+    """A weights file that is missing, torn or not a safetensors file."""
+
+
+def sha256_of_file(path: str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_safetensors(path: str, tensors: Mapping[str, torch.Tensor],
+                     metadata: Optional[Mapping[str, str]] = None) -> str:
+    """Write ``tensors`` (name -> tensor) to ``path`` atomically; returns the file's sha256.
+
+    Tensors that share memory (tied weights) are stored once each as their own copy, since the format holds no
+    aliasing; every tensor is saved contiguous on the CPU. ``metadata`` values must be strings.
+    """
+    from safetensors.torch import save_file
+    bad = [k for k, v in (metadata or {}).items() if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f'safetensors metadata values must be strings; {bad} are not (json.dumps them).')
+    plain = {}
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f'{name!r} is a {type(tensor).__name__}, not a tensor: '
+                            'safetensors holds tensors only.')
+        plain[name] = tensor.detach().to('cpu').contiguous().clone()
+    with atomic_write_path(path) as tmp:
+        save_file(plain, tmp, metadata=dict(metadata or {}))
+    return sha256_of_file(path)
+
+
+def load_safetensors(path: str, device: str = 'cpu') -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file; a missing, torn or foreign file raises
+    :class:`SafetensorsError` saying which and what to do."""
+    from safetensors import SafetensorError, safe_open
+    if not osp.isfile(path):
+        raise SafetensorsError(f'No weights file at {path}. A model folder holds model.safetensors next to '
+                               'its config.py; write one with save_pretrained or tools/model_converters/'
+                               'publish_model.py.')
+    try:
+        with safe_open(path, framework='pt', device=device) as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SafetensorsError(f'{path} is not a readable safetensors file ({err}); it may be cut short or '
+                               'be another format. Write it again from its checkpoint with '
+                               'tools/model_converters/publish_model.py.') from err
+    return tensors, metadata
