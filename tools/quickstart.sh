@@ -157,4 +157,14 @@ print('[quickstart] generator: validation next-token accuracy {:.3f}, cross-entr
 print('[quickstart] stage times (s): ' + ', '.join(f'{k} {v}' for k, v in times.items()) +
       f"; total {metrics['total_seconds']} s")
 PY
-echo "[quickstart] done: $WORK_DIR/{class_grid.png,progression.png,metrics.json,tokenizer_reconstructions.png,spectral_*.png}"
+# The two trained models as folders (config, safetensors weights, model card) for mmspectral.apis and the demo.
+"$PY" tools/model_converters/publish_model.py "$TOKENIZER_CONFIG" "$TOKENIZER_CKPT" "$WORK_DIR/models/tokenizer" \
+    --overwrite --metrics "$WORK_DIR/metrics.json" --metrics-keys tokenizer tokenizer_fidelity \
+    --title "Quick-start tiny nested spectral tokenizer (EmbeddedShapes coarse, 64 px, 16 tokens)" \
+    --reproduce "bash tools/quickstart.sh"
+"$PY" tools/model_converters/publish_model.py "$GENERATOR_CONFIG" "$GENERATOR_CKPT" "$WORK_DIR/models/generator" \
+    --overwrite --metrics "$WORK_DIR/metrics.json" --metrics-keys generator class_accuracy \
+    --title "Quick-start tiny SpectralAR generator (EmbeddedShapes coarse, 64 px, 16 tokens)" \
+    --reproduce "bash tools/quickstart.sh" --cfg-options "${GENERATOR_OPTIONS[@]}"
+echo "[quickstart] done: $WORK_DIR/{class_grid.png,progression.png,metrics.json,tokenizer_reconstructions.png,spectral_*.png}" \
+     "and the model folders $WORK_DIR/models/{tokenizer,generator}"

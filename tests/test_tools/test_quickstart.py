@@ -59,6 +59,14 @@ def test_quickstart_runs_every_stage_and_continues(tmp_path, subprocess_env, rep
     assert progression['lowpass_targets']['visible_steps'] == 15 and progression['omegas'][-1] == 64
     assert set(metrics['stage_seconds']) == {'spectral_figures', 'tokenizer', 'token_extraction', 'generator',
                                              'sampling'}
+    # the two models as folders that load without the checkpoints
+    from mmspectral.apis import generate, init_generator, init_tokenizer, reconstruct
+    tok = init_tokenizer(str(tmp_path / 'models' / 'tokenizer'))
+    gen = init_generator(str(tmp_path / 'models' / 'generator'))
+    assert gen.class_names[:2] == ('disk', 'ring')
+    assert reconstruct(tok, generate(gen, [0, 1], seed=0)).shape == (2, 3, 64, 64)
+    card = (tmp_path / 'models' / 'generator' / 'README.md').read_text()
+    assert 'class_accuracy/generated_samples' in card and 'bash tools/quickstart.sh' in card
     meta = json.loads((tmp_path / 'tokens' / 'train' / 'meta.json').read_text())
     assert meta['complete'] and meta['num_images'] == 60 and meta['classes'][:3] == ['disk', 'ring', 'hbar']
 
