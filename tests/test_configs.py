@@ -118,3 +118,31 @@ def test_titok_configs_are_the_spectralar_ones_with_the_titok_tokenizer(name):
     assert titok['model'] == spectral['model']
     differing = {k for k in set(titok) | set(spectral) if titok.get(k) != spectral.get(k)}
     assert differing <= {'load_from'} and ('load_from' in differing) == name.endswith('stage2')
+
+
+def test_metafiles_list_every_config_with_its_parameters():
+    """The model-zoo files (mmpretrain's metafile format) name existing configs, cover every non-ablation
+    config, give each the parameter count of the network it trains, and claim results only where this project
+    measured them (the tiny configs)."""
+    import yaml
+    listed = {}
+    for method in ('spectralar', 'titok'):
+        with open(os.path.join(ROOT, 'configs', method, 'metafile.yml')) as f:
+            meta = yaml.safe_load(f)
+        assert meta['Collections'][0]['README'] == f'configs/{method}/README.md'
+        assert os.path.isfile(os.path.join(ROOT, 'configs', method, 'README.md'))
+        for model in meta['Models']:
+            path = os.path.join(ROOT, model['Config'])
+            assert os.path.isfile(path), model['Config']
+            assert model['Name'] == os.path.splitext(os.path.basename(path))[0]
+            listed[path] = model
+    assert set(listed) == {p for p in CONFIGS if f'{os.sep}ablation{os.sep}' not in p}
+    for path, model in listed.items():
+        cfg = without_weights(load_config(path).model.to_dict())
+        with torch.device('meta'):
+            built = MODELS.build(cfg)
+        net = built.generator if cfg['type'] == 'GeneratorModel' else built.tokenizer
+        assert model['Metadata']['Parameters'] == sum(p.numel() for p in net.parameters()), model['Name']
+        trained_here = 'shapes' in model['Name']
+        assert (model['Results'] is not None) == trained_here, model['Name']
+        assert model['Metadata']['Status'].startswith('trained here' if trained_here else 'not trained here')
