@@ -169,7 +169,7 @@ class SpectralARGenerator(nn.Module):
         mask, is_causal = None, False
         if caches is None:
             if self.attn_mask.is_plain_causal:
-                is_causal = x.shape[1] > 1
+                is_causal = int(x.shape[1]) > 1  # a Python bool also when traced (FLOP counting)
             else:
                 mask = self.attn_mask(x.shape[1], 0, layout='sequence', device=x.device)
         for i, block in enumerate(self.blocks):
