@@ -4,6 +4,7 @@
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$REPO_ROOT/tools/setup_env.sh"
+source "$REPO_ROOT/tools/setup_demo.sh"  # the web demo's extras for its browser test
 cd "$REPO_ROOT"
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 exec "$MMSPECTRAL_PYTHON" -m pytest tests -q "$@"

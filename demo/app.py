@@ -1,0 +1,175 @@
+"""mmspectral's web demo: watch a sample form coarse to fine as its tokens arrive, truncate it, and look at a
+tokenizer's reconstructions and spectral variations of an image.
+
+    python demo/app.py [--models work_dirs/quickstart/models] [--host 127.0.0.1] [--port 7860]
+
+``--models`` is a folder with the model folders ``generator`` (and optionally ``tokenizer``; the generator's
+own tokenizer is used otherwise), as ``bash tools/quickstart.sh`` writes them, or written by
+``tools/model_converters/publish_model.py``. Runs on a CPU. Needs Gradio (``pip install -r
+requirements/demo.txt``; the test command's set-up installs it).
+"""
+import argparse
+import os
+import os.path as osp
+import queue
+import sys
+import threading
+from typing import Iterator, List, Optional
+
+os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mmspectral.apis import (from_batch, init_generator, init_tokenizer, is_model_folder,  # noqa: E402
+                             reconstruct, variations)
+from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
+from mmspectral.evaluation.embedded_classifier import render_batch  # noqa: E402
+
+MISSING = ('No model folders in {path}: run `bash tools/quickstart.sh` first (about 10 minutes on 2 CPU '
+           'cores; it writes work_dirs/quickstart/models/{{tokenizer,generator}}), or pass --models FOLDER '
+           'with the folders that tools/model_converters/publish_model.py writes.')
+
+
+def load_models(path: str):
+    """(generator, tokenizer or None) of a models folder; a clear error when they are missing."""
+    gen_dir, tok_dir = osp.join(path, 'generator'), osp.join(path, 'tokenizer')
+    if not is_model_folder(gen_dir):
+        raise FileNotFoundError(MISSING.format(path=path))
+    generator = init_generator(gen_dir)
+    tokenizer = init_tokenizer(tok_dir) if is_model_folder(tok_dir) else None
+    return generator, tokenizer
+
+
+def enlarge(image: np.ndarray, side: int = 256) -> np.ndarray:
+    """Nearest-neighbour enlargement, so that a 64 px sample is visible in the page."""
+    factor = max(1, side // image.shape[0])
+    return image.repeat(factor, 0).repeat(factor, 1)
+
+
+def stream_sample(model, label: int, num_tokens: int, seed: int) -> Iterator[tuple]:
+    """Sample tokens for ``label`` and yield ``(k, image)`` after every step, as the tokens arrive."""
+    steps: 'queue.Queue' = queue.Queue()
+    done = object()
+
+    def run():
+        try:
+            model.gen.generate(torch.tensor([label]), num_tokens=num_tokens,
+                               generator=torch.Generator().manual_seed(int(seed)),
+                               callback=lambda _, prefix: steps.put((prefix.shape[1], model.decode(prefix))),
+                               **{k: v for k, v in model.sampling.items() if k != 'num_tokens'})
+        except Exception as err:  # shown in the page instead of a silent stop
+            steps.put(err)
+        steps.put(done)
+
+    with torch.no_grad():
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        while True:
+            item = steps.get()
+            if item is done:
+                break
+            if isinstance(item, Exception):
+                raise item
+            k, images = item
+            yield k, from_batch(images, 'numpy')[0]
+        worker.join()
+
+
+def build_demo(generator, tokenizer=None):
+    """The Gradio Blocks app around a generator (and a tokenizer for the reconstruction tab)."""
+    import gradio as gr
+    codec = tokenizer if tokenizer is not None else generator
+    names = list(generator.class_names) or [str(c) for c in range(generator.gen.num_classes)]
+    n = generator.gen.num_tokens
+
+    def on_generate(name: str, num_tokens: float, seed: float):
+        label = names.index(name) if name in names else int(name)
+        frames: List[np.ndarray] = []
+        for k, image in stream_sample(generator, label, int(num_tokens), int(seed)):
+            frames.append(image)
+            yield (enlarge(image), [(enlarge(f, 128), f'k={i + 1}') for i, f in enumerate(frames)],
+                   f'{k} of {int(num_tokens)} tokens')
+
+    def on_reconstruct(image: Optional[np.ndarray], ks: List[str], name: str, keep: float, num: float,
+                       seed: float):
+        if image is None:
+            raise gr.Error('Upload an image or pick an example first.')
+        lengths = sorted(int(k) for k in ks) or [n]
+        recons = reconstruct(codec, image, k=lengths, output='numpy')
+        gallery = [(enlarge(recons[k], 128), f'k={k}') for k in lengths]
+        label = names.index(name) if name in names else 0
+        varied = variations(generator, image, label, keep=int(keep), num=int(num), seed=int(seed),
+                            output='numpy')
+        return gallery, [(enlarge(v, 128), f'variation {i + 1}') for i, v in enumerate(varied)]
+
+    example_images = []
+    class_set = class_set_of(names)
+    if tuple(EMBEDDED_CLASS_SETS[class_set][:len(names)]) == tuple(names):  # real images of these classes
+        images, _ = render_batch(range(len(names)), generator.tokenizer.image_size, seed=1,
+                                 num_classes=len(names), class_set=class_set)
+        example_images = list(from_batch(images, 'numpy'))
+
+    with gr.Blocks(title='mmspectral: spectral autoregressive generation') as demo:
+        gr.Markdown('# mmspectral demo\nEvery token adds higher frequencies: the sample forms coarse to '
+                    'fine. '
+                    f'{n} tokens per image; fewer tokens = truncated generation (a low-pass version).')
+        with gr.Tab('Generate'):
+            with gr.Row():
+                name = gr.Dropdown(names, value=names[0], label='class', elem_id='class')
+                tokens = gr.Slider(1, n, value=n, step=1, label='tokens to generate', elem_id='num-tokens')
+                seed = gr.Number(0, precision=0, label='seed', elem_id='seed')
+            button = gr.Button('Generate', variant='primary', elem_id='generate')
+            status = gr.Textbox(label='progress', interactive=False, elem_id='status')
+            with gr.Row():
+                final = gr.Image(label='sample', type='numpy', interactive=False, elem_id='sample')
+                steps = gr.Gallery(label='after each token', columns=8, elem_id='steps')
+            button.click(on_generate, [name, tokens, seed], [final, steps, status])
+        with gr.Tab('Reconstruct and vary'):
+            with gr.Row():
+                image = gr.Image(label='image', type='numpy', elem_id='input-image')
+                with gr.Column():
+                    shown = sorted({str(min(k, n)) for k in (1, 2, 4, 8, n)}, key=int)
+                    ks = gr.CheckboxGroup([str(k) for k in range(1, n + 1)], value=shown,
+                                          label='prefix lengths k')
+                    vname = gr.Dropdown(names, value=names[0], label='class of the variations')
+                    keep = gr.Slider(1, n - 1, value=max(1, n // 4), step=1, label='variations keep k tokens')
+                    num = gr.Slider(1, 8, value=4, step=1, label='variations')
+                    vseed = gr.Number(0, precision=0, label='seed')
+            go = gr.Button('Reconstruct', variant='primary', elem_id='reconstruct')
+            recon_gallery = gr.Gallery(label='reconstruction from the first k tokens', columns=8)
+            var_gallery = gr.Gallery(label='spectral variations', columns=8)
+            if example_images:
+                gr.Examples(example_images, inputs=image, label='EmbeddedShapes images')
+            go.click(on_reconstruct, [image, ks, vname, keep, num, vseed], [recon_gallery, var_gallery])
+    return demo
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='mmspectral web demo (Gradio).')
+    parser.add_argument('--models', default='work_dirs/quickstart/models',
+                        help='folder holding the model folders generator/ and tokenizer/')
+    parser.add_argument('--host', default='127.0.0.1')
+    parser.add_argument('--port', type=int, default=7860)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        sys.exit('The demo needs Gradio: pip install -r requirements/demo.txt')
+    try:
+        generator, tokenizer = load_models(args.models)
+    except FileNotFoundError as err:
+        sys.exit(str(err))
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    demo = build_demo(generator, tokenizer)
+    print(f'[demo] serving on http://{args.host}:{args.port}', flush=True)
+    demo.queue().launch(server_name=args.host, server_port=args.port, show_error=True, quiet=True)
+
+
+if __name__ == '__main__':
+    main()
