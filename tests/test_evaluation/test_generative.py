@@ -22,7 +22,7 @@ from mmspectral.evaluation.generative import (BaseFeatureExtractor, FeatureSet, 
                                               frechet_distance, frechet_distance_from_features,
                                               inception_score, iter_npz_images, load_feature_set,
                                               manifold_radii, precision_recall, save_feature_set)
-from mmspectral.evaluation.generative.inception import FIDInceptionA, FIDInceptionE
+from mmspectral.evaluation.generative.inception import FIDInceptionA, FIDInceptionE, resize_bilinear_tf1
 from mmspectral.registry import FEATURE_EXTRACTORS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -176,7 +176,7 @@ def test_forward_matches_torchvision_forward_and_taps(random_inception):
     net = random_inception.net
     taps = {}
     hook = net.Mixed_6d.branch1x1.register_forward_hook(lambda m, i, o: taps.setdefault('mixed_6_conv', o))
-    x = 2 * F.interpolate(images, size=(299, 299), mode='bilinear', align_corners=False) - 1
+    x = (resize_bilinear_tf1(images * 255, 299) - 128) / 128  # the ADM graph's resize and scaling
     with torch.no_grad():
         logits_with_bias = net(x)  # torchvision's own forward through the same modules
     hook.remove()

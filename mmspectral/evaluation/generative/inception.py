@@ -11,7 +11,11 @@ replaced:
   leave the zero padding out of the average (``count_include_pad=False``), as TensorFlow does;
 * Mixed_7c, the last InceptionE, max-pools in its pool branch (a quirk of that graph).
 
-Images are resized bilinearly to 299 x 299 (``align_corners=False``) and scaled to [-1, 1]. The outputs are
+Images are resized to 299 x 299 and mapped to [-1, 1] as the TensorFlow graph of the ADM evaluator does
+(``input_mapping='tf1'``, the default): TF1's bilinear resize (``align_corners=False`` without half-pixel
+centres: output pixel i samples input position ``i * in / out``; :func:`resize_bilinear_tf1`) of the [0, 255]
+values, then ``(x - 128) / 128``. ``input_mapping='torch'`` keeps torch's bilinear resize (half-pixel
+centres) and ``2x - 1``, the mapping of earlier mmspectral versions and of pytorch-fid. The outputs are
 
 * ``pool``: (B, 2048) the global average pool (TF ``pool_3``), FID's features and precision/recall's;
 * ``logits``: (B, 1008) ``pool @ fc.weight.T`` *without* the bias, as the ADM evaluator builds its softmax
@@ -19,9 +23,9 @@ Images are resized bilinearly to 299 x 299 (``align_corners=False``) and scaled 
 * ``spatial``: (B, 2023) the first 7 channels of Mixed_6d's 1x1 branch (TF ``mixed_6/conv``), a (17, 17, 7)
   map flattened in TensorFlow's (H, W, C) order, sFID's features.
 
-Numbers from this port differ slightly from the TensorFlow graph's (the graph resizes with TF1's bilinear
-kernel and maps [0, 255] with (x - 128) / 128; float arithmetic differs), so FID against statistics the TF
-graph computed (ADM's reference ``mu``/``sigma``) is not exactly ADM's FID. Compute both sides with the same
+Numbers from this port still differ slightly from the TensorFlow graph's (float arithmetic and the order of
+operations differ), so FID against statistics the TF graph computed (ADM's reference ``mu``/``sigma``) is
+close to, not exactly, ADM's FID (docs/evaluation.md). Compute both sides with the same
 network to compare runs; quote the evaluator next to every number.
 """
 import logging
@@ -129,6 +133,29 @@ def load_fid_inception_weights(net: nn.Module, path: str, owner: str = 'Inceptio
         'network and do not give comparable FID.', ignore_missing=('*.num_batches_tracked', ))
 
 
+def _tf1_weights(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) matrix of TF1's bilinear resize along one axis (align_corners=False, no half-pixel
+    centres): output i reads input position ``i * n_in / n_out``, clamped at the last pixel."""
+    src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    lo = src.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = src - lo.double()
+    w = torch.zeros(n_out, n_in, dtype=torch.float64)
+    w[torch.arange(n_out), lo] += 1 - frac
+    w[torch.arange(n_out), hi] += frac
+    return w
+
+
+def resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
+    """TF1's ``tf.image.resize_bilinear(align_corners=False)`` (the resize in the ADM evaluator's graph):
+    (B, C, H, W) -> (B, C, size, size), as two matrix products in float64, returned in the input's dtype."""
+    h, w = images.shape[-2:]
+    wh = _tf1_weights(h, size).to(images.device)
+    ww = _tf1_weights(w, size).to(images.device)
+    out = torch.einsum('oh,bchw,pw->bcop', wh, images.double(), ww)
+    return out.to(images.dtype)
+
+
 class FIDInceptionV3(nn.Module):
     """The FID Inception network, frozen and in eval mode; ``forward`` gives pool / logits / spatial features.
 
@@ -137,10 +164,16 @@ class FIDInceptionV3(nn.Module):
         allow_random_init: tests only: with ``weights=None``, build a randomly initialised network (He-normal
             convolutions, seeded by ``seed``) whose features are O(1) but meaningless.
         seed: the seed of that random initialisation.
+        input_mapping: 'tf1' (the ADM graph's resize and scaling, default) or 'torch' (torch's bilinear
+            resize and ``2x - 1``).
     """
 
-    def __init__(self, weights: Optional[str] = None, allow_random_init: bool = False, seed: int = 0) -> None:
+    def __init__(self, weights: Optional[str] = None, allow_random_init: bool = False, seed: int = 0,
+                 input_mapping: str = 'tf1') -> None:
         super().__init__()
+        if input_mapping not in ('tf1', 'torch'):
+            raise ValueError(f"input_mapping must be 'tf1' or 'torch', got {input_mapping!r}.")
+        self.input_mapping = input_mapping
         if weights is None and allow_random_init:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -168,8 +201,12 @@ class FIDInceptionV3(nn.Module):
         """images: (B, 3, H, W) float in [0, 1], any size. Returns pool (B, 2048), logits (B, 1008), spatial
         (B, 2023)."""
         net = self.net
-        x = F.interpolate(images, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode='bilinear', align_corners=False)
-        x = 2.0 * x - 1.0  # (B, 3, 299, 299) in [-1, 1]
+        if self.input_mapping == 'tf1':
+            x = (resize_bilinear_tf1(images.float() * 255.0, FID_INPUT_SIZE) - 128.0) / 128.0
+        else:
+            x = F.interpolate(images, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode='bilinear',
+                              align_corners=False)
+            x = 2.0 * x - 1.0  # (B, 3, 299, 299) in [-1, 1]
         for layer in (net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, net.maxpool1,
                       net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, net.maxpool2, net.Mixed_5b, net.Mixed_5c,
                       net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c):
