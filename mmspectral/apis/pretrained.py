@@ -118,6 +118,10 @@ def _module_tensors(module: nn.Module) -> Dict[str, torch.Tensor]:
     return out
 
 
+def _codec_net(model: nn.Module, kind: str) -> nn.Module:
+    return model.tok if kind == 'tokenizer' else model.tokenizer
+
+
 def _weights(model: nn.Module, kind: str) -> Dict[str, torch.Tensor]:
     if kind == 'tokenizer':
         return {f'tokenizer.{k}': v for k, v in _module_tensors(model.tok).items()}
@@ -165,6 +169,7 @@ def save_pretrained(model: nn.Module, folder: str, config: Optional[Mapping] = N
     write_json(osp.join(folder, CONFIG_FILE), cfg)
     meta = dict(format=FOLDER_FORMAT, kind=kind, mmspectral_version=__version__, weights_sha256=sha,
                 num_parameters=sum(int(p.numel()) for p in model.parameters()), class_names=names,
+                num_parameters_tokenizer=sum(int(p.numel()) for p in _codec_net(model, kind).parameters()),
                 created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 **{k: card[k] for k in ('title', 'data', 'steps', 'metrics', 'source', 'reproduce')
                    if k in card})
@@ -229,12 +234,19 @@ def _describe(cfg: Mapping) -> str:
             + f") over a {t.get('type')} of {t.get('num_tokens')} tokens at {t.get('image_size')} px")
 
 
+def _parameters(meta: Mapping) -> str:
+    total, tok = meta['num_parameters'], meta.get('num_parameters_tokenizer', 0)
+    if meta['kind'] == 'generator':
+        return f'- Parameters: {total:,} (generator {total - tok:,}, tokenizer {tok:,})'
+    return f'- Parameters: {total:,}'
+
+
 def model_card(cfg: Mapping, meta: Mapping, card: Mapping, name: str = 'FOLDER') -> str:
     """The folder's README.md."""
     kind = meta['kind']
     title = card.get('title') or f"mmspectral {kind}: {cfg[kind].get('type')}"
     lines = [f'# {title}', '', card.get('summary', f'A trained {kind} of mmspectral (SpectralAR).'), '',
-             '## What it is', '', f'- Network: {_describe(cfg)}', f"- Parameters: {meta['num_parameters']:,}",
+             '## What it is', '', f'- Network: {_describe(cfg)}', _parameters(meta),
              f'- Files: `{CONFIG_FILE}` (config, data only), `{WEIGHTS_FILE}` (weights, safetensors'
              + (', generator and tokenizer' if kind == 'generator' else '') + f'), `{META_FILE}`.',
              f"- sha256 of `{WEIGHTS_FILE}`: `{meta['weights_sha256']}`",
