@@ -76,20 +76,13 @@ def render_batch(indices: Sequence[int], image_size: int, seed: int, num_classes
     return images, torch.from_numpy(labels).long()
 
 
-def object_masks(indices: Sequence[int], image_size: int, seed: int, num_classes: int = len(CLASSES),
-                 class_set: str = 'fine') -> torch.Tensor:
-    """The objects' coverage in the images :func:`render_batch` draws: (B, S, S) floats in [0, 1]."""
-    return torch.from_numpy(np.stack([render_shape_and_mask(seed, int(i), int(i) % num_classes, image_size,
-                                                            class_set)[1] for i in indices]))
-
-
 def reconstruction_fidelity(recons: torch.Tensor, images: torch.Tensor, masks: torch.Tensor,
                             patch_size: int) -> dict:
     """What a tokenizer's reconstructions keep of EmbeddedShapes images (all (B, 3, S, S) in [0, 1]; ``masks``
-    (B, S, S) from :func:`object_masks`): PSNR of the whole image, of the object and of the background;
-    patch seams (:func:`~mmspectral.evaluation.functional.blockiness`, next to the real images' value); the
-    object's colour error (:func:`~mmspectral.evaluation.functional.region_errors`: distance between its
-    mean RGB colours in the reconstruction and the image, in [0, 1] units)."""
+    (B, S, S) from ``render_batch(..., with_masks=True)``): PSNR of the whole image, of the object and of the
+    background; patch seams (:func:`~mmspectral.evaluation.functional.blockiness`, next to the real images'
+    value); the object's colour error (:func:`~mmspectral.evaluation.functional.region_errors`: distance
+    between its mean RGB colours in the reconstruction and the image, in [0, 1] units)."""
     recons = recons.clamp(0, 1)
     inside = (masks > 0.5).float()  # the object's interior, without its anti-aliased rim
     obj = region_errors(recons, images, inside)

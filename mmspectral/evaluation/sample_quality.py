@@ -15,14 +15,16 @@ import numpy as np
 import torch
 
 from mmspectral.datasets.embedded import class_set_of
+from mmspectral.spectral import lowpass
 from .embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier, render_batch
+from .functional import progression_steps, psnr
 from .generative import (InceptionV3FID, evaluate_feature_sets, features_from_npz,
                          frechet_distance_from_features, precision_recall)
 from .generative.statistics import FeatureSet
 from .metrics.generation import balanced_labels
 
 __all__ = ['class_balanced_samples', 'probe_quality', 'inception_quality', 'generator_quality',
-           'PROBE_REAL_SEED']
+           'progression_quality', 'PROBE_REAL_SEED']
 
 #: Seed of the real EmbeddedShapes images the probe compares samples with (training configs use 0 and 1, the
 #: probe trains on 1234 and is validated on 1235).
@@ -128,3 +130,33 @@ def generator_quality(model, per_class: int = 20, batch_size: int = 50, seed: in
         return inception_quality(images, ref, inception_weights, device, batch_size)
     class_set = class_set_of(getattr(model, 'class_names', None) or ())
     return probe_quality(images, labels, probe, class_set=class_set)
+
+
+@torch.no_grad()
+def progression_quality(model, tokens: torch.Tensor, images: Optional[torch.Tensor] = None,
+                        batch_size: int = 50) -> Dict[str, object]:
+    """How a coarse-to-fine progression changes from prefix k - 1 to k (:func:`progression_steps`).
+
+    ``model``: a GeneratorModel (``decode`` / ``encode`` in [0, 1]); ``tokens`` (B, N): generated samples'.
+    Returns ``samples``; with real ``images`` (B, 3, S, S) in [0, 1] also ``reconstructions`` (their tokens'
+    prefixes decoded: what the tokenizer itself shows, with each prefix's PSNR against the image) and, when
+    the tokenizer has a frequency schedule,
+    ``lowpass_targets`` (what a tokenizer that met its targets would show) with its ``omegas``.
+    """
+    def decode(ids):
+        return torch.cat([model.decode(ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)])
+
+    n = tokens.shape[1]
+    out = dict(samples=progression_steps([decode(tokens[:, :k]) for k in range(1, n + 1)]))
+    if images is not None:
+        ids = torch.cat([model.encode(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        recons = [decode(ids[:, :k]) for k in range(1, n + 1)]
+        out['reconstructions'] = progression_steps(recons)
+        # whether each step moves the decode towards the image, not only whether it changes it
+        out['reconstructions']['psnr_to_image'] = [float(psnr(r.clamp(0, 1), images).mean()) for r in recons]
+        schedule = getattr(model.tokenizer, 'freq_schedule', None)
+        if schedule is not None:
+            out['lowpass_targets'] = progression_steps([lowpass(images, schedule.omega(k)).clamp(0, 1)
+                                                        for k in range(1, n + 1)])
+            out['omegas'] = list(schedule.omegas)
+    return out

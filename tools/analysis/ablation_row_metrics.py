@@ -6,10 +6,15 @@
 On ``--num-images`` held-out EmbeddedShapes images (validation seed 1) it writes: the probe's judgement of the
 full reconstructions (class accuracy, Frechet distance, precision and recall in the probe's feature space, the
 same figures the samples get), their fidelity (PSNR of the whole image, the object and the background, the
-object's colour error, blockiness), PSNR per DCT band of the full decode, and per token position the
-perplexity of the codes used (how many codes a position spends).
+object's colour error, blockiness), PSNR per DCT band of the full decode, per token position the
+perplexity of the codes used (how many codes a position spends), and the progression: how much the decode
+changes from prefix k - 1 to k, for ``--progression-samples`` class-balanced samples (seed 0), for the
+reconstructions of as many of the images, and for their low-pass targets
+(``evaluation.sample_quality.progression_quality``). ``--progression-only`` adds that part to an existing
+``OUT.json`` and leaves the rest as it is.
 """
 import argparse
+import json
 import os
 
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -19,9 +24,8 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import init_generator  # noqa: E402
 from mmspectral.evaluation import band_psnr  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import object_masks  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import reconstruction_fidelity, render_batch  # noqa: E402
-from mmspectral.evaluation.sample_quality import probe_quality  # noqa: E402
+from mmspectral.evaluation.sample_quality import probe_quality, progression_quality  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402
 
 BAND_EDGES = (0, 2, 4, 8, 16, 32, 64)
@@ -45,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True)
     parser.add_argument('--class-set', default='coarse', choices=['coarse', 'fine'])
     parser.add_argument('--num-images', type=int, default=500)
+    parser.add_argument('--progression-samples', type=int, default=200)
+    parser.add_argument('--progression-only', action='store_true',
+                        help='add the progression to an existing OUT.json, nothing else')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     return parser.parse_args(argv)
 
@@ -56,8 +63,19 @@ def main(argv=None) -> dict:
         raise SystemExit(f'--num-images must be at least 10 (one per class), got {args.num_images}.')
     model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
     size = model.tokenizer.image_size
-    images, labels = render_batch(range(args.num_images), size, seed=1, class_set=args.class_set)
-    masks = object_masks(range(args.num_images), size, seed=1, class_set=args.class_set)
+    images, labels, masks = render_batch(range(args.num_images), size, seed=1, class_set=args.class_set,
+                                         with_masks=True)
+    wanted = torch.arange(args.progression_samples) % model.gen.num_classes
+    tokens = torch.cat([model.sample(wanted[i:i + 100], decode=False,
+                                     generator=torch.Generator().manual_seed(b))['tokens']
+                        for b, i in enumerate(range(0, len(wanted), 100))])
+    progression = progression_quality(model, tokens, images[:args.progression_samples])
+    if args.progression_only:
+        with open(args.out) as f:
+            result = json.load(f)
+        result['progression'] = progression
+        write_json(args.out, result)
+        return result
     ids = torch.cat([model.encode(images[i:i + 50]) for i in range(0, len(images), 50)])
     recons = torch.cat([model.decode(ids[i:i + 50]) for i in range(0, len(ids), 50)]).clamp(0, 1)
     recons = (recons * 255).round() / 255  # what a saved image holds, as the samples
@@ -68,7 +86,7 @@ def main(argv=None) -> dict:
                   fidelity=reconstruction_fidelity(recons, images, masks, model.tokenizer.patch_size),
                   band_psnr=band_psnr(recons, images, edges),
                   position_perplexity=position_perplexity(ids, model.tokenizer.codebook_size),
-                  num_images=args.num_images, class_set=args.class_set)
+                  progression=progression, num_images=args.num_images, class_set=args.class_set)
     write_json(args.out, result)
     return result
 

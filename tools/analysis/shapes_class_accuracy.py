@@ -19,12 +19,11 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
-from mmspectral.evaluation import progression_steps  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import (accuracy, reconstruction_fidelity,  # noqa: E402
                                                        render_batch)
+from mmspectral.evaluation.sample_quality import progression_quality  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402
-from mmspectral.spectral import lowpass  # noqa: E402
 
 
 def parse_args():
@@ -48,20 +47,6 @@ def parse_args():
 def decode(model, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Images in [0, 1] of token ids (B, k), decoded in batches."""
     return torch.cat([model.decode(tokens[i:i + batch_size]) for i in range(0, len(tokens), batch_size)])
-
-
-def progression_report(model, tokens: torch.Tensor, images: torch.Tensor, batch_size: int) -> dict:
-    """How the samples change from prefix k - 1 to k (the progression figure, measured), next to how the
-    low-pass targets of real validation images change under the tokenizer's schedule (what a tokenizer that
-    met its targets would show; absent without a schedule)."""
-    n = tokens.shape[1]
-    out = dict(samples=progression_steps([decode(model, tokens[:, :k], batch_size) for k in range(1, n + 1)]))
-    schedule = getattr(model.tokenizer, 'freq_schedule', None)
-    if schedule is not None:
-        out['lowpass_targets'] = progression_steps([lowpass(images, schedule.omega(k)).clamp(0, 1)
-                                                    for k in range(1, n + 1)])
-        out['omegas'] = list(schedule.omegas)
-    return out
 
 
 @torch.no_grad()
@@ -91,7 +76,7 @@ def main():
                                      **options)['tokens'] for b, i in enumerate(starts)])
     samples = decode(model, tokens, args.batch_size)
     sample_acc = accuracy(classifier, samples, wanted)
-    progression = progression_report(model, tokens, images, args.batch_size)
+    progression = progression_quality(model, tokens, images, args.batch_size)
     result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
                   per_class=args.per_class, num_classes=num_classes, class_set=class_set,
                   chance=1.0 / num_classes, reconstruction_fidelity=fidelity, progression=progression,

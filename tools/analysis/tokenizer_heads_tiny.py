@@ -17,7 +17,7 @@ import time
 import torch
 
 from mmspectral.apis import build_runner, load_config, register_all_modules
-from mmspectral.evaluation.embedded_classifier import (accuracy, load_shapes_classifier, object_masks,
+from mmspectral.evaluation.embedded_classifier import (accuracy, load_shapes_classifier,
                                                        reconstruction_fidelity, render_batch)
 
 CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
@@ -58,8 +58,8 @@ def main(argv=None) -> dict:
     runner.train()
     seconds = time.time() - start
     tokenizer = runner.model.eval().tokenizer
-    images, labels = render_batch(range(200), 64, seed=777, class_set=args.class_set)  # (200, 3, 64, 64)
-    masks = object_masks(range(200), 64, seed=777, class_set=args.class_set)
+    images, labels, masks = render_batch(range(200), 64, seed=777, class_set=args.class_set,
+                                         with_masks=True)  # (200, 3, 64, 64), (200, 64, 64)
     with torch.no_grad():  # the tiny configs' value range is [-1, 1]
         recon = ((tokenizer.decode_tokens(tokenizer.encode(images * 2 - 1)) + 1) / 2).clamp(0, 1)
     fidelity = reconstruction_fidelity(recon, images, masks, tokenizer.patch_size)
