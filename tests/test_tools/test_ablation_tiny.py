@@ -32,5 +32,9 @@ def test_ablation_tiny_runs_a_row_with_its_ceiling(tmp_path, subprocess_env, rep
     assert len(ceiling['position_perplexity']) == 16 and ceiling['num_images'] == 10
     assert 0 <= ceiling['reconstructions']['class_accuracy'] <= 1 and ceiling['fidelity']['blockiness'] > 0
     assert list(ceiling['band_psnr']) == ['w0-2', 'w2-4', 'w4-8', 'w8-16', 'w16-32', 'w32-64']
+    progression = ceiling['progression']
+    assert len(progression['reconstructions']['psnr_to_image']) == 16
+    assert len(progression['samples']['step_change']) == 15 and progression['omegas'][-1] == 64
     table = (tmp_path / 'table4.md').read_text()
     assert '| nested prefixes, full-image targets |' in table and 'Seeds: 3' in table
+    assert 'Progression: of the 15 steps' in table and '| PSNR k=16 |' in table

@@ -108,7 +108,7 @@ head = ['row', 'PSNR (dB)', 'object / background PSNR', 'blockiness', 'object co
         'judge: reconstructions', 'judge: samples', 'samples / reconstructions', 'probe FD: reconstructions',
         'probe FD: samples', 'sample precision / recall', 'perplexity, positions 1-4 / 5-8 / 9-12 / 13-16']
 lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-bands = []
+bands, progression, marks = [], [], []
 for row in rows:
     runs = []
     for seed in seeds:
@@ -132,12 +132,27 @@ for row in rows:
         cell(get(lambda c, s: c['reconstructions']['probe_fd']), 2), cell(get(lambda c, s: s['probe_fd']), 2),
         cell(get(lambda c, s: s['probe_precision']), 3) + ' / ' + cell(get(lambda c, s: s['probe_recall']), 3),
         ' / '.join(cell(v, 0) for v in quarters)]) + ' |')
+    prog = [c.get('progression') for c, s in runs]
+    if all(prog):
+        n = len(prog[0]['samples']['step_change']) + 1
+        marks = sorted({1, n // 4, n // 2, 3 * n // 4, n})
+        progression.append('| ' + ' | '.join([
+            names[row], cell([p['samples']['visible_steps'] for p in prog], 0) + ' / '
+            + cell([p['reconstructions']['visible_steps'] for p in prog], 0)]
+            + [cell([p['reconstructions']['psnr_to_image'][k - 1] for p in prog], 2) for k in marks]) + ' |')
     band_names = list(runs[0][0]['band_psnr'])
     bands.append('| ' + names[row] + ' | ' + ' | '.join(
         cell(get(lambda c, s, b=b: c['band_psnr'][b]), 1) for b in band_names) + ' |')
 table = '\n'.join(lines) + '\n\nPSNR of the full decode per DCT band (dB; a band holding less error scores higher):\n\n'
 table += '| row | ' + ' | '.join(band_names) + ' |\n|' + '---|' * (len(band_names) + 1) + '\n'
-table += '\n'.join(bands) + f'\n\nSeeds: {" ".join(seeds)} (mean, and the range over seeds in brackets).\n'
+table += '\n'.join(bands) + '\n'
+if progression:
+    table += (f'\nProgression: of the {n - 1} steps from prefix k - 1 to k, how many change the decode '
+              'visibly (mean |change| >= 2/255; samples / reconstructions of real images), and the reconstructions\' PSNR (dB) '
+              'against the image from the first k tokens:\n\n| row | visible steps | '
+              + ' | '.join(f'PSNR k={k}' for k in marks) + ' |\n|' + '---|' * (len(marks) + 2) + '\n'
+              + '\n'.join(progression) + '\n')
+table += f'\nSeeds: {" ".join(seeds)} (mean, and the range over seeds in brackets).\n'
 open(os.path.join(work, 'table4.md'), 'w').write(table)
 print(table)
 PY
