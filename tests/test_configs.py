@@ -51,7 +51,7 @@ def test_table4_rows_are_the_switches():
     from mmspectral.models.masks import BidirectionalMask, SpectralCausalMask
     from mmspectral.spectral import NonUniformFreqSchedule, UniformFreqSchedule
     rows = {}
-    for suffix in ('', '_uniform', '_nomask', '_nospectral'):
+    for suffix in ('', '_uniform', '_nomask', '_nospectral', '_nested', '_fullfrac'):
         folder = 'configs/spectralar/' + ('ablation/' if suffix else '')
         cfg = load_config(os.path.join(ROOT, folder, f'spectralar-tiny_16tok_1xb32-5k_shapes-64{suffix}.py'))
         rows[suffix] = MODELS.build(cfg.model).tokenizer
@@ -64,6 +64,9 @@ def test_table4_rows_are_the_switches():
     assert isinstance(row2.attn_mask, BidirectionalMask) and row2.spectral_supervision
     assert not row1.spectral_supervision and row1.prefix_sampler.distribution == 'full'
     assert isinstance(row1.attn_mask, BidirectionalMask)
+    nested, fullfrac = rows['_nested'], rows['_fullfrac']  # beyond the paper's rows: one switch each
+    assert not nested.spectral_supervision and nested.is_causal and nested.prefix_sampler.full_fraction == 0
+    assert fullfrac.spectral_supervision and fullfrac.prefix_sampler.full_fraction == 0.5
 
 
 def test_titok_parameter_groups_skip_decay_on_norms_biases_embeddings_and_tokens():

@@ -7,6 +7,7 @@
 #   bash tools/analysis/ablation_tiny.sh            # all five rows x 2 seeds, about 10 minutes each on 2 cores
 #   ROWS="nospectral full" bash tools/analysis/ablation_tiny.sh
 #   ROWS=nested bash tools/analysis/ablation_tiny.sh  # nested prefixes with full-image targets (no peer reports it)
+#   ROWS=fullfrac bash tools/analysis/ablation_tiny.sh  # SpectralAR with half the samples decoding all tokens
 #
 # Per row and seed (SEEDS, default "0 1"), in $WORK_DIR/<row>/seed<S>/: tokenizer/ (training), tokens/{train,val},
 # generator/, samples/ (tools/sample.py: PNGs + npz), samples/probe.json, tokenizer_ceiling.json (the tokenizer
@@ -57,7 +58,7 @@ train() {  # config work_dir iters [cfg-options...]: both tiny configs warm up 1
 "$PY" tools/train_probe.py --out "$PROBE" --class-set "$CLASS_SET"
 for row in $ROWS; do
     read -r TOK_CFG GEN_CFG <<< "$(configs "$row")"
-    [ -f "$TOK_CFG" ] && [ -f "$GEN_CFG" ] || { echo "unknown row $row (nospectral, nomask, uniform, full, nested)" >&2; exit 2; }
+    [ -f "$TOK_CFG" ] && [ -f "$GEN_CFG" ] || { echo "unknown row $row (nospectral, nomask, uniform, full, nested, fullfrac)" >&2; exit 2; }
     for seed in $SEEDS; do
     dir="$WORK_DIR/$row/seed$seed"
     mkdir -p "$dir"
@@ -93,7 +94,8 @@ done
 import json, os, statistics, sys
 work, seeds, rows = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 names = dict(nospectral='TiTok tokens', nomask='+ spectral supervision', uniform='+ causal mask',
-             full='+ non-uniform schedule (SpectralAR)', nested='nested prefixes, full-image targets')
+             full='+ non-uniform schedule (SpectralAR)', nested='nested prefixes, full-image targets',
+             fullfrac='SpectralAR, half the samples decode all tokens')
 
 
 def cell(values, digits):
