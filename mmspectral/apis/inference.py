@@ -20,12 +20,14 @@ suite runs these lines on a tiny one (tests/test_apis/test_inference_api.py).
 import glob
 import json
 import os.path as osp
+import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 
 from mmspectral.datasets.token_dataset import META_FILE
 from mmspectral.fileio import SAME_ARCHITECTURE, load_state_dict_checked, read_state_dict, trust_files
+from mmspectral.models.tokenizers.loading import load_tokenizer
 from mmspectral.registry import MODELS
 from .config import load_config
 from .images import from_batch, to_batch
@@ -61,17 +63,11 @@ def init_tokenizer(config: str, checkpoint: Optional[str] = None, device='cpu',
     if model_cfg is None:
         raise ValueError(f'{config} configures a {cfg.model.get("type")!r}, not a TokenizerModel; for a '
                          'generator use init_generator.')
-    with trust_files(trust_checkpoints), trust_files(cfg.get('trust_checkpoints')):
-        state = read_state_dict(checkpoint, prefix='tokenizer.') if checkpoint else None
-        model = MODELS.build(dict(model_cfg))
-    if state is None:
-        import warnings
+    if checkpoint is None:
         warnings.warn(f'init_tokenizer({config!r}) without a checkpoint: the weights are random.')
-    else:
-        ignored = ('pixel_decoder.*', ) if getattr(model.tok, 'pixel_decoder', None) is None else ()
-        load_state_dict_checked(model.tok, state, checkpoint, type(model.tok).__name__,
-                                f'{SAME_ARCHITECTURE} Pass a checkpoint written by training this config.',
-                                noun='checkpoint', ignore_unexpected=ignored)
+    with trust_files(trust_checkpoints), trust_files(cfg.get('trust_checkpoints')):
+        tokenizer = load_tokenizer(model_cfg['tokenizer'], checkpoint)  # names and shapes checked
+    model = MODELS.build(dict(model_cfg, tokenizer=tokenizer))
     model.pretrained_config = model_cfg
     model.class_names = _class_names(cfg)
     return model.eval().to(torch.device(device))

@@ -26,6 +26,7 @@ from mmengine.config import Config
 
 from mmspectral.fileio import (SafetensorsError, load_safetensors, load_state_dict_checked, save_safetensors,
                                sha256_of_file, write_json)
+from mmspectral.models.utils import persistent_tensors
 from mmspectral.registry import MODELS
 from mmspectral.version import __version__
 from .setup_env import register_all_modules
@@ -103,32 +104,17 @@ def inference_config(model_cfg: Mapping) -> Dict[str, Any]:
     return _without_external_weights(out)
 
 
-def _module_tensors(module: nn.Module) -> Dict[str, torch.Tensor]:
-    """Every parameter and persistent buffer of ``module`` by name (also for a module kept out of its
-    parent's checkpoints, whose own ``state_dict`` is empty)."""
-    out = {}
-    for sub_name, sub in module.named_modules():
-        prefix = f'{sub_name}.' if sub_name else ''
-        for name, param in sub._parameters.items():
-            if param is not None:
-                out[prefix + name] = param
-        for name, buf in sub._buffers.items():
-            if buf is not None and name not in sub._non_persistent_buffers_set:
-                out[prefix + name] = buf
-    return out
-
-
 def _codec_net(model: nn.Module, kind: str) -> nn.Module:
     return model.tok if kind == 'tokenizer' else model.tokenizer
 
 
 def _weights(model: nn.Module, kind: str) -> Dict[str, torch.Tensor]:
     if kind == 'tokenizer':
-        return {f'tokenizer.{k}': v for k, v in _module_tensors(model.tok).items()}
+        return {f'tokenizer.{k}': v for k, v in persistent_tensors(model.tok).items()}
     if model.tokenizer is None:
         raise ValueError('This GeneratorModel has no tokenizer; a generator folder holds both (the pair).')
-    own = {f'generator.{k}': v for k, v in _module_tensors(model.gen).items()}
-    own.update({f'tokenizer.{k}': v for k, v in _module_tensors(model.tokenizer).items()})
+    own = {f'generator.{k}': v for k, v in persistent_tensors(model.gen).items()}
+    own.update({f'tokenizer.{k}': v for k, v in persistent_tensors(model.tokenizer).items()})
     return own
 
 
@@ -198,7 +184,7 @@ def from_pretrained(folder: str, device: str = 'cpu', verify: bool = True) -> nn
     model = MODELS.build(copy.deepcopy(cfg))
     fix = 'The folder was written by another version of the model; publish it again from its checkpoint.'
     if meta['kind'] == 'tokenizer':
-        load_state_dict_checked(_module_tensors(model.tok), _strip(state, 'tokenizer.'), weights,
+        load_state_dict_checked(persistent_tensors(model.tok), _strip(state, 'tokenizer.'), weights,
                                 type(model.tok).__name__, fix, noun='weights file')
     else:
         gen = _strip(state, 'generator.')
@@ -207,9 +193,9 @@ def from_pretrained(folder: str, device: str = 'cpu', verify: bool = True) -> nn
         if extra:
             raise SafetensorsError(f'{weights} holds names outside generator.* and tokenizer.*: '
                                    f'{extra[:5]}. {fix}')
-        load_state_dict_checked(_module_tensors(model.gen), gen, weights, type(model.gen).__name__, fix,
+        load_state_dict_checked(persistent_tensors(model.gen), gen, weights, type(model.gen).__name__, fix,
                                 noun='weights file')
-        load_state_dict_checked(_module_tensors(model.tokenizer), tok, weights,
+        load_state_dict_checked(persistent_tensors(model.tokenizer), tok, weights,
                                 type(model.tokenizer).__name__, fix, noun='weights file')
     model.class_names = tuple(meta.get('class_names', ()))
     model.pretrained_config = cfg

@@ -1,5 +1,23 @@
 """Helpers shared by the models."""
+from typing import Dict
+
+import torch
 import torch.nn as nn
+
+
+def persistent_tensors(module: nn.Module) -> Dict[str, torch.Tensor]:
+    """Every parameter and persistent buffer of ``module`` by name: what its ``state_dict`` holds, also for a
+    module kept out of checkpoints (whose own ``state_dict`` is then empty)."""
+    out = {}
+    for sub_name, sub in module.named_modules():
+        sub_prefix = f'{sub_name}.' if sub_name else ''
+        for name, param in sub._parameters.items():
+            if param is not None:
+                out[sub_prefix + name] = param
+        for name, buf in sub._buffers.items():
+            if buf is not None and name not in sub._non_persistent_buffers_set:
+                out[sub_prefix + name] = buf
+    return out
 
 
 def keep_out_of_checkpoints(module: nn.Module) -> nn.Module:
@@ -15,14 +33,8 @@ def keep_out_of_checkpoints(module: nn.Module) -> nn.Module:
             del state_dict[key]
 
     def fill(mod, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        for sub_name, sub in mod.named_modules():
-            sub_prefix = f'{prefix}{sub_name}.' if sub_name else prefix
-            for name, param in sub._parameters.items():
-                if param is not None:
-                    state_dict.setdefault(sub_prefix + name, param.detach())
-            for name, buf in sub._buffers.items():
-                if buf is not None and name not in sub._non_persistent_buffers_set:
-                    state_dict.setdefault(sub_prefix + name, buf.detach())
+        for name, tensor in persistent_tensors(mod).items():
+            state_dict.setdefault(prefix + name, tensor.detach())
 
     if not getattr(module, '_kept_out_of_checkpoints', False):
         module._register_state_dict_hook(drop)
