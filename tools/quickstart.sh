@@ -20,6 +20,11 @@ WORK_DIR=${WORK_DIR:-work_dirs/quickstart}
 PY="$MMSPECTRAL_PYTHON"
 TOKENIZER_CONFIG=configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py
 GENERATOR_CONFIG=configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py
+# Half of every batch decodes all 16 tokens, the rest a uniform prefix length: with uniform k alone the late tokens
+# train in few samples and carry nothing (docs/design.md, "Where the tiny nested tokenizers lose"). FULL_FRACTION=0
+# trains the config as it is (the tiny Table 4's SpectralAR row).
+FULL_FRACTION=${FULL_FRACTION:-0.5}
+TOKENIZER_OPTIONS=("model.tokenizer.prefix_sampling.full_fraction=$FULL_FRACTION")
 TOKENIZER_ITERS=${TOKENIZER_ITERS:-8000}
 GENERATOR_ITERS=${GENERATOR_ITERS:-1000}
 NUM_TRAIN_IMAGES=${NUM_TRAIN_IMAGES:-10000}
@@ -31,7 +36,7 @@ GENERATOR_CKPT="$WORK_DIR/generator/iter_$GENERATOR_ITERS.pth"
 # What the stages of this work dir were made with: a work dir of another pipeline (an older quick start trained
 # on the 'fine' classes, or one whose tokenizer had the per-patch decoder head) would mix its checkpoints into
 # this run, since finished stages are skipped.
-PIPELINE="EmbeddedShapes class_set=coarse, 64 px, 16 tokens, convolutional decoder head; $TOKENIZER_CONFIG; $GENERATOR_CONFIG"
+PIPELINE="EmbeddedShapes class_set=coarse, 64 px, 16 tokens, convolutional decoder head, full_fraction $FULL_FRACTION; $TOKENIZER_CONFIG; $GENERATOR_CONFIG"
 STAMP="$WORK_DIR/quickstart_pipeline.txt"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" != "$PIPELINE" ]; then
     echo "[quickstart] $WORK_DIR was made by another quick start ($(cat "$STAMP")); this one runs: $PIPELINE." \
@@ -85,7 +90,7 @@ echo "[quickstart] 2/5 training the tiny nested spectral tokenizer (log: $WORK_D
 if [ -f "$TOKENIZER_CKPT" ]; then
     echo "[quickstart] $TOKENIZER_CKPT exists; skipping"
 else
-    train "$TOKENIZER_CONFIG" "$WORK_DIR/tokenizer" "$TOKENIZER_ITERS"
+    train "$TOKENIZER_CONFIG" "$WORK_DIR/tokenizer" "$TOKENIZER_ITERS" "${TOKENIZER_OPTIONS[@]}"
 fi
 cp "$WORK_DIR/tokenizer/vis/val_reconstructions.png" "$WORK_DIR/tokenizer_reconstructions.png"
 cp "$WORK_DIR/tokenizer/vis/val_psnr_vs_k.png" "$WORK_DIR/tokenizer_psnr_vs_k.png"
@@ -161,7 +166,7 @@ PY
 "$PY" tools/model_converters/publish_model.py "$TOKENIZER_CONFIG" "$TOKENIZER_CKPT" "$WORK_DIR/models/tokenizer" \
     --overwrite --metrics "$WORK_DIR/metrics.json" --metrics-keys tokenizer tokenizer_fidelity \
     --title "Quick-start tiny nested spectral tokenizer (EmbeddedShapes coarse, 64 px, 16 tokens)" \
-    --reproduce "bash tools/quickstart.sh"
+    --reproduce "bash tools/quickstart.sh" --cfg-options "${TOKENIZER_OPTIONS[@]}"
 "$PY" tools/model_converters/publish_model.py "$GENERATOR_CONFIG" "$GENERATOR_CKPT" "$WORK_DIR/models/generator" \
     --overwrite --metrics "$WORK_DIR/metrics.json" --metrics-keys generator class_accuracy \
     --title "Quick-start tiny SpectralAR generator (EmbeddedShapes coarse, 64 px, 16 tokens)" \
