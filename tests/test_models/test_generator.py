@@ -3,6 +3,7 @@ import torch
 
 from mmspectral.models import SpectralARGenerator
 from mmspectral.models.generators import cfg_weight, filter_logits, guide
+from mmspectral.models.layers.packed_linear import bf16_supported
 
 TINY = dict(depth=2, vocab_size=32, num_tokens=8, num_classes=4, init_adaln_gamma=1.0, init_head=1.0,
             drop_path_rate=0.0)
@@ -181,6 +182,31 @@ def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
                        model.generate(five, pack_weights=False, **kwargs)['tokens'])
     model.release_packed_weights()
     assert not model._packed_weights
+
+
+@pytest.mark.skipif(not bf16_supported(), reason='this CPU has no native bf16 in oneDNN')
+@pytest.mark.parametrize('weights', ['fp32 under autocast', 'bf16'])
+def test_packed_bf16_sampling_gives_the_tokens_of_the_bf16_reference_path(weights):
+    """bf16 sampling packs bf16 copies once; the reference is the same bf16 model on the default kernels."""
+    model = tiny()
+    if weights == 'bf16':
+        model = model.to(torch.bfloat16)
+    labels = torch.tensor([0, 2, 4, 1])
+    for seed in range(3):
+        kwargs = dict(seed=seed, cfg_scale=1.5, top_k=40, top_p=0.95, return_logits=True)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=weights != 'bf16'):
+            plain = model.generate(labels, pack_weights=False, **kwargs)
+            packed = model.generate(labels, **kwargs)
+        dtypes = {entry[0][2] for entry in model._packed_weights.values()}
+        assert dtypes == {torch.bfloat16}  # bf16 copies, not the fp32 ones
+        assert torch.equal(plain['tokens'], packed['tokens'])
+        assert torch.allclose(plain['logits'].float(), packed['logits'].float(), atol=0.1, rtol=0.02)
+    # The fp32 path afterwards repacks in fp32 (the cache key holds the dtype) and agrees with plain fp32.
+    if weights != 'bf16':
+        kwargs = dict(seed=0, cfg_scale=1.5, return_logits=True)
+        assert torch.allclose(model.generate(labels, **kwargs)['logits'],
+                              model.generate(labels, pack_weights=False, **kwargs)['logits'], atol=1e-4)
+        assert {entry[0][2] for entry in model._packed_weights.values()} == {torch.float32}
 
 
 @pytest.mark.parametrize('approximate', ['none', 'tanh'])

@@ -286,6 +286,23 @@ def test_same_padding_follows_tensorflow():
     assert torch.allclose(conv1(x), F.conv2d(x, conv1.weight), atol=1e-6)
 
 
+def test_cpu_pixel_decoder_runs_channels_last_and_gives_the_default_layouts_numbers(model):
+    torch.manual_seed(1)
+    z = torch.randn(3, TINY['z_channels'], 5, 6)
+    layouts = []
+    hook = model.decoder.conv_out.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    try:
+        with torch.no_grad():
+            out = model.decode_features(z)
+            ref = model.decoder(z)  # the default (NCHW) layout throughout
+    finally:
+        hook.remove()
+    assert layouts == [True, False]  # the layout carried through to the last convolution
+    assert out.is_contiguous() and out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
 def test_loading_weights(tmp_path, model, images):
     path = tmp_path / 'weights.bin'
     torch.save(model.state_dict(), path)

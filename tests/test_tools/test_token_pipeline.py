@@ -139,10 +139,15 @@ def test_generator_trains_on_tokens_and_samples_balanced_classes(tmp_path, repo_
     assert '2 batches of this rank already done' in log
     # ... but never with other settings (or another checkpoint), and impossible counts are refused early
     for extra, named in ((['--seed', '1'], 'seed: 0 in the folder, 1 now'),
+                         (['--bf16'], 'precision: "fp32" in the folder, "bf16" now'),
                          (['--num-classes', '11'], 'label 10 is the guidance null class')):
         out = subprocess.run(sample + ['--out', str(tmp_path / 's1'), *extra], cwd=repo_root,
                              env=subprocess_env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 1 and named in out.stderr, out.stderr[-2000:]
+    # bf16 sampling (a bf16 copy of the generator, decoding under autocast) writes the same kind of samples.
+    run(sample + ['--out', str(tmp_path / 's_bf16'), '--bf16'], subprocess_env, repo_root)
+    bf16 = np.load(tmp_path / 's_bf16' / 'samples_6x64x64x3.npz')
+    assert bf16['arr_0'].shape == (6, 64, 64, 3) and bf16['labels'].tolist() == [0, 0, 1, 1, 2, 2]
     # Table 3's super-resolution rows: the same samples at twice the size, as an ADM npz (the bicubic
     # baseline: the PNG samples above up-sampled; the spectral rows share its first draws and are checked
     # in-process).

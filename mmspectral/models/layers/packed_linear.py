@@ -5,12 +5,18 @@ so it is bound by how fast the weights stream from memory. In fp32 on CPUs, oneD
 packed once into its blocked layout (for the expected number of rows) streams two to three times as fast as
 the default kernel for 2-16 rows and takes dense inputs, so nothing is converted per call (measured:
 docs/results.md). :func:`packed_linears` swaps the forward of every ``nn.Linear`` of a module for the packed
-one inside a ``with`` block; packed copies are cached and redone when a weight changes or the row count
-differs. The GELU of timm's ``Mlp`` runs as oneDNN's post-op of ``fc1``, so its hidden activations are
-written once.
+one inside a ``with`` block; packed copies are cached and redone when a weight changes, the row count or the
+compute dtype differs. The GELU of timm's ``Mlp`` runs as oneDNN's post-op of ``fc1``, so its hidden
+activations are written once.
+
+bf16: under CPU autocast to bf16 (fp32 weights) or with bf16 weights, the packed copies are bf16. Autocast's
+own linear converts every fp32 weight to bf16 at every call, which reads four bytes per weight and writes two
+before the matmul reads them again, so autocast sampling streams more bytes than fp32 does; the packed bf16
+copy is made once and each step reads two bytes per weight. Inputs are cast to bf16 and outputs are bf16, as
+autocast's linear gives them.
 """
 from contextlib import contextmanager
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -18,17 +24,37 @@ from mmengine.logging import print_log
 from timm.layers import Mlp
 
 _announced = set()
+_POINTWISE = (hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
+              and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+
+
+def packed_dtype(module: nn.Module) -> Optional[torch.dtype]:
+    """The dtype the packed copies of ``module``'s Linear weights take, or None where packing does not apply.
+
+    fp32 weights outside autocast: fp32. fp32 weights under CPU autocast to bf16, or bf16 weights: bf16 (where
+    this CPU's oneDNN has bf16 kernels). Anything else (CUDA, fp16, no oneDNN): None.
+    """
+    weight = next((m.weight for m in module.modules() if isinstance(m, nn.Linear)), None)
+    if weight is None or weight.device.type != 'cpu' or not torch.backends.mkldnn.is_available():
+        return None
+    autocast = torch.is_autocast_enabled('cpu')
+    if weight.dtype == torch.float32 and not autocast:
+        return torch.float32
+    if _POINTWISE and bf16_supported() and (
+            weight.dtype == torch.bfloat16 or (autocast and torch.get_autocast_dtype('cpu') == torch.bfloat16
+                                               and weight.dtype == torch.float32)):
+        return torch.bfloat16
+    return None
 
 
 def packing_available(module: nn.Module) -> bool:
-    """oneDNN packing applies to fp32 weights on the CPU outside autocast."""
-    weight = next((m.weight for m in module.modules() if isinstance(m, nn.Linear)), None)
-    return (weight is not None and weight.device.type == 'cpu' and weight.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled('cpu'))
+    """Whether :func:`packed_linears` packs ``module`` (see :func:`packed_dtype`)."""
+    return packed_dtype(module) is not None
 
 
-_POINTWISE = (hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
-              and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+def bf16_supported() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX; else it would emulate slowly)."""
+    return bool(getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', lambda: False)())
 
 
 def _pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -39,9 +65,11 @@ def _pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
 
 def _packed_forward(weight: torch.Tensor, bias, gelu=None):
     """A Linear's forward on the packed weight; ``gelu`` ('none' or 'tanh') fuses a GELU after it."""
+    dtype = weight.dtype if _POINTWISE else torch.float32
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x = x.reshape(-1, shape[-1]).contiguous()
+        x = x.reshape(-1, shape[-1]).to(dtype).contiguous()
         if _POINTWISE:
             y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu' if gelu else 'none', [],
                                                    gelu or '')
@@ -69,10 +97,12 @@ def packed_linears(module: nn.Module, cache: Dict[int, Tuple[tuple, torch.Tensor
 
     Args:
         module: the model whose ``nn.Linear`` layers to pack.
-        cache: a dict kept by the caller between calls: layer id -> ((weight version, rows), packed weight).
+        cache: a dict kept by the caller between calls: layer id -> ((weight version, rows, dtype),
+            packed weight, bias in that dtype).
         rows: the number of rows most calls will multiply (the layout is chosen for it; others work too).
     """
-    if not packing_available(module):
+    dtype = packed_dtype(module)
+    if dtype is None:
         yield False
         return
     swapped, gelus = [], _fusable_gelus(module)
@@ -80,20 +110,21 @@ def packed_linears(module: nn.Module, cache: Dict[int, Tuple[tuple, torch.Tensor
         for layer in module.modules():
             if not isinstance(layer, nn.Linear):
                 continue
-            key = (layer.weight._version, rows)
+            key = (layer.weight._version, rows, dtype)
             entry = cache.get(id(layer))
             if entry is None or entry[0] != key:
-                entry = cache[id(layer)] = (key, _pack(layer.weight.detach(), rows))
-            bias = layer.bias.detach() if layer.bias is not None else None
+                bias = layer.bias.detach().to(dtype) if layer.bias is not None else None
+                entry = cache[id(layer)] = (key, _pack(layer.weight.detach().to(dtype), rows), bias)
             act = gelus.get(id(layer))
-            layer.forward = _packed_forward(entry[1], bias, act.approximate if act is not None else None)
+            layer.forward = _packed_forward(entry[1], entry[2], act.approximate if act is not None else None)
             swapped.append(layer)
             if act is not None:
                 act.forward = _identity  # applied by fc1
                 swapped.append(act)
-        if type(module).__name__ not in _announced:
-            _announced.add(type(module).__name__)
-            print_log(f'{type(module).__name__}: sampling with oneDNN-packed fp32 weights on the CPU.',
+        if (type(module).__name__, dtype) not in _announced:
+            _announced.add((type(module).__name__, dtype))
+            name = 'bf16' if dtype == torch.bfloat16 else 'fp32'
+            print_log(f'{type(module).__name__}: sampling with oneDNN-packed {name} weights on the CPU.',
                       logger='current')
         yield True
     finally:

@@ -52,6 +52,12 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C_in, H, W) -> (B, C_out, ceil(H / stride), ceil(W / stride))."""
+        k, d = self.kernel_size, self.dilation
+        if self.stride == (1, 1) and k[0] % 2 and k[1] % 2:
+            # Symmetric padding: the convolution pads itself, with no padded copy of the input (the copy
+            # took 8% of the pixel decoder's time on the CPU); the same numbers as padding first.
+            return F.conv2d(x, self.weight, self.bias, 1, (d[0] * (k[0] // 2), d[1] * (k[1] // 2)), d,
+                            self.groups)
         pad_h, pad_w = self._same_pad(x.shape[-2], 0), self._same_pad(x.shape[-1], 1)
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
@@ -319,7 +325,15 @@ class MaskGITVQGAN(nn.Module):
         return self.quantize.lookup(codes.long())
 
     def decode_features(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (B, D, h, w) -> images (B, C, h * f, w * f), about [0, 1], not clamped."""
+        """z: (B, D, h, w) -> images (B, C, h * f, w * f), about [0, 1], not clamped.
+
+        On the CPU the decoder runs in channels-last layout (the input's layout carries through every
+        convolution, GroupNorm and up-sampling): oneDNN's convolutions then skip their layout conversions,
+        1.3x faster in fp32 and 1.25x in bf16 at batch 8 (docs/results.md). The result is returned in the
+        default layout; the numbers agree with the default layout's to float rounding.
+        """
+        if z.device.type == 'cpu':
+            return self.decoder(z.contiguous(memory_format=torch.channels_last)).contiguous()
         return self.decoder(z)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:

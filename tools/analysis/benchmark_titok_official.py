@@ -1,0 +1,173 @@
+"""TiTok's stage-1 training step, mmspectral against the public bytedance/1d-tokenizer code, in one process.
+
+    python tools/analysis/benchmark_titok_official.py --titok-repo PATH/TO/1d-tokenizer [--batch-size 4]
+        [--image-size 256] [--repeats 5] [--amp] [--out work_dirs/benchmark_titok_official]
+
+The step of TiTok's two-stage recipe, stage 1, at B-64 (ViT-B encoder and decoder, patch 16, 64 tokens,
+4096 x 12 codebook, 256 px): the frozen MaskGIT-VQGAN teacher encodes the batch into proxy codes, the
+tokenizer encodes, quantises and decodes to 1024-way logits per patch, cross-entropy plus the quantiser
+losses, backward, gradient clipping at 1.0, AdamW. Three models take turns inside every repeat, so a change in
+the machine's speed hits all of them alike:
+
+* ``official TiTok``: ``modeling.titok.TiTok`` and ``PretrainedTokenizer`` of the public code at
+  ``--titok-repo`` (it needs omegaconf, accelerate and requests on ``PYTHONPATH``; nothing of it is copied
+  here), its loss ``ReconstructionLoss_Stage1``;
+* ``mmspectral TiTok``: configs/titok/titok-b_64tok_8xb32-1000k_in1k-256_stage1.py;
+* ``mmspectral SpectralAR``: configs/spectralar/spectralar-b_64tok_8xb32-1000k_in1k-256_stage1.py (nested
+  prefixes, low-pass targets, spectral causal masks).
+
+All three get the same random teacher weights (speed does not depend on weights); the tokenizers have their
+own random initialisation. fp32 by default (``--amp``: bf16 autocast for all three). Median seconds per step
+over ``--repeats`` after a warm-up; writes ``titok_official.md`` and ``.json`` to ``--out``.
+"""
+import argparse
+import os
+import os.path as osp
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.fileio import atomic_write, write_json  # noqa: E402
+from mmspectral.registry import MODELS  # noqa: E402
+from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle  # noqa: E402
+
+CONFIGS = {'mmspectral TiTok': 'configs/titok/titok-b_64tok_8xb32-1000k_in1k-256_stage1.py',
+           'mmspectral SpectralAR': 'configs/spectralar/spectralar-b_64tok_8xb32-1000k_in1k-256_stage1.py'}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--titok-repo', required=True,
+                        help='checkout of bytedance/1d-tokenizer (public code)')
+    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--image-size', type=int, default=256)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--amp', action='store_true', help='bf16 autocast for all three')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--no-wait', action='store_true')
+    parser.add_argument('--out', default='work_dirs/benchmark_titok_official')
+    return parser.parse_args(argv)
+
+
+def build_mmspectral(config: str, image_size: int, device):
+    """The stage-1 TokenizerModel of ``config`` with random teacher weights and no validation decoder."""
+    cfg = load_config(config)
+    cfg.model.proxy_teacher.update(pretrained=None, allow_random_init=True)
+    cfg.model.tokenizer.update(pixel_decoder=None, image_size=image_size)
+    return MODELS.build(cfg.model).to(device).train()
+
+
+def build_official(repo: str, teacher_state: dict, image_size: int, device):
+    """The public TiTok-B-64 (stage 1), its teacher loaded with ``teacher_state``, and its stage-1 loss."""
+    if not osp.isfile(osp.join(repo, 'modeling', 'titok.py')):
+        raise FileNotFoundError(f'--titok-repo {repo!r} is not a checkout of bytedance/1d-tokenizer (no '
+                                'modeling/titok.py). Clone or fetch it yourself; this script downloads '
+                                'nothing.')
+    sys.path.insert(0, osp.abspath(repo))
+    from modeling.modules.losses import ReconstructionLoss_Stage1
+    from modeling.titok import PretrainedTokenizer, TiTok
+    from omegaconf import OmegaConf
+    config = OmegaConf.create(dict(
+        model=dict(vq_model=dict(codebook_size=4096, token_size=12, use_l2_norm=True, commitment_cost=0.25,
+                                 vit_enc_model_size='base', vit_dec_model_size='base', vit_enc_patch_size=16,
+                                 vit_dec_patch_size=16, num_latent_tokens=64, finetune_decoder=False)),
+        losses=dict(quantizer_weight=1.0), dataset=dict(preprocessing=dict(crop_size=image_size))))
+    with tempfile.TemporaryDirectory() as tmp:  # PretrainedTokenizer loads its weights from a file
+        path = osp.join(tmp, 'teacher.bin')
+        torch.save(teacher_state, path)
+        teacher = PretrainedTokenizer(path).to(device)
+    return TiTok(config).to(device).train(), teacher, ReconstructionLoss_Stage1(config)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    register_all_modules()
+    b, size = args.batch_size, args.image_size
+    ours = {name: build_mmspectral(path, size, device) for name, path in CONFIGS.items()}
+    first = next(iter(ours.values()))
+    teacher_state = {k: v for k, v in first.proxy_teacher.state_dict().items()}
+    for model in ours.values():  # one set of teacher weights for all
+        model.proxy_teacher.load_state_dict(teacher_state)
+    official, teacher, loss_module = build_official(args.titok_repo, teacher_state, size, device)
+    torch.manual_seed(0)
+    images = torch.rand(b, 3, size, size, device=device)
+
+    def amp():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
+
+    def optimiser(model):
+        params = [p for p in model.parameters() if p.requires_grad]
+        return params, torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-4)
+
+    steps = {}
+    for name, model in ours.items():
+        params, opt = optimiser(model)
+
+        def step(model=model, params=params, opt=opt):
+            with amp():
+                losses = model.generator_losses(images)  # the B-64 configs take images in [0, 1]
+            sum(v for k, v in losses.items() if k.startswith('loss_')).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        steps[name] = step
+    params, opt = optimiser(official)
+
+    def official_step():
+        with amp():
+            codes = teacher.encode(images)
+            logits, extra = official(images)
+            loss, _ = loss_module(codes, logits, extra)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    steps['official TiTok'] = official_step
+    if device.type == 'cpu' and not args.no_wait:
+        wait_until_idle()
+    for fn in steps.values():
+        fn()  # warm-up
+    times = {name: [] for name in steps}
+    foreign = cpu_busy_seconds()
+    for _ in range(args.repeats):
+        for name, fn in steps.items():
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    foreign = cpu_busy_seconds() - foreign
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ref = med['official TiTok']
+    params_m = {name: sum(p.numel() for p in m.tok.parameters()) / 1e6 for name, m in ours.items()}
+    params_m['official TiTok'] = sum(p.numel() for p in official.parameters()) / 1e6
+    lines = [f'stage-1 step, batch {b}, {size} px, {"bf16 autocast" if args.amp else "fp32"}, '
+             f'{torch.get_num_threads()} threads, median of {args.repeats}; foreign CPU time {foreign:.1f} s',
+             '', '| implementation | tokenizer params (M) | s / step | images / s | vs official |',
+             '|---|---|---|---|---|']
+    for name in ('official TiTok', *ours):
+        lines.append(f'| {name} | {params_m[name]:.1f} | {med[name]:.3f} | {b / med[name]:.2f} | '
+                     f'{med[name] / ref:.3f}x |')
+    table = '\n'.join(lines) + '\n'
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    with atomic_write(osp.join(args.out, 'titok_official.md')) as f:
+        f.write(table)
+    result = dict(batch_size=b, image_size=size, amp=args.amp, seconds=times, median_seconds=med,
+                  ratio_to_official={k: v / ref for k, v in med.items()}, foreign_cpu_s=foreign,
+                  tokenizer_params_m=params_m)
+    write_json(osp.join(args.out, 'titok_official.json'), result)
+    return result
+
+
+if __name__ == '__main__':
+    main()
