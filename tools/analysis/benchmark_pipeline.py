@@ -66,9 +66,6 @@ def build_mmspectral(config: str, device: torch.device):
 
 def build_var(repo: str, depth: int, device: torch.device):
     """VAR-d{depth} and its VQVAE from the public code at ``repo``, random weights (its own init)."""
-    if not osp.isfile(osp.join(repo, 'models', 'var.py')):
-        raise FileNotFoundError(f'--var-repo {repo!r} is not a checkout of FoundationVision/VAR (no '
-                                'models/var.py). Clone or fetch it yourself; this script downloads nothing.')
     sys.path.insert(0, osp.abspath(repo))
     # VAR's builder turns off the default initialisation of torch's layers for the whole process: restore it.
     nn = torch.nn
@@ -93,6 +90,12 @@ def build_var(repo: str, depth: int, device: torch.device):
     return vae.eval(), var.eval()
 
 
+def check_var_repo(repo: str) -> None:
+    if not osp.isfile(osp.join(repo, 'models', 'var.py')):
+        raise FileNotFoundError(f'--var-repo {repo!r} is not a checkout of FoundationVision/VAR (no '
+                                'models/var.py). Clone or fetch it yourself; this script downloads nothing.')
+
+
 def _timed(fn, device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
@@ -105,6 +108,8 @@ def _timed(fn, device):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.var_repo:
+        check_var_repo(args.var_repo)  # before building anything
     device = torch.device(args.device)
     b = args.batch_size
     model = build_mmspectral(args.config, device)

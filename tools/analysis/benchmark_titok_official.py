@@ -65,10 +65,6 @@ def build_mmspectral(config: str, image_size: int, device):
 
 def build_official(repo: str, teacher_state: dict, image_size: int, device):
     """The public TiTok-B-64 (stage 1), its teacher loaded with ``teacher_state``, and its stage-1 loss."""
-    if not osp.isfile(osp.join(repo, 'modeling', 'titok.py')):
-        raise FileNotFoundError(f'--titok-repo {repo!r} is not a checkout of bytedance/1d-tokenizer (no '
-                                'modeling/titok.py). Clone or fetch it yourself; this script downloads '
-                                'nothing.')
     sys.path.insert(0, osp.abspath(repo))
     from modeling.modules.losses import ReconstructionLoss_Stage1
     from modeling.titok import PretrainedTokenizer, TiTok
@@ -85,8 +81,16 @@ def build_official(repo: str, teacher_state: dict, image_size: int, device):
     return TiTok(config).to(device).train(), teacher, ReconstructionLoss_Stage1(config)
 
 
+def check_repo(repo: str) -> None:
+    if not osp.isfile(osp.join(repo, 'modeling', 'titok.py')):
+        raise FileNotFoundError(f'--titok-repo {repo!r} is not a checkout of bytedance/1d-tokenizer (no '
+                                'modeling/titok.py). Clone or fetch it yourself; this script downloads '
+                                'nothing.')
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    check_repo(args.titok_repo)  # before building anything
     device = torch.device(args.device)
     register_all_modules()
     b, size = args.batch_size, args.image_size

@@ -1,0 +1,58 @@
+"""The benchmark scripts run end to end at toy sizes (their figures come from full runs: docs/results.md)."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TINY_GENERATOR = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', 'analysis', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cost_curves_write_table_figure_and_floors_that_scale_as_they_should(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = load('cost_curves').main([
+        '--tokens', '16', '64', '--batch-sizes', '1', '2', '--depth', '1', '--resolutions', '128', '256',
+        '--tokenizer-width', '64', '--tokenizer-depth', '1', '--tokenizer-batch', '1', '--no-wait',
+        '--out', str(tmp_path)])
+    assert (tmp_path / 'cost_curves.png').stat().st_size > 10_000
+    assert json.loads((tmp_path / 'cost_curves.json').read_text())['sampling'] == out['sampling']
+    rows = {(r['tokens'], r['batch']): r for r in out['sampling'][1:]}
+    assert set(rows) == {(16, 1), (16, 2), (64, 1), (64, 2)}
+    assert all(r['seconds_per_image'] > 0 for r in rows.values())
+    # Weight streaming: one read per step shared by the batch (1/B), one step per token (N).
+    assert rows[(16, 2)]['stream_floor'] == pytest.approx(rows[(16, 1)]['stream_floor'] / 2)
+    assert rows[(64, 1)]['stream_floor'] == pytest.approx(4 * rows[(16, 1)]['stream_floor'])
+    # Compute: per image, independent of B; more than linear in N (attention over the cache outgrows the
+    # once-per-image AdaLN).
+    assert rows[(16, 2)]['compute_floor'] == pytest.approx(rows[(16, 1)]['compute_floor'])
+    assert rows[(64, 1)]['compute_floor'] > 4 * rows[(16, 1)]['compute_floor']
+    assert [r['patches'] for r in out['tokenizer']] == [64, 256]
+    assert all(r[k] > 0 for r in out['tokenizer'] for k in ('encode', 'decode', 'train_step'))
+    assert '| 256 | 256 |' in (tmp_path / 'cost_curves.md').read_text()
+
+
+def test_pipeline_benchmark_times_sampling_and_decoding_in_both_dtypes(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = load('benchmark_pipeline').main(['--config', TINY_GENERATOR, '--batch-size', '2', '--repeats', '1',
+                                            '--no-wait', '--out', str(tmp_path)])
+    assert [row['dtype'] for row in out['rows']] == ['fp32', 'bf16']
+    for row in out['rows']:
+        assert row['total'] == pytest.approx(row['sampling'] + row['decoding']) and row['decoding'] > 0
+        assert 'var_whole' not in row  # no --var-repo
+    assert '| fp32 |' in (tmp_path / 'pipeline.md').read_text()
+
+
+@pytest.mark.parametrize('script, flag, repo', [('benchmark_pipeline', '--var-repo', 'FoundationVision/VAR'),
+                                                ('benchmark_titok_official', '--titok-repo',
+                                                 'bytedance/1d-tokenizer')])
+def test_side_by_side_benchmarks_name_the_missing_peer_checkout(tmp_path, script, flag, repo):
+    with pytest.raises(FileNotFoundError, match=f'not a checkout of {repo}.*downloads nothing'):
+        load(script).main([flag, str(tmp_path / 'nothing_here'), '--out', str(tmp_path / 'out')])
