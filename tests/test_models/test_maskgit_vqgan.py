@@ -301,6 +301,10 @@ def test_cpu_pixel_decoder_runs_channels_last_and_gives_the_default_layouts_numb
     assert layouts == [True, False]  # the layout carried through to the last convolution
     assert out.is_contiguous() and out.shape == ref.shape
     assert torch.allclose(out, ref, atol=1e-5)
+    # The encoder runs channels-last too; its codes are those of the default layout.
+    images = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model.encode(images), model.quantize(model.encoder(images)).flatten(1))
 
 
 def test_loading_weights(tmp_path, model, images):

@@ -34,6 +34,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.fileio import atomic_write, write_json  # noqa: E402
+from mmspectral.models.utils import persistent_tensors  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle  # noqa: E402
 
@@ -96,7 +97,8 @@ def main(argv=None) -> dict:
     b, size = args.batch_size, args.image_size
     ours = {name: build_mmspectral(path, size, device) for name, path in CONFIGS.items()}
     first = next(iter(ours.values()))
-    teacher_state = {k: v for k, v in first.proxy_teacher.state_dict().items()}
+    # The teacher stays out of state_dict() (models.utils.keep_out_of_checkpoints): read its tensors directly.
+    teacher_state = {k: v.detach().clone() for k, v in persistent_tensors(first.proxy_teacher).items()}
     for model in ours.values():  # one set of teacher weights for all
         model.proxy_teacher.load_state_dict(teacher_state)
     official, teacher, loss_module = build_official(args.titok_repo, teacher_state, size, device)
