@@ -47,6 +47,7 @@ COLUMNS = (
     ('decode_images_per_s', 'decoding img/s', '{:.2f}'),
     ('total_images_per_s', 'sampling + decoding img/s', '{:.2f}'),
     ('train_images_per_s', 'training img/s', '{:.1f}'),
+    ('train_tokens_per_s', 'training tokens/s', '{:.0f}'),
     ('sample_peak_mib', 'sampling peak MiB', '{:.0f}'),
     ('train_peak_mib', 'training peak MiB', '{:.0f}'),
     ('foreign_cpu_s', 'foreign CPU s', '{:.1f}'),
@@ -129,8 +130,9 @@ def _train_speed(cfg, model, batch_size: int, iters: int, device: torch.device) 
     model.train()
     result = measure(lambda: model.train_step(data, wrapper), iters, device)
     model.eval()
-    return dict(train_images_per_s=batch_size / result['seconds'], train_peak_mib=result['peak_mib'],
-                foreign_cpu_s=result['foreign_cpu_s'])
+    return dict(train_images_per_s=batch_size / result['seconds'],
+                train_tokens_per_s=batch_size * gen.num_tokens / result['seconds'],
+                train_peak_mib=result['peak_mib'], foreign_cpu_s=result['foreign_cpu_s'])
 
 
 def _sampling_speed(model, batch_size: int, iters: int, device: torch.device) -> dict:

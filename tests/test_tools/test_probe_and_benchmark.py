@@ -113,6 +113,7 @@ def test_benchmark_compares_configs_and_reports_quality(probe, tmp_path, repo_ro
     for row in rows:
         for key in ('sample_images_per_s', 'decode_images_per_s', 'train_images_per_s', 'sample_peak_mib'):
             assert row[key] > 0
+        assert row['train_tokens_per_s'] == pytest.approx(row['train_images_per_s'] * row['num_tokens'])
     assert 0.0 <= d4['class_accuracy'] <= 1.0 and d4['probe_fd'] >= 0
     assert 'class_accuracy' not in d4p4  # no checkpoint: no quality columns
     table = open(osp.join(out, 'benchmark.md')).read()
