@@ -12,7 +12,7 @@
 # into a virtual environment that sees the system's packages (.gpu_venv/), then mmspectral itself. A machine
 # that already has everything (e.g. the project's own .venv) is used as it is: set GPU_CHECK_PYTHON=path/to/python.
 # Logs and the table go to $OUT when it is set (else work_dirs/gpu_check/): gpu_check.log, gpu_tests.log,
-# gpu_tests_report.json, gpu_table.md.
+# gpu_tests_report.json, gpu_table.md, pipeline/pipeline.md (tools/analysis/benchmark_pipeline.py on CUDA).
 set -uo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO_ROOT"
@@ -89,6 +89,11 @@ echo "[gpu_check] gpu tests exit status $TESTS_STATUS after $(( $(date +%s) - ST
 echo "[gpu_check] throughput"
 timeout 150 "$PY" tools/analysis/gpu_bench.py --report "$REPORT" --out "$OUT_DIR/gpu_table.md" "${DRY[@]}"
 BENCH_STATUS=$?
+if [ "$MODE" = "run" ]; then
+    echo "[gpu_check] end to end: labels -> tokens -> 256 px pixels (SpectralAR-d16 + two-stage B-64), batch 64"
+    timeout 120 "$PY" tools/analysis/benchmark_pipeline.py --device cuda --batch-size 64 --repeats 2 \
+        --out "$OUT_DIR/pipeline" 2>&1 | tail -n 8
+fi
 echo "[gpu_check] done in $(( $(date +%s) - START )) s (tests: $TESTS_STATUS, table: $BENCH_STATUS); files in $OUT_DIR"
 [ "$TESTS_STATUS" -eq 0 ] || [ "$TESTS_STATUS" -eq 5 ] || exit "$TESTS_STATUS"
 exit "$BENCH_STATUS"
