@@ -110,6 +110,20 @@ def test_prefix_sampler():
         PrefixSampler(8, distribution='geometric')
 
 
+@pytest.mark.parametrize('fraction', [0.0, 0.25, 0.5, 1.0])
+def test_prefix_sampler_full_fraction_decodes_all_tokens_in_that_share_of_samples(fraction):
+    """full_fraction of the samples get k = N, the rest k uniform in 1..N (so N also appears there, 1/N)."""
+    n, count = 8, 40_000
+    k = PrefixSampler(n, full_fraction=fraction)(count, generator=torch.Generator().manual_seed(3))
+    assert k.min() >= 1 and k.max() <= n
+    expected_full = fraction + (1 - fraction) / n
+    assert (k == n).float().mean().item() == pytest.approx(expected_full, abs=0.01)
+    for j in range(1, n):  # every shorter length keeps its uniform share of the rest
+        assert (k == j).float().mean().item() == pytest.approx((1 - fraction) / n, abs=0.01)
+    with pytest.raises(ValueError, match='full_fraction'):
+        PrefixSampler(n, full_fraction=1.5)
+
+
 def test_paper_sizes_on_the_meta_device():
     with torch.device('meta'):
         tok = TiTokTokenizer(arch='B', decoder_head='proxy_codes')
