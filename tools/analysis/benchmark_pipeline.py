@@ -87,6 +87,12 @@ def build_var(repo: str, depth: int, device: torch.device):
             else:
                 cls.reset_parameters = fn
         sys.path.remove(osp.abspath(repo))
+    # VAR's init_weights covers the transformer only (its VQVAE comes from a checkpoint): give the VQVAE the
+    # default initialisation its layers skipped, so that the random model samples finite numbers.
+    torch.manual_seed(0)
+    for module in vae.modules():
+        if isinstance(module, layers) and hasattr(module, 'reset_parameters'):
+            module.reset_parameters()
     return vae.eval(), var.eval()
 
 

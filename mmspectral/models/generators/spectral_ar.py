@@ -17,7 +17,7 @@ from mmspectral.registry import ATTN_MASKS, GENERATORS
 from mmspectral.utils import build_component
 from mmspectral.utils.checks import check_range
 from ..layers import AdaLNBlock, StaticKVCache
-from ..layers.packed_linear import packed_linears
+from ..layers.packed_linear import PackedWeightCache, packed_linears
 from ..masks import BaseAttnMask, SpectralCausalMask
 from .sampling import cfg_weight, guide, sample_tokens
 
@@ -106,7 +106,7 @@ class SpectralARGenerator(nn.Module):
         self.head_nm = AdaLNBeforeHead(c, c, norm_eps)
         self.head = nn.Linear(c, vocab_size)
         self._init_weights(init_std or math.sqrt(1 / (3 * c)), init_head, init_adaln, init_adaln_gamma)
-        self._packed_weights = {}  # oneDNN-packed copies for CPU sampling (layers/packed_linear.py)
+        self._packed_weights = PackedWeightCache()  # oneDNN-packed copies for CPU sampling (packed_linear.py)
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> 'SpectralARGenerator':

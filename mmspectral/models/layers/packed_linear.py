@@ -28,6 +28,20 @@ _POINTWISE = (hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
               and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
 
 
+class PackedWeightCache(dict):
+    """The cache :func:`packed_linears` fills (layer id -> packed copy), to keep on the sampling module.
+
+    oneDNN's packed tensors cannot be copied or pickled, and their keys are ids of the original layers, so a
+    copy of the module (``copy.deepcopy``: an EMA copy, a bf16 copy for sampling) starts with an empty cache.
+    """
+
+    def __deepcopy__(self, memo):
+        return type(self)()
+
+    def __reduce__(self):
+        return type(self), ()
+
+
 def packed_dtype(module: nn.Module) -> Optional[torch.dtype]:
     """The dtype the packed copies of ``module``'s Linear weights take, or None where packing does not apply.
 
