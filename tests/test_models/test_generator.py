@@ -180,7 +180,8 @@ def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
     five = torch.tensor([0, 1, 2, 3, 4])
     assert torch.equal(model.generate(five, **kwargs)['tokens'],
                        model.generate(five, pack_weights=False, **kwargs)['tokens'])
-    # A copy (an EMA copy, a bf16 copy to sample with) starts without the packed tensors (they cannot be copied).
+    # A copy (an EMA copy, a bf16 copy to sample with) starts without the packed tensors, which cannot be
+    # copied.
     import copy
     twin = copy.deepcopy(model)
     assert model._packed_weights and not twin._packed_weights

@@ -41,8 +41,9 @@ def test_cost_curves_write_table_figure_and_floors_that_scale_as_they_should(tmp
 
 def test_pipeline_benchmark_times_sampling_and_decoding_in_both_dtypes(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    out = load('benchmark_pipeline').main(['--config', TINY_GENERATOR, '--batch-size', '2', '--repeats', '1',
-                                            '--no-wait', '--out', str(tmp_path)])
+    args = ['--config', TINY_GENERATOR, '--batch-size', '2', '--repeats', '1', '--no-wait',
+            '--out', str(tmp_path)]
+    out = load('benchmark_pipeline').main(args)
     assert [row['dtype'] for row in out['rows']] == ['fp32', 'bf16']
     for row in out['rows']:
         assert row['total'] == pytest.approx(row['sampling'] + row['decoding']) and row['decoding'] > 0
