@@ -175,6 +175,10 @@ def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
     changed = model.generate(labels, **kwargs)
     assert torch.allclose(changed['logits'], model.generate(labels, pack_weights=False, **kwargs)['logits'],
                           atol=1e-4)
+    with torch.no_grad():
+        model.head.bias.add_(0.5 * torch.randn_like(model.head.bias))  # a bias alone changes too
+    assert torch.allclose(model.generate(labels, **kwargs)['logits'],
+                          model.generate(labels, pack_weights=False, **kwargs)['logits'], atol=1e-4)
     assert isinstance(model.head.forward.__self__, torch.nn.Linear)  # the layers are restored afterwards
     # Another batch size repacks for its row count and still agrees.
     five = torch.tensor([0, 1, 2, 3, 4])

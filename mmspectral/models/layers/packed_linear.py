@@ -111,8 +111,8 @@ def packed_linears(module: nn.Module, cache: Dict[int, Tuple[tuple, torch.Tensor
 
     Args:
         module: the model whose ``nn.Linear`` layers to pack.
-        cache: a dict kept by the caller between calls: layer id -> ((weight version, rows, dtype),
-            packed weight, bias in that dtype).
+        cache: a dict kept by the caller between calls: layer id -> ((weight version, rows, dtype, bias
+            version), packed weight, bias in that dtype).
         rows: the number of rows most calls will multiply (the layout is chosen for it; others work too).
     """
     dtype = packed_dtype(module)
@@ -124,7 +124,8 @@ def packed_linears(module: nn.Module, cache: Dict[int, Tuple[tuple, torch.Tensor
         for layer in module.modules():
             if not isinstance(layer, nn.Linear):
                 continue
-            key = (layer.weight._version, rows, dtype)
+            bias_version = layer.bias._version if layer.bias is not None else None
+            key = (layer.weight._version, rows, dtype, bias_version)  # the bias is cached in the dtype too
             entry = cache.get(id(layer))
             if entry is None or entry[0] != key:
                 bias = layer.bias.detach().to(dtype) if layer.bias is not None else None
