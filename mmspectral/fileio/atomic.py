@@ -76,6 +76,14 @@ def atomic_write(path: str, mode: str = 'w') -> Iterator[Any]:
             yield f
 
 
+def write_report(folder: str, stem: str, table: str, obj: Any) -> None:
+    """A benchmark's results: ``folder/stem.md`` (the markdown table) and ``folder/stem.json``, atomically."""
+    os.makedirs(folder, exist_ok=True)
+    with atomic_write(os.path.join(folder, f'{stem}.md')) as f:
+        f.write(table)
+    write_json(os.path.join(folder, f'{stem}.json'), obj)
+
+
 def write_json(path: str, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_write(path) as f:

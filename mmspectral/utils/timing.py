@@ -7,11 +7,12 @@ import os
 import resource
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
-__all__ = ['cpu_busy_seconds', 'wait_until_idle', 'measure', 'reset_peak_rss', 'peak_rss_mib']
+__all__ = ['cpu_busy_seconds', 'wait_until_idle', 'measure', 'measure_alternating', 'reset_peak_rss',
+           'peak_rss_mib']
 
 
 def cpu_busy_seconds() -> float:
@@ -88,3 +89,24 @@ def measure(fn: Callable[[], object], iters: int, device: torch.device, warmup: 
     foreign = cpu_busy_seconds() - foreign
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == 'cuda' else peak_rss_mib()
     return dict(seconds=statistics.median(times), peak_mib=peak, foreign_cpu_s=foreign)
+
+
+def measure_alternating(fns: Dict[str, Callable[[], object]], repeats: int, device: torch.device,
+                        warmup: int = 1) -> Tuple[Dict[str, List[float]], float]:
+    """Wall times of several functions taking turns: every repeat runs each once, in order, so a change in the
+    machine's speed hits all of them alike. Returns (name -> seconds of every repeat, foreign CPU seconds)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    foreign = cpu_busy_seconds()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return times, cpu_busy_seconds() - foreign

@@ -21,20 +21,18 @@ import argparse
 import contextlib
 import copy
 import importlib
-import os
 import os.path as osp
 import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.fileio import atomic_write, write_json  # noqa: E402
+from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle  # noqa: E402
+from mmspectral.utils.timing import measure_alternating, wait_until_idle  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/spectralar/spectralar-d16_64tok_8xb96-333k_in1k-256.py'
 
@@ -102,16 +100,6 @@ def check_var_repo(repo: str) -> None:
                                 'models/var.py). Clone or fetch it yourself; this script downloads nothing.')
 
 
-def _timed(fn, device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.var_repo:
@@ -161,14 +149,8 @@ def main(argv=None) -> dict:
             runs[f'VAR {dt} decoding'] = var_decode
     if device.type == 'cpu' and not args.no_wait:
         wait_until_idle()
-    for fn in runs.values():  # warm-up (and the packed weights)
-        fn()
-    times = {name: [] for name in runs}
-    foreign = cpu_busy_seconds()
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            times[name].append(_timed(fn, device) / b)
-    foreign = cpu_busy_seconds() - foreign
+    times, foreign = measure_alternating(runs, args.repeats, device)  # the warm-up also packs the weights
+    times = {name: [t / b for t in ts] for name, ts in times.items()}  # per image
     med = {name: statistics.median(t) for name, t in times.items()}
     rows = []
     for dt in args.dtypes:
@@ -193,10 +175,7 @@ def main(argv=None) -> dict:
                      f"{row['total']:.3f} | {var_cols} |")
     table = '\n'.join(lines) + '\n'
     print(table)
-    os.makedirs(args.out, exist_ok=True)
-    with atomic_write(osp.join(args.out, 'pipeline.md')) as f:
-        f.write(table)
-    write_json(osp.join(args.out, 'pipeline.json'), result)
+    write_report(args.out, 'pipeline', table, result)
     return result
 
 

@@ -24,13 +24,14 @@ import copy
 import resource
 import statistics
 import time
+from functools import partial
 
 import torch
 
 from mmspectral.apis import register_all_modules
 from mmspectral.models import SpectralARGenerator
 from mmspectral.models.layers.packed_linear import packed_linears
-from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle
+from mmspectral.utils.timing import cpu_busy_seconds, measure_alternating, wait_until_idle
 
 PRESETS = {'d16': dict(depth=16),
            'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),
@@ -145,24 +146,16 @@ def dtype_ratio(models: dict, batch: int, repeats: int, device) -> dict:
     """
     labels = torch.randint(0, 1000, (batch,), device=device)
     options = dict(cfg_scale=1.5, cfg_schedule='linear', top_k=900, top_p=0.96, seed=0)
-    seconds = {dt: [] for dt in models}
 
     def sample(dt, **kwargs):
         model, autocast = models[dt]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             return model.generate(labels, **options, **kwargs)
 
-    for dt in models:  # warm-up (and the packed copies of each dtype)
-        sample(dt)
-    for _ in range(repeats):
-        for dt in models:
-            start = time.perf_counter()
-            sample(dt)
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            seconds[dt].append((time.perf_counter() - start) / batch)
+    # the warm-up also makes the packed copies of each dtype
+    seconds, _ = measure_alternating({dt: partial(sample, dt) for dt in models}, repeats, device)
     same = torch.equal(sample('bf16'), sample('bf16', pack_weights=False))
-    fp32, bf16 = statistics.median(seconds['fp32']), statistics.median(seconds['bf16'])
+    fp32, bf16 = (statistics.median(seconds[dt]) / batch for dt in ('fp32', 'bf16'))
     return dict(fp32=fp32, bf16=bf16, ratio=bf16 / fp32, tokens_equal_reference=same)
 
 

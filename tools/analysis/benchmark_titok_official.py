@@ -21,22 +21,20 @@ own random initialisation. fp32 by default (``--amp``: bf16 autocast for all thr
 over ``--repeats`` after a warm-up; writes ``titok_official.md`` and ``.json`` to ``--out``.
 """
 import argparse
-import os
 import os.path as osp
 import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.fileio import atomic_write, write_json  # noqa: E402
+from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.models.utils import persistent_tensors  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.utils.timing import cpu_busy_seconds, wait_until_idle  # noqa: E402
+from mmspectral.utils.timing import measure_alternating, wait_until_idle  # noqa: E402
 
 CONFIGS = {'mmspectral TiTok': 'configs/titok/titok-b_64tok_8xb32-1000k_in1k-256_stage1.py',
            'mmspectral SpectralAR': 'configs/spectralar/spectralar-b_64tok_8xb32-1000k_in1k-256_stage1.py'}
@@ -138,20 +136,7 @@ def main(argv=None) -> dict:
     steps['official TiTok'] = official_step
     if device.type == 'cpu' and not args.no_wait:
         wait_until_idle()
-    for fn in steps.values():
-        fn()  # warm-up
-    times = {name: [] for name in steps}
-    foreign = cpu_busy_seconds()
-    for _ in range(args.repeats):
-        for name, fn in steps.items():
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    foreign = cpu_busy_seconds() - foreign
+    times, foreign = measure_alternating(steps, args.repeats, device)
     med = {name: statistics.median(t) for name, t in times.items()}
     ref = med['official TiTok']
     params_m = {name: sum(p.numel() for p in m.tok.parameters()) / 1e6 for name, m in ours.items()}
@@ -165,13 +150,10 @@ def main(argv=None) -> dict:
                      f'{med[name] / ref:.3f}x |')
     table = '\n'.join(lines) + '\n'
     print(table)
-    os.makedirs(args.out, exist_ok=True)
-    with atomic_write(osp.join(args.out, 'titok_official.md')) as f:
-        f.write(table)
     result = dict(batch_size=b, image_size=size, amp=args.amp, seconds=times, median_seconds=med,
                   ratio_to_official={k: v / ref for k, v in med.items()}, foreign_cpu_s=foreign,
                   tokenizer_params_m=params_m)
-    write_json(osp.join(args.out, 'titok_official.json'), result)
+    write_report(args.out, 'titok_official', table, result)
     return result
 
 

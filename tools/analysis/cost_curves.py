@@ -19,7 +19,6 @@ Writes ``cost_curves.png`` (both panels, log-log), ``cost_curves.md`` and ``cost
 Waits for an idle machine before each figure and reports the CPU time other processes took.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -32,7 +31,7 @@ from benchmark_sampling import (matmul_peak, run, sampling_flops, step_weight_by
                                 stream_bandwidth)
 
 from mmspectral.apis import register_all_modules  # noqa: E402
-from mmspectral.fileio import atomic_write, write_json  # noqa: E402
+from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.models import SpectralARGenerator, TokenizerModel  # noqa: E402
 from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
 
@@ -197,13 +196,10 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     sampling = [] if args.skip_sampling else sampling_curve(args, device)
     tokenizer = [] if args.skip_tokenizer else tokenizer_curve(args, device)
-    os.makedirs(args.out, exist_ok=True)
     table = to_markdown(sampling, tokenizer)
     print(table)
-    with atomic_write(osp.join(args.out, 'cost_curves.md')) as f:
-        f.write(table)
     result = dict(dtype=args.dtype, threads=torch.get_num_threads(), sampling=sampling, tokenizer=tokenizer)
-    write_json(osp.join(args.out, 'cost_curves.json'), result)
+    write_report(args.out, 'cost_curves', table, result)
     plot(sampling, tokenizer, osp.join(args.out, 'cost_curves.png'))
     return result
 
