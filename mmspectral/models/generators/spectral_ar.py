@@ -36,11 +36,13 @@ class AdaLNBeforeHead(nn.Module):
         self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * dim))
 
     def modulation(self, cond: torch.Tensor):
-        return self.ada_lin(cond).view(-1, 1, 2, self.dim).unbind(2)
+        """cond (B, D) -> (1 + scale, shift), each (B, 1, C)."""
+        scale, shift = self.ada_lin(cond).view(-1, 1, 2, self.dim).unbind(2)
+        return 1 + scale, shift
 
     def forward(self, x: torch.Tensor, modulation) -> torch.Tensor:
-        scale, shift = modulation
-        return self.norm(x) * (1 + scale) + shift
+        scale1p, shift = modulation
+        return torch.addcmul(shift, self.norm(x), scale1p)
 
 
 @GENERATORS.register_module()

@@ -1,10 +1,29 @@
-"""The one attention layer of mmspectral, on ``torch.nn.functional.scaled_dot_product_attention``."""
+"""The one attention layer of mmspectral, on ``torch.nn.functional.scaled_dot_product_attention``.
+
+One exception: a cached sampling step on the CPU in half precision (a few query rows against the KV cache)
+runs as two fp32 matmuls with a softmax between them. There the CPU's flash kernel, built for long query
+blocks, took twice as long for one query row in bf16 (0.67 against 0.34 ms per call, d16 at batch 8 with
+guidance, docs/results.md); both accumulate in fp32 and round the output once, so the results agree to bf16
+rounding. In fp32 the two ran equally fast and SDPA stays.
+"""
 import math
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+#: Query rows up to which a cached CPU step in half precision takes the matmul path (a sampling step: p rows).
+SMALL_QUERY_ROWS = 4
+
+
+def small_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Unmasked attention of a few queries over (cached) keys in fp32: ``softmax(q k^T scale) v``, in q's
+    dtype. q (B, H, Lq, D); k, v (B, H, Lk, D)."""
+    weights = torch.matmul(q.float(), k.float().transpose(-1, -2))
+    if scale != 1.0:
+        weights = weights * scale
+    return torch.matmul(weights.softmax(-1), v.float()).to(q.dtype)
 
 
 class StaticKVCache(nn.Module):
@@ -74,11 +93,11 @@ class Attention(nn.Module):
         qkv = self.qkv(x)  # through the module, so that a packed (sampling) Linear replaces it
         if self.separate_qv_bias:
             qkv = qkv + torch.cat([self.q_bias, self.zero_k_bias, self.v_bias])
-        q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.qk_norm:
-            scale = self.scale_mul.clamp(max=math.log(100.0)).exp()
-            q = F.normalize(q, dim=-1) * scale.to(q.dtype)
-            k = F.normalize(k, dim=-1)
+        qkv = qkv.view(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.qk_norm:  # q and k normalised in one call: a sampling step is bound by its small operations
+            q, k = F.normalize(qkv[:, :, :2], dim=-1).permute(2, 0, 3, 1, 4).unbind(0)
+            q = q * self.scale_mul.clamp(max=math.log(100.0)).exp().to(q.dtype)
         return q, k, v
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False,
@@ -91,10 +110,14 @@ class Attention(nn.Module):
         """
         b, n, c = x.shape
         q, k, v = self.project_qkv(x)
+        scale = 1.0 if self.qk_norm else None
         if cache is not None:
             k, v = cache.write(k, v, cache_start)
+            if (n <= SMALL_QUERY_ROWS and attn_mask is None and not is_causal and q.device.type == 'cpu'
+                    and q.dtype in (torch.bfloat16, torch.float16)):
+                out = small_query_attention(q, k, v, scale or self.head_dim ** -0.5)
+                return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, c)))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                             dropout_p=self.attn_drop if self.training else 0.0,
-                                             scale=1.0 if self.qk_norm else None)
+                                             dropout_p=self.attn_drop if self.training else 0.0, scale=scale)
         out = out.transpose(1, 2).reshape(b, n, c)  # (B, L, C)
         return self.proj_drop(self.proj(out))

@@ -42,7 +42,10 @@ class AdaLNBlock(nn.Module):
     """VAR's block: both sub-layers modulated by the condition through adaptive LayerNorm.
 
     ``ada_lin(cond)`` gives six vectors (gamma1, gamma2, scale1, scale2, shift1, shift2) and the block
-    computes ``x + gamma1 * attn(ln(x) * (1 + scale1) + shift1)``, then the same with the MLP. LayerNorms have
+    computes ``x + gamma1 * attn(ln(x) * (1 + scale1) + shift1)``, then the same with the MLP. Each
+    multiply-add runs as one ``addcmul`` (one kernel, one rounding) and ``1 + scale`` is part of the
+    modulation, which a sampler computes once per image: a cached sampling step is bound by the number of
+    small operations as much as by its matmuls (docs/results.md). LayerNorms have
     no parameters; attention l2-normalises q and k with a learnable per-head logit scale and has q / v biases
     only; the MLP uses tanh-GELU.
 
@@ -67,23 +70,29 @@ class AdaLNBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def modulation(self, cond: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """cond (B, D) -> six (B, 1, C) tensors: gamma1, gamma2, scale1, scale2, shift1, shift2.
+        """cond (B, D) -> six (B, 1, C) tensors: gamma1, gamma2, 1 + scale1, 1 + scale2, shift1, shift2.
 
         Depends on the condition only, so a sampler computes it once per image, not once per token.
         """
-        return self.ada_lin(cond).view(-1, 1, 6, self.dim).unbind(2)
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = self.ada_lin(cond).view(-1, 1, 6, self.dim).unbind(2)
+        return gamma1, gamma2, 1 + scale1, 1 + scale2, shift1, shift2
+
+    def _residual(self, x: torch.Tensor, h: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        if self.training and not isinstance(self.drop_path, nn.Identity):
+            return x + self.drop_path(h * gamma)
+        return torch.addcmul(x, h, gamma)
 
     def forward(self, x: torch.Tensor, cond: Optional[torch.Tensor] = None,
                 modulation: Optional[Tuple[torch.Tensor, ...]] = None,
                 attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False,
                 cache: Optional[StaticKVCache] = None, cache_start: int = 0):
         """x (B, L, C); either ``cond`` (B, D) or its precomputed ``modulation``."""
-        gamma1, gamma2, scale1, scale2, shift1, shift2 = modulation if modulation is not None else \
+        gamma1, gamma2, scale1p, scale2p, shift1, shift2 = modulation if modulation is not None else \
             self.modulation(cond)
-        h = self.attn(self.norm(x) * (1 + scale1) + shift1, attn_mask=attn_mask, is_causal=is_causal,
+        h = self.attn(torch.addcmul(shift1, self.norm(x), scale1p), attn_mask=attn_mask, is_causal=is_causal,
                       cache=cache, cache_start=cache_start)
-        x = x + self.drop_path(h * gamma1)
-        return x + self.drop_path(self.ffn(self.norm(x) * (1 + scale2) + shift2) * gamma2)
+        x = self._residual(x, h, gamma1)
+        return self._residual(x, self.ffn(torch.addcmul(shift2, self.norm(x), scale2p)), gamma2)
 
 
 # Sub-layers chosen as FSDP units while FSDP walks the module tree (parents are visited before children).
