@@ -161,6 +161,22 @@ def test_guidance_and_filters():
     assert torch.allclose(filter_logits(logits, temperature=2.0), logits / 2)
 
 
+@pytest.mark.parametrize('seed', range(12))
+def test_top_k_with_top_p_equals_top_k_then_top_p(seed):
+    """Both filters together (one sort) keep what top-k, then top-p on its survivors, keep; also with the many
+    ties of logits that come from bf16. Between tokens of equal logit at the nucleus' edge the sort picks
+    (it is not stable), so what must agree is the kept values of every row; they do, and mostly the tokens."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(5, 300, generator=gen) * (1 + seed % 5)
+    if seed % 2:
+        logits = logits.to(torch.bfloat16).float()  # ties, also at the k-th largest value
+    top_k, top_p = [1, 7, 50, 150, 299, 300][seed % 6], [0.5, 0.9, 0.96, 0.3, 0.99, 0.8][seed // 2]
+    both = filter_logits(logits, top_k=top_k, top_p=top_p)
+    sequential = filter_logits(filter_logits(logits, top_k=top_k), top_p=top_p)
+    assert torch.equal(both.sort(-1).values, sequential.sort(-1).values)
+    assert torch.equal(both[torch.isfinite(both)], logits[torch.isfinite(both)])
+
+
 def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
     model = tiny()
     labels = torch.tensor([0, 2])

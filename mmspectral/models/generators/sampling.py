@@ -30,15 +30,22 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0,
 
     top-k keeps every logit at least as large as the k-th largest. top-p removes the least likely tokens whose
     probabilities sum to at most ``1 - top_p`` (the most likely token always stays). 0 disables either.
+    With both, the one sort top-p needs also gives the k-th largest logit (no separate ``topk``: a sampling
+    step of d16 spends about 1 ms on each of the two at 4096 codes).
     """
     if temperature <= 0:
         raise ValueError(f'temperature must be positive, got {temperature}.')
-    logits = logits.float() / temperature
-    if top_k > 0 and top_k < logits.shape[-1]:
+    logits = logits.float() / temperature if temperature != 1.0 else logits.float()
+    vocab = logits.shape[-1]
+    top_k = top_k if 0 < top_k < vocab else 0
+    if top_k and not 0.0 < top_p < 1.0:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float('-inf'))
     if 0.0 < top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1)  # ascending
+        if top_k:  # the k-th largest; entries below it get probability 0 and so fall into the tail below
+            kth = sorted_logits[..., vocab - top_k:vocab - top_k + 1]
+            sorted_logits = sorted_logits.masked_fill(sorted_logits < kth, float('-inf'))
         tail = sorted_logits.softmax(-1).cumsum(-1) <= 1 - top_p
         tail[..., -1] = False
         logits = logits.masked_fill(tail.scatter(-1, order, tail), float('-inf'))
