@@ -17,8 +17,13 @@ the machine's speed hits all of them alike:
   prefixes, low-pass targets, spectral causal masks).
 
 All three get the same random teacher weights (speed does not depend on weights); the tokenizers have their
-own random initialisation. fp32 by default (``--amp``: bf16 autocast for all three). Median seconds per step
-over ``--repeats`` after a warm-up; writes ``titok_official.md`` and ``.json`` to ``--out``.
+own random initialisation. Each steps with the optimiser its training uses: mmspectral's from the config's
+``optim_wrapper`` (MMEngine's constructor: AdamW with ``fused=True``, no decay on norms, biases, embeddings
+and the latent / mask tokens, clipping at 1.0), the official one as its ``utils/train_utils.py`` builds it
+(``torch.optim.AdamW`` with its defaults, the same two decay groups, clipping at 1.0). ``--same-optimizer``
+gives all three a plain ``torch.optim.AdamW`` instead, to compare the models' steps alone. fp32 by default
+(``--amp``: bf16 autocast for all three). Median seconds per step over ``--repeats`` after a warm-up; writes
+``titok_official.md`` and ``.json`` to ``--out``.
 """
 import argparse
 import os.path as osp
@@ -27,6 +32,7 @@ import sys
 import tempfile
 
 import torch
+from mmengine.optim import build_optim_wrapper
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
@@ -48,6 +54,8 @@ def parse_args(argv=None):
     parser.add_argument('--image-size', type=int, default=256)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--amp', action='store_true', help='bf16 autocast for all three')
+    parser.add_argument('--same-optimizer', action='store_true',
+                        help="a plain torch.optim.AdamW for all three, not each one's training optimiser")
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--no-wait', action='store_true')
     parser.add_argument('--out', default='work_dirs/benchmark_titok_official')
@@ -55,11 +63,24 @@ def parse_args(argv=None):
 
 
 def build_mmspectral(config: str, image_size: int, device):
-    """The stage-1 TokenizerModel of ``config`` with random teacher weights and no validation decoder."""
+    """The stage-1 TokenizerModel of ``config`` with random teacher weights and no validation decoder, and the
+    config's ``optim_wrapper`` settings."""
     cfg = load_config(config)
     cfg.model.proxy_teacher.update(pretrained=None, allow_random_init=True)
     cfg.model.tokenizer.update(pixel_decoder=None, image_size=image_size)
-    return MODELS.build(cfg.model).to(device).train()
+    return MODELS.build(cfg.model).to(device).train(), cfg.optim_wrapper
+
+
+def official_optimiser(model):
+    """The official training's AdamW: no weight decay on the parameters its ``utils/train_utils.py`` excludes
+    (1-D tensors and names with ln, bias, latent_tokens, mask_token, embedding, norm, gamma or embed)."""
+    words = ('ln', 'bias', 'latent_tokens', 'mask_token', 'embedding', 'norm', 'gamma', 'embed')
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    flat = [p for n, p in named if p.ndim < 2 or any(w in n for w in words)]
+    rest = [p for n, p in named if not (p.ndim < 2 or any(w in n for w in words))]
+    return [p for _, p in named], torch.optim.AdamW([dict(params=flat, weight_decay=0.0),
+                                                     dict(params=rest, weight_decay=1e-4)],
+                                                    lr=1e-4, betas=(0.9, 0.99))
 
 
 def build_official(repo: str, teacher_state: dict, image_size: int, device):
@@ -93,7 +114,8 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     register_all_modules()
     b, size = args.batch_size, args.image_size
-    ours = {name: build_mmspectral(path, size, device) for name, path in CONFIGS.items()}
+    built = {name: build_mmspectral(path, size, device) for name, path in CONFIGS.items()}
+    ours = {name: model for name, (model, _) in built.items()}
     first = next(iter(ours.values()))
     # The teacher stays out of state_dict() (models.utils.keep_out_of_checkpoints): read its tensors directly.
     teacher_state = {k: v.detach().clone() for k, v in persistent_tensors(first.proxy_teacher).items()}
@@ -106,13 +128,19 @@ def main(argv=None) -> dict:
     def amp():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
 
-    def optimiser(model):
+    def plain_optimiser(model):
         params = [p for p in model.parameters() if p.requires_grad]
         return params, torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-4)
 
+    def config_optimiser(model, optim_cfg):
+        # the config's optimiser as MMEngine's constructor builds it for training the tokenizer
+        opt = build_optim_wrapper(model, optim_cfg.copy()).optimizer
+        return [p for group in opt.param_groups for p in group['params']], opt
+
     steps = {}
     for name, model in ours.items():
-        params, opt = optimiser(model)
+        params, opt = (plain_optimiser(model) if args.same_optimizer
+                       else config_optimiser(model, built[name][1]))
 
         def step(model=model, params=params, opt=opt):
             with amp():
@@ -122,7 +150,7 @@ def main(argv=None) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
         steps[name] = step
-    params, opt = optimiser(official)
+    params, opt = plain_optimiser(official) if args.same_optimizer else official_optimiser(official)
 
     def official_step():
         with amp():
@@ -141,7 +169,8 @@ def main(argv=None) -> dict:
     ref = med['official TiTok']
     params_m = {name: sum(p.numel() for p in m.tok.parameters()) / 1e6 for name, m in ours.items()}
     params_m['official TiTok'] = sum(p.numel() for p in official.parameters()) / 1e6
-    lines = [f'stage-1 step, batch {b}, {size} px, {"bf16 autocast" if args.amp else "fp32"}, '
+    optimisers = 'plain AdamW for all' if args.same_optimizer else "each one's training optimiser"
+    lines = [f'stage-1 step, batch {b}, {size} px, {"bf16 autocast" if args.amp else "fp32"}, {optimisers}, '
              f'{torch.get_num_threads()} threads, median of {args.repeats}; foreign CPU time {foreign:.1f} s',
              '', '| implementation | tokenizer params (M) | s / step | images / s | vs official |',
              '|---|---|---|---|---|']
@@ -150,7 +179,8 @@ def main(argv=None) -> dict:
                      f'{med[name] / ref:.3f}x |')
     table = '\n'.join(lines) + '\n'
     print(table)
-    result = dict(batch_size=b, image_size=size, amp=args.amp, seconds=times, median_seconds=med,
+    result = dict(batch_size=b, image_size=size, amp=args.amp, same_optimizer=args.same_optimizer,
+                  seconds=times, median_seconds=med,
                   ratio_to_official={k: v / ref for k, v in med.items()}, foreign_cpu_s=foreign,
                   tokenizer_params_m=params_m)
     write_report(args.out, 'titok_official', table, result)
@@ -158,4 +188,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
+    from mmspectral.allocator import keep_freed_memory
+    keep_freed_memory()  # freed memory is reused without new page faults (mmspectral/allocator.py)
     main()

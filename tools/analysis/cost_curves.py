@@ -205,4 +205,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
+    from mmspectral.allocator import keep_freed_memory
+    keep_freed_memory()  # freed memory is reused without new page faults (mmspectral/allocator.py)
     main()

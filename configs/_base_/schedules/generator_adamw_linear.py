@@ -5,7 +5,7 @@
 optim_wrapper = dict(
     type='AutocastOptimWrapper',  # bf16 autocast without loss scaling, on GPU and CPU
     dtype='bfloat16',
-    optimizer=dict(type='AdamW', lr=3e-4, betas=(0.9, 0.95), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=3e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True),
     clip_grad=dict(max_norm=2.0),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,

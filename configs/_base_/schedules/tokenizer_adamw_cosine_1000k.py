@@ -2,7 +2,7 @@
 # latent / mask tokens, 10k linear warm-up then cosine to 1e-5 over 1M iterations, grad clip 1.0, weight EMA 0.999.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-4),
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-4, fused=True),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,

@@ -15,14 +15,14 @@ optim_wrapper = dict(
     generator=dict(
         module='tokenizer',
         type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4),
+        optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4, fused=True),
         clip_grad=dict(max_norm=1.0),
         paramwise_cfg=_no_decay,
     ),
     discriminator=dict(
         module='gan_loss.discriminator',
         type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4),
+        optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4, fused=True),
         clip_grad=dict(max_norm=1.0),
         paramwise_cfg=_no_decay,
     ),
