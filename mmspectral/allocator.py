@@ -21,7 +21,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ['keep_freed_memory']
+__all__ = ['keep_freed_memory', 'freed_memory_kept']
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -49,3 +49,8 @@ def keep_freed_memory() -> bool:
     # mallopt returns 1 on success; large blocks from the heap, and the heap never trimmed
     _applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1
     return _applied
+
+
+def freed_memory_kept() -> bool:
+    """Whether :func:`keep_freed_memory` applied in this process (a tool passes it on to spawned workers)."""
+    return bool(_applied)

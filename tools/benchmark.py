@@ -202,6 +202,7 @@ def to_csv(rows) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmspectral.allocator import freed_memory_kept, keep_freed_memory
     from mmspectral.utils.timing import wait_until_idle
     device = torch.device(args.device)
     print(f'# batch {args.batch_size} (sampling), {args.train_batch_size} (training), {device}, '
@@ -211,7 +212,8 @@ def main(argv=None):
     for config, checkpoint in zip(args.configs, args.checkpoints):
         if not args.no_wait and device.type == 'cpu':
             wait_until_idle()
-        with context.Pool(1) as pool:  # a fresh process per config: its own peak memory
+        # a fresh process per config (its own peak memory), with this process's malloc setting
+        with context.Pool(1, initializer=keep_freed_memory if freed_memory_kept() else None) as pool:
             rows.append(pool.apply(measure_config, (config, checkpoint, vars(args))))
         print(f'measured {rows[-1]["model"]}')
     table = to_markdown(rows)

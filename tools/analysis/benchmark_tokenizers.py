@@ -98,11 +98,13 @@ def main():
           f'batch {b}, {device}, {"bf16 autocast" if args.amp else "fp32"}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads')
     rows = {}
+    from mmspectral.allocator import freed_memory_kept, keep_freed_memory
     context = multiprocessing.get_context('spawn')
     for kind in ('TiTok', 'SpectralAR'):
         if not args.no_wait and device.type == 'cpu':
             wait_until_idle()
-        with context.Pool(1) as pool:  # a fresh process per tokenizer: separate peak memory
+        # a fresh process per tokenizer (separate peak memory), with this process's malloc setting
+        with context.Pool(1, initializer=keep_freed_memory if freed_memory_kept() else None) as pool:
             rows.update(pool.apply(measure_tokenizer, (kind, vars(args))))
     print('| tokenizer | operation | s / batch | images / s | peak MiB | foreign CPU s |')
     print('|---|---|---|---|---|---|')
