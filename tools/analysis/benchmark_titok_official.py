@@ -75,12 +75,14 @@ def official_optimiser(model):
     """The official training's AdamW: no weight decay on the parameters its ``utils/train_utils.py`` excludes
     (1-D tensors and names with ln, bias, latent_tokens, mask_token, embedding, norm, gamma or embed)."""
     words = ('ln', 'bias', 'latent_tokens', 'mask_token', 'embedding', 'norm', 'gamma', 'embed')
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    flat = [p for n, p in named if p.ndim < 2 or any(w in n for w in words)]
-    rest = [p for n, p in named if not (p.ndim < 2 or any(w in n for w in words))]
-    return [p for _, p in named], torch.optim.AdamW([dict(params=flat, weight_decay=0.0),
-                                                     dict(params=rest, weight_decay=1e-4)],
-                                                    lr=1e-4, betas=(0.9, 0.99))
+    groups = {True: [], False: []}  # excluded from decay -> parameters
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups[p.ndim < 2 or any(w in n for w in words)].append(p)
+    flat, rest = groups[True], groups[False]
+    return flat + rest, torch.optim.AdamW([dict(params=flat, weight_decay=0.0),
+                                           dict(params=rest, weight_decay=1e-4)],
+                                          lr=1e-4, betas=(0.9, 0.99))
 
 
 def build_official(repo: str, teacher_state: dict, image_size: int, device):
