@@ -243,7 +243,8 @@ def super_resolve(model, images: Any, classes, mode: str = 'stride', seed: Optio
                   output: Optional[str] = None, **sampling):
     """Twice the resolution by spectral completion (paper section 4.4; ``mode`` 'stride' or 'patch') or
     plain bicubic up-sampling ('bicubic'). Images of the tokenizer's size in, 2x images out, of the input's
-    kind (or ``output``)."""
+    kind (or ``output``). The sub-images are up-sampled on the 2x image's pixel grid
+    (``GeneratorModel.super_resolve``, ``mmspectral.spectral.subimages``)."""
     tok, _ = _codec(model)
     batch, kind, single = to_batch(images, tok.image_size)
     labels = _labels(model, classes)

@@ -47,7 +47,9 @@ class GenerationApplicationsMixin:
         ``(i::2, j::2)``, or the quadrants), each is up-sampled to S x S (bicubic), so it holds the DCT band
         below S / 2; it keeps the tokens whose cut-off ``w_k`` is at most ``keep_cutoff`` (default S / 2, that
         band) and the generator completes the rest for the class; the four results are interleaved (stride) or
-        tiled (patch) into 2S x 2S (``mmspectral.spectral.subimages``). ``'bicubic'``: the plain bicubic
+        tiled (patch) into 2S x 2S (``mmspectral.spectral.subimages``). Each sub-image is up-sampled on the
+        grid of the 2S pixels it fills (a strided one shifted by 1/8 - i/4 of its pixels), so with nothing
+        generated the result would be close to the bicubic 2x up-sampling. ``'bicubic'``: the plain bicubic
         up-sampling, Table 3's baseline. images in [0, 1] (B, 3, S, S) -> (B, 3, 2S, 2S). ``kwargs`` go to
         ``generate`` (e.g. ``generator``).
         """
