@@ -75,7 +75,8 @@ def varied(mask=None):
 def test_truncated_generation_is_the_prefix_of_the_full_one(mask):
     """Table 3's truncation discards the last tokens: for every seed and length, cached or not, with or
     without a prefix, the truncated tokens equal the first n of the full generation with the same
-    settings."""
+    settings, and so do their guided logits. With p = 4 the lengths include every remainder mod 4 (5, 6,
+    7, 9, 10, 13: the last step is cut inside its group) and a multiple of 4 (12: the last step is whole)."""
     model = varied(mask)
     labels = torch.tensor([0, 1, 2, 3])
     kwargs = dict(cfg_scale=1.5, cfg_schedule='linear', top_k=20, top_p=0.9)
@@ -83,15 +84,20 @@ def test_truncated_generation_is_the_prefix_of_the_full_one(mask):
     assert logits.std() > 1.0  # the test needs logits that vary
     flips = 0
     for seed in range(6):
-        full = model.generate(labels, seed=seed, **kwargs)
+        full_out = model.generate(labels, seed=seed, return_logits=True, **kwargs)
+        full = full_out['tokens']
         # The guidance ramp matters on this model: ramping over fewer steps changes most full generations.
         flips += not torch.equal(full, model.generate(labels, seed=seed,
                                                       **{**kwargs, 'cfg_schedule': 'constant'}))
         prefix = full[:, :3]
-        for n in (2, 7, 13):
+        for n in (2, 5, 6, 7, 9, 10, 12, 13):
             for use_cache in (True, False):
-                short = model.generate(labels, seed=seed, num_tokens=n, use_cache=use_cache, **kwargs)
-                assert torch.equal(short, full[:, :n]), (seed, n, use_cache)
+                short = model.generate(labels, seed=seed, num_tokens=n, use_cache=use_cache,
+                                       return_logits=True, **kwargs)
+                assert torch.equal(short['tokens'], full[:, :n]), (seed, n, use_cache)
+                # the guided logits too: the same guidance weight at every kept position
+                assert torch.allclose(short['logits'], full_out['logits'][:, :n], atol=1e-5), \
+                    (seed, n, use_cache)
                 cont = model.generate(labels, seed=seed + 100, num_tokens=n, prefix=prefix,
                                       use_cache=use_cache, **kwargs)
                 whole = model.generate(labels, seed=seed + 100, prefix=prefix, use_cache=use_cache, **kwargs)
