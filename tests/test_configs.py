@@ -89,8 +89,9 @@ def test_titok_parameter_groups_skip_decay_on_norms_biases_embeddings_and_tokens
 
 
 def test_generator_parameter_groups_decay_only_linear_weights():
-    """VAR's recipe as docs/design.md states it: weight decay on the weights of linear layers, none on norms,
-    biases, 1-D parameters, embeddings (word, class, level), learned positions and attention logit scales."""
+    """The recipe docs/design.md states (VAR's, except that VAR decays its class and word embeddings): weight
+    decay on the weights of linear layers, none on norms, biases, 1-D parameters, embedding tables (word,
+    class, level), learned positions and attention logit scales."""
     from mmengine.optim import build_optim_wrapper
     cfg = load_config(os.path.join(ROOT, 'configs/spectralar/spectralar-d16_64tok_8xb96-333k_in1k-256.py'))
     model = MODELS.build(dict(type='GeneratorModel', generator=dict(
