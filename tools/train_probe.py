@@ -1,6 +1,7 @@
 """Train the EmbeddedShapes probe classifier, and judge sample files with it.
 
     python tools/train_probe.py [--out work_dirs/shapes_probe_64px.pth] [--image-size 64] [--steps 250]
+        [--input-size 32]                  # what the probe sees: images are area-resized to it first
     python tools/train_probe.py --out PROBE.pth --samples samples/NAME/samples_200x64x64x3.npz
         [--num-real 1000] [--resize]   # samples of another size (super-resolved ones) resized to the
                                        probe's, as FID resizes to 299
@@ -50,6 +51,9 @@ def parse_args(argv=None):
                         help='probe file (reused if present)')
     parser.add_argument('--image-size', type=int, default=64, help='image size of a new probe')
     parser.add_argument('--steps', type=int, default=250, help='training steps of batch 32')
+    parser.add_argument('--input-size', type=int, default=None,
+                        help='size a new probe sees (images are area-resized to it; default 32, which judges '
+                             'layouts; the image size judges detail)')
     parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
                         help="EmbeddedShapes class set of the probe (default: an existing probe's, "
                              "else 'fine')")
@@ -71,11 +75,15 @@ def main(argv=None):
     if osp.isfile(args.out):  # an existing probe keeps the size and class set it was trained for
         probe, real_accuracy, size = load_shapes_classifier(args.out, class_set=args.class_set)
         class_set = probe.class_set
+        if args.input_size is not None and args.input_size != probe.input_size:
+            raise SystemExit(f'{args.out} holds a probe that sees {probe.input_size} px, not --input-size '
+                             f'{args.input_size}; pass --retrain or another --out.')
     else:
         size, class_set = args.image_size, args.class_set or 'fine'
-        _, real_accuracy = load_or_train_shapes_classifier(args.out, size, class_set, steps=args.steps)
+        probe, real_accuracy = load_or_train_shapes_classifier(args.out, size, class_set, steps=args.steps,
+                                                               input_size=args.input_size or 32)
     print(f'probe {args.out}: {100 * real_accuracy:.1f}% on held-out real {size} px images '
-          f'({class_set!r} classes)')
+          f'({class_set!r} classes; it sees them at {probe.input_size} px)')
     if args.samples is None:
         return dict(probe_real_accuracy=real_accuracy)
     arrays = npz_arrays(args.samples)
@@ -93,6 +101,7 @@ def main(argv=None):
                          'them resized: --resize.')
     result = probe_quality(images, labels, args.out, num_real=args.num_real, class_set=class_set)
     result.update(samples=args.samples, num_samples=int(len(images)), probe=args.out,
+                  probe_input_size=probe.input_size,
                   resized_from=int(arrays['arr_0'][0][1]) if arrays['arr_0'][0][1] != size else None)
     print(json.dumps(result, indent=1))
     out = args.json or osp.splitext(args.samples)[0] + '_probe.json'

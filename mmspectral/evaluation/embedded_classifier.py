@@ -29,6 +29,11 @@ class ShapesClassifier(nn.Module):
     """Images resized to ``input_size``, four conv stages (3x3 conv, BatchNorm, ReLU, 2x2 max-pool), global
     average pooling, a linear head.
 
+    ``input_size`` is what the probe sees: images of another size are area-resized to it first, so a probe
+    with the default 32 px judges 64 px images by their 32 px versions (the DCT band below about 32 of the
+    64 px grid). Judging detail, e.g. of super-resolved images, takes a probe with ``input_size`` equal to
+    their size.
+
     Takes images in [0, 1], (B, 3, H, W); ``features`` gives the pooled (B, 4 * width) vectors. ``class_set``
     records which EmbeddedShapes classes it tells apart (it is saved beside the weights, not in them).
     """
@@ -95,22 +100,25 @@ def reconstruction_fidelity(recons: torch.Tensor, images: torch.Tensor, masks: t
 
 def train_shapes_classifier(image_size: int = 64, num_classes: int = len(CLASSES), steps: int = 250,
                             batch_size: int = 32, seed: int = 1234, num_val: int = 500,
-                            class_set: str = 'fine') -> tuple:
-    """Train a ShapesClassifier on freshly drawn images (a seed no tokenizer config uses);
-    CPU, under a minute.
+                            class_set: str = 'fine', input_size: int = 32) -> tuple:
+    """Train a ShapesClassifier that sees ``input_size`` px on freshly drawn ``image_size`` px images (a seed
+    no tokenizer config uses); CPU, under a minute at 32 px.
 
     Returns the model (eval mode) and its accuracy on ``num_val`` held-out real images.
     """
     with torch.enable_grad():  # also when called under no_grad
-        model = _fit(num_classes, image_size, steps, batch_size, seed, class_set)
+        model = _fit(num_classes, image_size, steps, batch_size, seed, class_set, input_size)
     images, labels = render_batch(range(num_val), image_size, seed + 1, num_classes, class_set)
     return model, accuracy(model, images, labels)
 
 
 def _fit(num_classes: int, image_size: int, steps: int, batch_size: int, seed: int,
-         class_set: str) -> ShapesClassifier:
+         class_set: str, input_size: int) -> ShapesClassifier:
+    if input_size < 16:
+        raise ValueError(f'A ShapesClassifier sees at least 16 px (four 2x2 poolings), got input_size='
+                         f'{input_size}.')
     torch.manual_seed(seed)
-    model = ShapesClassifier(num_classes, class_set=class_set)
+    model = ShapesClassifier(num_classes, input_size=input_size, class_set=class_set)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
     rng = np.random.default_rng(seed)
@@ -141,7 +149,8 @@ def load_shapes_classifier(path: str, image_size: Optional[int] = None,
     """(classifier in eval mode, its held-out accuracy, the image size it was trained at) from ``path``.
 
     ``image_size`` / ``class_set``: what the caller needs; a file made for another size or class set is
-    refused with a message. Files written before class sets existed hold the 'fine' classes.
+    refused with a message. Files written before class sets existed hold the 'fine' classes, and those
+    written before ``input_size`` was saved see 32 px.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'No EmbeddedShapes probe at {path!r}: train one with '
@@ -150,7 +159,8 @@ def load_shapes_classifier(path: str, image_size: Optional[int] = None,
     if not isinstance(state, dict) or 'state_dict' not in state:
         raise ValueError(f'{path} is not a probe file written by tools/train_probe.py (no state_dict entry).')
     saved_set = str(state.get('class_set', 'fine'))
-    model = ShapesClassifier(int(state['num_classes']), class_set=saved_set)
+    model = ShapesClassifier(int(state['num_classes']), input_size=int(state.get('input_size', 32)),
+                             class_set=saved_set)
     load_state_dict_checked(model, state['state_dict'], path, f'ShapesClassifier({saved_set!r} classes)',
                             f'Write it again with `python tools/train_probe.py --out {path}`.')
     if image_size is not None and int(state['image_size']) != image_size:
@@ -165,15 +175,22 @@ def load_shapes_classifier(path: str, image_size: Optional[int] = None,
 
 def load_or_train_shapes_classifier(path: Optional[str], image_size: int = 64, class_set: str = 'fine',
                                     **kwargs) -> tuple:
-    """The classifier saved at ``path`` (with its held-out accuracy), or a new one trained and saved there."""
+    """The classifier saved at ``path`` (with its held-out accuracy), or a new one trained and saved there.
+    ``kwargs`` go to :func:`train_shapes_classifier`; a saved one that sees another ``input_size`` than asked
+    for is refused."""
     if path and osp.isfile(path):
         model, acc, _ = load_shapes_classifier(path, image_size, class_set)
+        wanted = kwargs.get('input_size', model.input_size)
+        if model.input_size != wanted:
+            raise ValueError(f'{path} holds a classifier that sees {model.input_size} px, not {wanted} px; '
+                             'delete it or pass another path.')
         return model, acc
     model, acc = train_shapes_classifier(image_size, class_set=class_set, **kwargs)
     if path:
         with atomic_write(path, 'wb') as f:
             torch.save(dict(state_dict=model.state_dict(), num_classes=model.head.out_features,
-                            image_size=image_size, real_accuracy=acc, class_set=class_set), f)
+                            image_size=image_size, real_accuracy=acc, class_set=class_set,
+                            input_size=model.input_size), f)
     return model, acc
 
 
