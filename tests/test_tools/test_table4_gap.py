@@ -1,0 +1,121 @@
+"""tools/analysis/table4_gap.py: the pre-stated decision rule, the unigram rate, the generator loop."""
+import importlib.util
+import math
+import os.path as osp
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def tool():
+    path = osp.join(REPO, 'tools/analysis/table4_gap.py')
+    spec = importlib.util.spec_from_file_location('table4_gap', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def records(shift, metric='fd_gap', tseeds=(0, 1), gseeds=(0, 1, 2), budgets=(100, 300), seed=0):
+    """Paired records: the base row's metric is noise; the challenger's is the same noise plus ``shift``
+    (a callable of the cell, so cells can differ)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for size in ('S', 'M'):
+        for data in ('full', 'limited'):
+            for budget in budgets:
+                for t in tseeds:
+                    for g in gseeds:
+                        value = float(torch.rand(1, generator=gen)) * 10
+                        for row, v in (('base', value), ('new', value + shift(size, data, budget, t, g))):
+                            out.append(dict(row=row, size=size, data=data, budget=budget, tseed=t, gseed=g,
+                                            **{metric: v}))
+    return out
+
+
+def cells(budgets=(100, 300)):
+    return [(s, d, b) for s in ('S', 'M') for d in ('full', 'limited') for b in budgets]
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_rule_supports_contradicts_or_is_inconclusive(tool, seed):
+    # Lower is better for fd_gap: a challenger lower in every pair is supported, higher in every pair
+    # contradicted, whatever the noise.
+    better = tool.compare(records(lambda *_: -0.5, seed=seed), 'new', 'base', 'fd_gap', 'lower', cells())
+    assert better['verdict'] == 'supported at tiny scale' and better['favour'] == 8 and better['against'] == 0
+    worse = tool.compare(records(lambda *_: 0.5, seed=seed), 'new', 'base', 'fd_gap', 'lower', cells())
+    assert worse['verdict'] == 'contradicted' and worse['against'] == 8
+    # For a higher-is-better metric the same data reads the other way round.
+    flipped = tool.compare(records(lambda *_: -0.5, 'learnability', seed=seed), 'new', 'base', 'learnability',
+                           'higher', cells())
+    assert flipped['verdict'] == 'contradicted'
+    # Half the cells each way: inconclusive.
+    split = tool.compare(records(lambda size, *_: -0.5 if size == 'S' else 0.5, seed=seed), 'new', 'base',
+                         'fd_gap', 'lower', cells())
+    assert split['verdict'] == 'inconclusive' and split['favour'] == split['against'] == 4
+
+
+def test_a_cell_needs_five_of_six_pairs_and_ties_count_for_neither(tool):
+    # 4 of 6 pairs better in every cell: ties everywhere, inconclusive.
+    two_worse = ((1, 1), (1, 2))
+    four = tool.compare(records(lambda size, data, budget, t, g: 1.0 if (t, g) in two_worse else -1.0),
+                        'new', 'base', 'fd_gap', 'lower', cells())
+    assert {c['verdict'] for c in four['cells']} == {'tie'} and four['verdict'] == 'inconclusive'
+    five = tool.compare(records(lambda size, data, budget, t, g: -1.0 if (t, g) != (1, 2) else 1.0),
+                        'new', 'base', 'fd_gap', 'lower', cells())
+    assert five['verdict'] == 'supported at tiny scale'
+    # Exactly equal pairs (accuracies can tie) favour neither row.
+    tied = tool.compare(records(lambda *_: 0.0, 'acc_gap'), 'new', 'base', 'acc_gap', 'lower', cells())
+    assert tied['favour'] == tied['against'] == 0 and tied['verdict'] == 'inconclusive'
+    # Unpaired records are not compared.
+    lonely = [r for r in records(lambda *_: -1.0) if not (r['row'] == 'base' and r['tseed'] == 1)]
+    result = tool.compare(lonely, 'new', 'base', 'fd_gap', 'lower', cells())
+    assert {c['pairs'] for c in result['cells']} == {3}
+
+
+def test_unigram_rate_matches_direct_counting(tool):
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 6, (400, 3), generator=gen)
+    train_labels = torch.arange(400) % 2
+    held = torch.randint(0, 6, (50, 3), generator=gen)
+    held_labels = torch.arange(50) % 2
+    alpha, book = 0.5, tool.CODEBOOK
+    ce = tool.unigram_ce(train, train_labels, held, held_labels, num_classes=2, alpha=alpha)
+    for j in range(3):
+        total = 0.0
+        for i in range(50):
+            same = train[train_labels == held_labels[i], j]
+            count = int((same == held[i, j]).sum())
+            total -= math.log((count + alpha) / (len(same) + alpha * book))
+        assert ce[j] == pytest.approx(total / 50, rel=1e-9)
+    # The smoothing is chosen on the training tokens alone: a deterministic code per (class, position) gets
+    # the smallest one and costs almost nothing; codes uniform over 6 of the 512 cost about log(6) with a
+    # larger one.
+    fixed = train_labels[:, None] * 3 + torch.arange(3)
+    assert tool.unigram_alpha(fixed, train_labels, num_classes=2) == min(tool.UNIGRAM_ALPHAS)
+    assert sum(tool.unigram_ce(fixed, train_labels, fixed[:50], held_labels, num_classes=2)) < 0.01 * 3
+    uniform = sum(tool.unigram_ce(train, train_labels, held, held_labels, num_classes=2))
+    assert 3 * math.log(6) < uniform < 3 * math.log(6) + 0.5
+    with pytest.raises(ValueError, match='code'):
+        tool.unigram_ce(train + book, train_labels, held, held_labels, num_classes=2)
+
+
+def test_generator_loop_learns_and_reports_at_every_budget(tool):
+    from mmspectral.apis import load_config, register_all_modules
+    register_all_modules()
+    cfg = load_config(osp.join(REPO, tool.GENERATOR_CONFIGS['spectralar']))
+    args = tool.parse_args(['--budgets', '60', '120', '--warmup', '10', '--batch-size', '32'])
+    # Tokens that follow their class exactly: next-token cross-entropy must fall well below log(512).
+    labels = torch.arange(256) % 10
+    ids = (labels[:, None] * 7 + torch.arange(16) * 3) % 512
+    seen = {}
+    tool.train_generator(cfg, tool.SIZES['S'], ids, labels, 0, args.budgets, args,
+                         lambda step, gen: seen.setdefault(step, tool.token_readouts(
+                             gen, dict(held_ids=ids[:50], held_labels=labels[:50]))))
+    assert sorted(seen) == [60, 120]
+    assert sum(seen[120]['ce']) < sum(seen[60]['ce']) < 16 * math.log(512)
+    assert seen[120]['acc'] > 0.5
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--budgets', '10', '--warmup', '50'])
