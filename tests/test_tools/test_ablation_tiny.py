@@ -10,13 +10,31 @@ import pytest
 import torch
 
 
-def test_position_perplexity_counts_the_codes_each_position_uses(repo_root):
+def row_metrics(repo_root):
     path = osp.join(repo_root, 'tools', 'analysis', 'ablation_row_metrics.py')
     spec = importlib.util.spec_from_file_location('ablation_row_metrics', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_position_perplexity_counts_the_codes_each_position_uses(repo_root):
     ids = torch.stack([torch.zeros(8, dtype=torch.long), torch.arange(8), torch.arange(8) % 2], 1)  # (8, 3)
-    assert module.position_perplexity(ids, 16) == pytest.approx([1.0, 8.0, 2.0], rel=1e-5)
+    assert row_metrics(repo_root).position_perplexity(ids, 16) == pytest.approx([1.0, 8.0, 2.0], rel=1e-5)
+
+
+def test_low_pass_images_of_a_row_without_spectral_supervision_are_labelled_as_not_its_targets(repo_root):
+    """The TiTok-tokens and nested rows have a schedule, so the progression compares their prefixes with
+    low-pass images; the JSON says these were never the row's targets."""
+    from mmspectral.models import NestedSpectralTokenizer
+    label = row_metrics(repo_root).label_targets
+    tiny = dict(arch='B', width=32, depth=1, num_heads=2, image_size=32, patch_size=16, num_tokens=4,
+                token_size=4, codebook_size=16, freq_schedule=dict(type='UniformFreqSchedule'))
+    for supervised, targets in ((True, 'lowpass'), (False, 'full_image')):
+        tokenizer = NestedSpectralTokenizer(**tiny, spectral_supervision=supervised)
+        result = label(dict(progression=dict(lowpass_targets={}, omegas=[8, 16, 24, 32])), tokenizer)
+        assert result['prefix_targets'] == targets
+        assert ('lowpass_targets_note' in result['progression']) == (not supervised)
 
 
 def test_ablation_tiny_runs_a_row_with_its_ceiling(tmp_path, subprocess_env, repo_root):
@@ -35,6 +53,8 @@ def test_ablation_tiny_runs_a_row_with_its_ceiling(tmp_path, subprocess_env, rep
     progression = ceiling['progression']
     assert len(progression['reconstructions']['psnr_to_image']) == 16
     assert len(progression['samples']['step_change']) == 15 and progression['omegas'][-1] == 64
+    # the nested row trains every prefix towards the whole image: its low-pass images are labelled
+    assert ceiling['prefix_targets'] == 'full_image' and 'never' in progression['lowpass_targets_note']
     table = (tmp_path / 'table4.md').read_text()
     assert '| nested prefixes, full-image targets |' in table and 'Seeds: 3' in table
     assert 'Progression: of the 15 steps' in table and '| PSNR k=16 |' in table

@@ -3,15 +3,21 @@
     python tools/analysis/ablation_row_metrics.py GENERATOR_CONFIG CHECKPOINT --probe PROBE --out OUT.json \
         [--class-set coarse] [--num-images 500] [--cfg-options ...]
 
-On ``--num-images`` held-out EmbeddedShapes images (validation seed 1) it writes: the probe's judgement of the
-full reconstructions (class accuracy, Frechet distance, precision and recall in the probe's feature space, the
-same figures the samples get), their fidelity (PSNR of the whole image, the object and the background, the
-object's colour error, blockiness), PSNR per DCT band of the full decode, per token position the
-perplexity of the codes used (how many codes a position spends), and the progression: how much the decode
-changes from prefix k - 1 to k, for ``--progression-samples`` class-balanced samples (seed 0), for the
-reconstructions of as many of the images, and for their low-pass targets
+On ``--num-images`` held-out EmbeddedShapes images (the configs' validation split, seed 1) it writes: the
+probe's judgement of the full reconstructions (class accuracy, Frechet distance, precision and recall in the
+probe's feature space, the same figures the samples get), their fidelity (PSNR of the whole image, the object
+and the background, the object's colour error, blockiness), PSNR per DCT band of the full decode, per token
+position the perplexity of the codes used (how many codes a position spends), and the progression: how much
+the decode changes from prefix k - 1 to k, for ``--progression-samples`` class-balanced samples (drawn with
+the generator config's sampling settings, generator seed b for the b-th batch of 100), for the reconstructions
+of as many of the images, and for their low-pass images under the tokenizer's schedule
 (``evaluation.sample_quality.progression_quality``). ``--progression-only`` adds that part to an existing
 ``OUT.json`` and leaves the rest as it is.
+
+``prefix_targets`` says what the tokenizer trained its prefixes towards: ``'lowpass'`` (spectral supervision)
+or ``'full_image'`` (the TiTok-tokens and ``nested`` rows, ``spectral_supervision=False``). For the latter the
+progression's ``lowpass_targets`` are a reference only, never this tokenizer's targets, and
+``lowpass_targets_note`` says so.
 """
 import argparse
 import json
@@ -39,6 +45,19 @@ def position_perplexity(ids: torch.Tensor, codebook_size: int) -> list:
         p = p[p > 0]
         out.append(float(torch.exp(-(p * p.log()).sum())))
     return out
+
+
+def label_targets(result: dict, tokenizer) -> dict:
+    """Name what the tokenizer's prefixes were trained towards, next to the low-pass images the progression
+    compares them with (a TiTok-tokens row has a schedule but never trained towards its low-pass images)."""
+    lowpass = bool(getattr(tokenizer, 'spectral_supervision', False))
+    result['prefix_targets'] = 'lowpass' if lowpass else 'full_image'
+    progression = result.get('progression') or {}
+    if 'lowpass_targets' in progression and not lowpass:
+        progression['lowpass_targets_note'] = (
+            'reference only: this tokenizer trained every prefix towards the whole image '
+            '(spectral_supervision=False), never towards these low-pass images')
+    return result
 
 
 def parse_args(argv=None):
@@ -74,6 +93,7 @@ def main(argv=None) -> dict:
         with open(args.out) as f:
             result = json.load(f)
         result['progression'] = progression
+        label_targets(result, model.tokenizer)
         write_json(args.out, result)
         return result
     ids = torch.cat([model.encode(images[i:i + 50]) for i in range(0, len(images), 50)])
@@ -87,6 +107,7 @@ def main(argv=None) -> dict:
                   band_psnr=band_psnr(recons, images, edges),
                   position_perplexity=position_perplexity(ids, model.tokenizer.codebook_size),
                   progression=progression, num_images=args.num_images, class_set=args.class_set)
+    label_targets(result, model.tokenizer)
     write_json(args.out, result)
     return result
 

@@ -25,13 +25,20 @@ def figure_to_array(fig) -> np.ndarray:
 
 def reconstruction_grid(images: torch.Tensor, recons: Dict[int, torch.Tensor],
                         targets: Dict[int, torch.Tensor],
-                        omegas: Optional[Dict[int, int]] = None) -> np.ndarray:
-    """For each image a row of reconstructions from k tokens and, under it, the low-pass targets of w_k.
+                        omegas: Optional[Dict[int, int]] = None,
+                        trained_on_lowpass: bool = True) -> np.ndarray:
+    """For each image a row of reconstructions from k tokens and, under it, the low-pass images of w_k.
 
     All tensors in [0, 1]; ``images`` (B, 3, H, W), ``recons`` / ``targets``: k -> (B, 3, H, W).
+    ``trained_on_lowpass=False`` (a tokenizer without spectral supervision, e.g. TiTok tokens with a
+    schedule for evaluation) labels the low-pass row as not the tokenizer's target.
     """
     ks = sorted(recons)
     b = images.shape[0]
+    if not omegas:  # without a schedule the "targets" are the images themselves
+        lower_label = 'image'
+    else:
+        lower_label = 'low-pass' if trained_on_lowpass else 'low-pass\n(not its target)'
     fig, axes = plt.subplots(2 * b, len(ks) + 1, figsize=(1.25 * (len(ks) + 1), 1.35 * 2 * b), squeeze=False)
     for i in range(b):
         for j, k in enumerate(ks):
@@ -44,7 +51,7 @@ def reconstruction_grid(images: torch.Tensor, recons: Dict[int, torch.Tensor],
                     ax.set_title(f'k={k}' + (f'\nw={omegas[k]}' if omegas else ''), fontsize=7)
             if j == 0:
                 axes[2 * i, 0].set_ylabel('decoded', fontsize=7)
-                axes[2 * i + 1, 0].set_ylabel('low-pass', fontsize=7)
+                axes[2 * i + 1, 0].set_ylabel(lower_label, fontsize=7)
         axes[2 * i, -1].imshow(images[i].permute(1, 2, 0).float().clamp(0, 1).cpu().numpy())
         axes[2 * i, -1].set_title('image' if i == 0 else '', fontsize=7)
         for row in (2 * i, 2 * i + 1):
@@ -55,8 +62,10 @@ def reconstruction_grid(images: torch.Tensor, recons: Dict[int, torch.Tensor],
     return array
 
 
-def psnr_curve(metrics: Dict[str, float], prefix: str = 'recon') -> Optional[np.ndarray]:
-    """PSNR against the low-pass target and against the full image, as functions of k."""
+def psnr_curve(metrics: Dict[str, float], prefix: str = 'recon',
+               trained_on_lowpass: bool = True) -> Optional[np.ndarray]:
+    """PSNR against the low-pass image of w_k and against the full image, as functions of k
+    (``trained_on_lowpass=False``: the low-pass curve is labelled as not the tokenizer's target)."""
     series = {}
     for name in ('psnr_lowpass', 'psnr_full'):
         points = sorted((int(key.rsplit('/k', 1)[1]), value) for key, value in metrics.items()
@@ -66,7 +75,8 @@ def psnr_curve(metrics: Dict[str, float], prefix: str = 'recon') -> Optional[np.
     if not series:
         return None
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    labels = {'psnr_lowpass': 'vs low-pass target of w_k', 'psnr_full': 'vs full image'}
+    labels = {'psnr_lowpass': 'vs low-pass target of w_k' if trained_on_lowpass
+              else 'vs low-pass of w_k (never its target)', 'psnr_full': 'vs full image'}
     for name, points in series.items():
         ks, values = zip(*points)
         ax.plot(ks, values, marker='o', label=labels[name])
@@ -129,9 +139,11 @@ class SpectralReconstructionHook(Hook):
         model.train(was_training)
         schedule = model.tok.freq_schedule
         omegas = {k: schedule.omega(k) for k in ks} if schedule is not None else None
+        # TiTok tokens and the nested row keep a schedule for evaluation but train towards the whole image
+        trained = bool(getattr(model.tok, 'spectral_supervision', True)) or schedule is None
         pictures = {f'{split}_reconstructions': reconstruction_grid(model.to_unit(images), out['recons'],
-                                                                    out['targets'], omegas)}
-        curve = psnr_curve(metrics or {}, self.metric_prefix)
+                                                                    out['targets'], omegas, trained)}
+        curve = psnr_curve(metrics or {}, self.metric_prefix, trained)
         if curve is not None:
             pictures[f'{split}_psnr_vs_k'] = curve
         for name, array in pictures.items():

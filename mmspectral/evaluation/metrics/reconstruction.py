@@ -17,7 +17,9 @@ class ReconstructionMetric(BaseMetric):
     [0, 1]), ``image`` and ``tokens``. Images are rounded to 8-bit levels first, as the saved images would be.
 
     Reports, for every evaluated k, ``psnr_lowpass/k{k}`` and ``ssim_lowpass/k{k}`` against the low-pass
-    target ``lowpass(image, w_k)`` (what prefix k is trained to give) and ``psnr_full/k{k}``,
+    target ``lowpass(image, w_k)`` (what prefix k is trained to give under spectral supervision; for a
+    tokenizer with a schedule but ``spectral_supervision=False``, e.g. TiTok tokens in the tiny Table 4, a
+    reference it never trained towards) and ``psnr_full/k{k}``,
     ``ssim_full/k{k}`` against the full image; ``psnr`` and ``ssim`` for all N tokens against the image;
     ``codebook_usage`` (share of the K codes used over the whole set) and ``codebook_perplexity``;
     ``codebook_perplexity_pos{a}-{b}``, the perplexity of the codes at each token position, averaged over
