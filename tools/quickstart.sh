@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start (1): set up the environment if needed, then run the whole SpectralAR pipeline on the embedded
-# EmbeddedShapes dataset (64 px, its 10 'coarse' classes, 16 tokens), about 10 minutes on 2 CPU cores:
+# EmbeddedShapes dataset (64 px, its 10 'coarse' classes, 16 tokens), 10-15 minutes on 2 idle CPU cores (886 s on
+# 2026-12-06; docs/results.md, "The full quick start"):
 #   1. the spectral decomposition figures (what each token prefix reconstructs under the eq. 9 schedule);
 #   2. train the tiny nested spectral tokenizer (reconstruction grid, PSNR-vs-k plot, metrics);
 #   3. encode the training and validation images into token files (tools/extract_tokens.py);
@@ -20,9 +21,10 @@ WORK_DIR=${WORK_DIR:-work_dirs/quickstart}
 PY="$MMSPECTRAL_PYTHON"
 TOKENIZER_CONFIG=configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py
 GENERATOR_CONFIG=configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py
-# Half of every batch decodes all 16 tokens, the rest a uniform prefix length: with uniform k alone the late tokens
-# train in few samples and carry nothing (docs/design.md, "Where the tiny nested tokenizers lose"). FULL_FRACTION=0
-# trains the config as it is (the tiny Table 4's SpectralAR row).
+# Half of every batch decodes all 16 tokens, the rest a uniform prefix length: with uniform k alone tokens 9-16 use
+# few codes and add little to the decode (docs/design.md, "Where the tiny nested tokenizers lose"); the one-seed
+# fullfrac row of the tiny Table 4 gained 0.4 dB with it. FULL_FRACTION=0 trains the config as it is (the tiny
+# Table 4's SpectralAR row).
 FULL_FRACTION=${FULL_FRACTION:-0.5}
 TOKENIZER_OPTIONS=("model.tokenizer.prefix_sampling.full_fraction=$FULL_FRACTION")
 TOKENIZER_ITERS=${TOKENIZER_ITERS:-8000}

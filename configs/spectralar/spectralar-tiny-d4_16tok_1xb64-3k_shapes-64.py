@@ -1,5 +1,9 @@
-# The quick start's generator: a depth-4 SpectralAR transformer (width 256, 3.9M parameters) over the 16 tokens of
-# the tiny nested spectral tokenizer, on EmbeddedShapes tokens extracted with tools/extract_tokens.py. CPU, fp32.
+# The quick start's generator: a depth-4 SpectralAR transformer (width 256, 3.9M parameters) over the 16
+# tokens of the tiny nested spectral tokenizer, on EmbeddedShapes tokens extracted with
+# tools/extract_tokens.py. CPU, fp32. 3,000 steps here; the quick start and the tiny Table 4 train 1,000
+# (GENERATOR_ITERS). Samples are drawn at cfg 3 (below), which pushes them towards class-typical images:
+# right for a class grid, and one reason the tiny Table 4's samples score as well as their tokenizer's
+# reconstructions (docs/results.md).
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/imagenet_tokens.py',

@@ -1,8 +1,11 @@
 # The quick start's tokenizer: a tiny nested spectral tokenizer on EmbeddedShapes ('coarse' classes) at 64 px,
-# 16 tokens, about 4 minutes on 2 CPU cores (the quick start stretches it to 8,000 steps: docs/design.md, the
-# plateau). Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then 28..64).
+# 16 tokens, 5,000 steps in about 4 minutes on 2 idle CPU cores. The quick start stretches it to 8,000 steps
+# (docs/design.md, the plateau) and has half of every batch decode all 16 tokens (FULL_FRACTION=0.5 in
+# tools/quickstart.sh); the tiny Table 4 trains it as it is, k uniform in 1..16 (its SpectralAR row).
+# Schedule: eq. 9's shape at N = 16, 64 px (w_k = k to 8, then 10..16, then 28..64).
 # The network itself is _base_/models/spectralar_tokenizer_tiny.py (patch 16, width 64, depth 2, inputs in
-# [-1, 1]); a ViT tokenizer this small needs thousands of steps to leave the colour-only plateau.
+# [-1, 1], convolutional decoder head); a ViT tokenizer this small needs thousands of steps to leave the
+# colour-only plateau.
 _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/datasets/embedded_shapes_64.py',

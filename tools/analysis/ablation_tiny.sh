@@ -3,8 +3,13 @@
 # + causal mask; + non-uniform schedule = SpectralAR) on EmbeddedShapes at 64 px with 16 tokens, each followed by
 # the same tiny generator, judged by the EmbeddedShapes probe (class accuracy, Frechet distance and precision /
 # recall in its feature space; tools/train_probe.py), plus a fifth row, nested prefixes with full-image targets.
+# Each row also gets its tokenizer's own ceiling (the same judge on its reconstructions). The generators sample
+# at their config's cfg 3; in the measured run they reached that ceiling in every row, so the table compared the
+# tokenizers' reconstructions, not how easily a generator learns each row's tokens (docs/results.md, "Table 4 at
+# tiny scale"; the latter is docs/design.md, "Table 4 as an experiment").
 #
-#   bash tools/analysis/ablation_tiny.sh            # all five rows x 2 seeds, about 10 minutes each on 2 cores
+#   bash tools/analysis/ablation_tiny.sh            # all five rows x 2 seeds, about 13 minutes per row and seed
+#                                                   # on 2 cores
 #   ROWS="nospectral full" bash tools/analysis/ablation_tiny.sh
 #   ROWS=nested bash tools/analysis/ablation_tiny.sh  # nested prefixes with full-image targets (no peer reports it)
 #   ROWS=fullfrac bash tools/analysis/ablation_tiny.sh  # SpectralAR with half the samples decoding all tokens
@@ -12,8 +17,11 @@
 # Per row and seed (SEEDS, default "0 1"), in $WORK_DIR/<row>/seed<S>/: tokenizer/ (training), tokens/{train,val},
 # generator/, samples/ (tools/sample.py: PNGs + npz), samples/probe.json, tokenizer_ceiling.json (the tokenizer
 # alone: tools/analysis/ablation_row_metrics.py). A finished stage is skipped, so the command continues an
-# interrupted run. Shorter runs: TOKENIZER_ITERS, GENERATOR_ITERS, NUM_TRAIN_IMAGES, PER_CLASS, NUM_CEILING_IMAGES. CLASS_SET=fine runs it on the
-# EmbeddedShapes 'fine' classes instead of the configs' 'coarse' ones (docs/results.md was measured on 'fine').
+# interrupted run. Shorter runs: TOKENIZER_ITERS, GENERATOR_ITERS, NUM_TRAIN_IMAGES, NUM_VAL_IMAGES, PER_CLASS,
+# NUM_CEILING_IMAGES. CLASS_SET=fine runs it on the EmbeddedShapes 'fine' classes instead of the configs' 'coarse'
+# ones (docs/results.md's current table is on 'coarse'; its earliest rows, kept for the record, were on 'fine').
+# The TiTok-tokens and nested rows train every prefix towards the whole image: the low-pass images in their
+# tokenizer_ceiling.json are a reference, never their targets (prefix_targets, lowpass_targets_note).
 # The summary table goes to $WORK_DIR/table4.md (and is printed).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

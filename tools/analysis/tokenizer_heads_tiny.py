@@ -3,8 +3,11 @@
     python tools/analysis/tokenizer_heads_tiny.py --head conv --steps 2000 --probe work_dirs/probe_fine.pth \
         --conv-head '{"channels": 64, "min_channels": 16, "convs_per_stage": 1}'
 
-Trains configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py on the chosen class set for --steps
-steps (warm-up 100, cosine to the end), then prints one JSON line: training time, and on 200 held-out images
+Trains configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py (k uniform in 1..16, as the config; the
+quick start's ``full_fraction`` only through ``--cfg-options``) on ``--class-set`` (default 'fine', the set of
+the heads study; the config's own is 'coarse') for --steps steps (warm-up min(100, steps / 10 + 1), cosine to
+the end), with ``--head``'s decoder head (``conv`` without ``--conv-head``: the config's own, the light one
+with the pixel shuffle), then prints one JSON line: training time, and on 200 held-out images
 the full decode's PSNR (whole, object, background), the object's colour error and the blockiness (mean step
 across patch boundaries over the step elsewhere; the real images' value beside it), and, with --probe
 (tools/train_probe.py --class-set ...), the judge's accuracy on the reconstructions; and how many of the N - 1
