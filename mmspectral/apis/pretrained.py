@@ -3,39 +3,41 @@
 A folder holds
 
 ==========================  ==================================================================================
-``config.json``             the model's config (``cfg.model``), as data: loading it runs no code
+``config.json``             the model's config for inference, as JSON data: loading it runs no code
 ``model.safetensors``       the weights (a generator folder holds its tokenizer's too: the pair)
-``mmspectral_model.json``   what the folder is: its kind, the sha256 of the weights, class names, metrics
+``mmspectral_model.json``   what the folder is: its kind, the sha256 of every other file, class names, metrics
 ``README.md``               the model card: what it is, data, steps, measured metrics, how to reproduce
 ==========================  ==================================================================================
 
 ``save_pretrained(model, folder)`` writes one, ``from_pretrained(folder)`` builds the model back (eval mode)
-after checking the weights' sha256 and every name and shape. Paths to external weights in the config (a
-tokenizer checkpoint, a VQGAN's ``pretrained`` file) are dropped: the folder's own weights replace them.
+after the checks of :mod:`.folder_checks`: every file against its recorded sha256, the config as plain data
+(no ``_base_``, ``custom_imports`` or substitutions; registered types only; no external paths), and the
+declared architecture against the weights' shapes before anything is built. Paths to external weights in the
+config (a tokenizer checkpoint, a VQGAN's ``pretrained`` file) are dropped when saving: the folder's own
+weights replace them.
 """
 import copy
 import datetime
-import json
 import os
 import os.path as osp
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 
-from mmspectral.fileio import (SafetensorsError, load_safetensors, load_state_dict_checked, save_safetensors,
-                               sha256_of_file, write_json)
+from mmspectral.fileio import (SafetensorsError, load_safetensors, load_state_dict_checked,
+                               read_safetensors_shapes, save_safetensors, sha256_of_file, write_json)
 from mmspectral.models.utils import persistent_tensors
 from mmspectral.registry import MODELS
 from mmspectral.version import __version__
+from .folder_checks import (CARD_FILE, CONFIG_FILE, KEEP_KEYS, MAX_META_BYTES, META_FILE, WEIGHTS_FILE,
+                            ModelFolderError, check_config_fits_weights, check_folder_files,
+                            read_folder_config, read_json_data)
 from .setup_env import register_all_modules
 
 __all__ = ['save_pretrained', 'from_pretrained', 'is_model_folder', 'read_folder_meta', 'inference_config',
-           'CONFIG_FILE', 'WEIGHTS_FILE', 'META_FILE', 'CARD_FILE', 'FOLDER_FORMAT']
+           'CONFIG_FILE', 'WEIGHTS_FILE', 'META_FILE', 'CARD_FILE', 'FOLDER_FORMAT', 'ModelFolderError']
 
-CONFIG_FILE, WEIGHTS_FILE = 'config.json', 'model.safetensors'
-META_FILE, CARD_FILE = 'mmspectral_model.json', 'README.md'
 FOLDER_FORMAT = 1
 KINDS = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}
 
@@ -51,11 +53,10 @@ def read_folder_meta(folder: str) -> Dict[str, Any]:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{folder} is not a model folder: it has no {META_FILE}. Make one with '
                                 'mmspectral.apis.save_pretrained or tools/model_converters/publish_model.py.')
-    with open(path) as f:
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f'{path} is not valid JSON ({err}); write the folder again.') from err
+    meta = read_json_data(path, 'a model folder\'s record', limit=MAX_META_BYTES)
+    if not isinstance(meta, dict):
+        raise ModelFolderError(f'{path} holds a {type(meta).__name__}, not a record (a JSON object); write '
+                               'the folder again.')
     if meta.get('format') != FOLDER_FORMAT or meta.get('kind') not in KINDS.values():
         raise ValueError(f'{path} has format {meta.get("format")!r} and kind {meta.get("kind")!r}; this '
                          f'mmspectral ({__version__}) reads format {FOLDER_FORMAT}, '
@@ -88,8 +89,7 @@ def inference_config(model_cfg: Mapping) -> Dict[str, Any]:
         raise ValueError('A model folder holds a TokenizerModel or a GeneratorModel, '
                          f'not {cfg.get("type")!r}.')
     if kind == 'tokenizer':
-        keep = ('type', 'tokenizer', 'data_preprocessor', 'eval_prefix_lengths')
-        out = {k: cfg[k] for k in keep if k in cfg}
+        out = {k: cfg[k] for k in KEEP_KEYS['tokenizer'] if k in cfg}
         tok = out['tokenizer']
         if tok.get('decoder_head') == 'proxy_codes' and not tok.get('pixel_decoder'):
             raise ValueError('This tokenizer predicts proxy codes and has no pixel_decoder to turn them into '
@@ -99,8 +99,7 @@ def inference_config(model_cfg: Mapping) -> Dict[str, Any]:
         if cfg.get('tokenizer') is None:
             raise ValueError('A generator folder holds the generator with its tokenizer (to decode images); '
                              'this GeneratorModel config has no tokenizer.')
-        keep = ('type', 'generator', 'tokenizer', 'sampling', 'image_value_range', 'num_position_bins')
-        out = {k: cfg[k] for k in keep if k in cfg}
+        out = {k: cfg[k] for k in KEEP_KEYS['generator'] if k in cfg}
     return _without_external_weights(out)
 
 
@@ -159,28 +158,35 @@ def save_pretrained(model: nn.Module, folder: str, config: Optional[Mapping] = N
                 created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 **{k: card[k] for k in ('title', 'data', 'steps', 'metrics', 'source', 'reproduce')
                    if k in card})
-    write_json(osp.join(folder, META_FILE), meta)
     with open(osp.join(folder, CARD_FILE), 'w') as f:
         f.write(model_card(cfg, meta, card, osp.basename(osp.abspath(folder))))
+    # written last, so that it covers every other file: a folder changed afterwards is refused on loading
+    meta['files_sha256'] = {name: sha256_of_file(osp.join(folder, name))
+                            for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)}
+    write_json(osp.join(folder, META_FILE), meta)
     return sha
 
 
 def from_pretrained(folder: str, device: str = 'cpu', verify: bool = True) -> nn.Module:
     """Build the model of a model folder and load its weights (no pickles); eval mode, on ``device``.
 
-    ``verify`` checks the weights' sha256 against ``mmspectral_model.json`` first, so that a file cut short or
-    replaced is refused. Returns a TokenizerModel or a GeneratorModel (with ``class_names`` and
-    ``pretrained_config`` set).
+    The folder is data: nothing in it runs, and nothing is built before it is checked
+    (:mod:`.folder_checks`). Its entries must be regular files that ``mmspectral_model.json`` records;
+    ``verify`` compares each with its recorded sha256 first, so that a file cut short, replaced or edited is
+    refused. ``config.json`` is read with :mod:`json` and checked, and the architecture it declares is
+    compared with the weights' shapes (from the safetensors header) before the model is built. Returns a
+    TokenizerModel or a GeneratorModel (with ``class_names`` and ``pretrained_config`` set). Raises
+    :class:`ModelFolderError` (a ``ValueError``) or, for the weights file,
+    :class:`~mmspectral.fileio.SafetensorsError`, saying what was wrong and what to do.
     """
     meta = read_folder_meta(folder)
-    weights = osp.join(folder, WEIGHTS_FILE)
-    if verify and osp.isfile(weights) and sha256_of_file(weights) != meta.get('weights_sha256'):
-        raise SafetensorsError(f'{weights} does not match the sha256 recorded in {META_FILE}: the file was '
-                               'changed or cut short after the folder was written. Publish the folder again '
-                               'from its checkpoint (tools/model_converters/publish_model.py).')
-    state, _ = load_safetensors(weights)
+    check_folder_files(folder, meta, verify)
     register_all_modules()
-    cfg = Config.fromfile(osp.join(folder, CONFIG_FILE)).to_dict()
+    cfg = read_folder_config(folder, meta['kind'])
+    weights = osp.join(folder, WEIGHTS_FILE)
+    check_config_fits_weights(cfg, read_safetensors_shapes(weights), osp.join(folder, CONFIG_FILE), weights,
+                              lambda built: _weights(built, meta['kind']))
+    state, _ = load_safetensors(weights)
     model = MODELS.build(copy.deepcopy(cfg))
     fix = 'The folder was written by another version of the model; publish it again from its checkpoint.'
     if meta['kind'] == 'tokenizer':

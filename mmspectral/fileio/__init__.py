@@ -8,7 +8,8 @@ evaluation and tools read weights through it without loading the engine.
 from .atomic import TMP_SUFFIX, atomic_write, atomic_write_path, write_json, write_report
 from .plain import from_plain, to_plain
 from .provenance import PROVENANCE_FILE, ProvenanceError, claim_folder, file_identity
-from .safetensors_io import SafetensorsError, load_safetensors, save_safetensors, sha256_of_file
+from .safetensors_io import (SafetensorsError, load_safetensors, read_safetensors_shapes, save_safetensors,
+                             sha256_of_file)
 from .state_dict import (SAME_ARCHITECTURE, StateDictDiff, diff_state_dict, load_state_dict_checked,
                          read_state_dict)
 from .weights import CheckpointLoadError, checkpoint_defect, is_trusted, load_torch_file, trust_files
@@ -18,4 +19,4 @@ __all__ = ['atomic_write', 'atomic_write_path', 'write_json', 'write_report', 'T
            'is_trusted', 'CheckpointLoadError', 'checkpoint_defect', 'StateDictDiff', 'diff_state_dict',
            'read_state_dict', 'load_state_dict_checked', 'SAME_ARCHITECTURE', 'to_plain', 'from_plain',
            'PROVENANCE_FILE', 'ProvenanceError', 'claim_folder', 'file_identity', 'save_safetensors',
-           'load_safetensors', 'sha256_of_file', 'SafetensorsError']
+           'load_safetensors', 'read_safetensors_shapes', 'sha256_of_file', 'SafetensorsError']

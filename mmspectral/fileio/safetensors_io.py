@@ -12,7 +12,8 @@ import torch
 
 from .atomic import atomic_write_path
 
-__all__ = ['save_safetensors', 'load_safetensors', 'sha256_of_file', 'SafetensorsError']
+__all__ = ['save_safetensors', 'load_safetensors', 'read_safetensors_shapes', 'sha256_of_file',
+           'SafetensorsError']
 
 
 class SafetensorsError(RuntimeError):
@@ -54,16 +55,36 @@ def load_safetensors(path: str, device: str = 'cpu') -> Tuple[Dict[str, torch.Te
     """``(tensors, metadata)`` of a safetensors file; a missing, torn or foreign file raises
     :class:`SafetensorsError` saying which and what to do."""
     from safetensors import SafetensorError, safe_open
-    if not osp.isfile(path):
-        raise SafetensorsError(f'No weights file at {path}. A model folder holds model.safetensors next to '
-                               'its config.py; write one with save_pretrained or tools/model_converters/'
-                               'publish_model.py.')
+    _check_exists(path)
     try:
         with safe_open(path, framework='pt', device=device) as f:
             metadata = dict(f.metadata() or {})
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise SafetensorsError(f'{path} is not a readable safetensors file ({err}); it may be cut short or '
-                               'be another format. Write it again from its checkpoint with '
-                               'tools/model_converters/publish_model.py.') from err
+        raise _unreadable(path, err) from err
     return tensors, metadata
+
+
+def read_safetensors_shapes(path: str) -> Dict[str, Tuple[int, ...]]:
+    """Name -> shape of every tensor in a safetensors file, from its header alone (no tensor is read), so
+    that a model can be checked against the file before anything is built or allocated."""
+    from safetensors import SafetensorError, safe_open
+    _check_exists(path)
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            return {name: tuple(int(d) for d in f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _unreadable(path, err) from err
+
+
+def _check_exists(path: str) -> None:
+    if not osp.isfile(path):
+        raise SafetensorsError(f'No weights file at {path}. A model folder holds model.safetensors next to '
+                               'its config.json; write one with save_pretrained or tools/model_converters/'
+                               'publish_model.py.')
+
+
+def _unreadable(path: str, err: Exception) -> SafetensorsError:
+    return SafetensorsError(f'{path} is not a readable safetensors file ({err}); it may be cut short or be '
+                            'another format. Write it again from its checkpoint with '
+                            'tools/model_converters/publish_model.py.')
