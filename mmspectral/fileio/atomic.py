@@ -2,13 +2,15 @@
 
 :func:`atomic_write` opens a temporary file (JSON, npz, the probe); :func:`atomic_write_path` hands out a
 temporary path for writers that take a path (``torch.save`` of checkpoints, the ``last_checkpoint`` record).
-Both replace the target in one rename.
+Both replace the target in one rename. The file gets the mode a plain ``open()`` would give it (0666 less the
+umask), or the mode of the file it replaces, so that what is published is as readable as any other file.
 """
 import errno
 import json
 import os
 import os.path as osp
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -30,6 +32,29 @@ def _free(path: str) -> str:
         return 'free space unknown'
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (a change would be seen by other
+    threads creating files meanwhile)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: str) -> int:
+    """The permission bits ``path`` should get: those of the file it replaces, or those of a new file."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextmanager
 def _replacing(tmp: str, path: str) -> Iterator[None]:
     """Around a body that writes ``tmp``: flush it to disk and rename it over ``path``; on an exception
@@ -39,6 +64,8 @@ def _replacing(tmp: str, path: str) -> Iterator[None]:
     """
     try:
         yield
+        # mkstemp (and some writers, such as safetensors) create the file 0600, readable by its owner only
+        os.chmod(tmp, _mode_for(path))
         with open(tmp, 'rb') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

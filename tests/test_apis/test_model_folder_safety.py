@@ -248,6 +248,9 @@ def test_saved_folders_cover_every_file_and_round_trip_bit_exactly(models, folde
         meta = json.load(open(osp.join(path, 'mmspectral_model.json')))
         assert meta['files_sha256'] == {name: sha256_of_file(osp.join(path, name))
                                         for name in ('config.json', 'model.safetensors', 'README.md')}
+        # as readable as the card, which open() writes: a published folder is not private to its writer
+        modes = {name: os.stat(osp.join(path, name)).st_mode & 0o777 for name in os.listdir(path)}
+        assert set(modes.values()) == {modes['README.md']}, modes
         loaded, (model, _) = from_pretrained(path), models[kind]
         for net, own in ((loaded.tok, model.tok),) if kind == 'tokenizer' else (
                 (loaded.gen, model.gen), (loaded.tokenizer, model.tokenizer)):

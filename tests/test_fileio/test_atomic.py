@@ -42,3 +42,29 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert json.loads(path.read_text()) == dict(old=1)
     assert [p.name for p in tmp_path.iterdir()] == ['metrics.json']  # no temporary file left
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_written_files_respect_the_umask_and_keep_a_replaced_files_mode(tmp_path, umask):
+    import os
+    import stat
+
+    from mmspectral.fileio import atomic_write_path
+
+    def mode(path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    old = os.umask(umask)
+    try:
+        write_json(str(tmp_path / 'metrics.json'), dict(a=1))  # mkstemp creates its file 0600
+        with atomic_write_path(str(tmp_path / 'model.safetensors')) as tmp:
+            os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))  # as the safetensors writer does
+        plain = tmp_path / 'plain.txt'
+        plain.write_text('a file written with open()')
+        for name in ('metrics.json', 'model.safetensors'):
+            assert mode(tmp_path / name) == mode(plain) == 0o666 & ~umask
+        os.chmod(tmp_path / 'metrics.json', 0o640)
+        write_json(str(tmp_path / 'metrics.json'), dict(a=2))
+        assert mode(tmp_path / 'metrics.json') == 0o640
+    finally:
+        os.umask(old)
