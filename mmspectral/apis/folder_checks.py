@@ -258,8 +258,13 @@ def check_config_fits_weights(cfg: Mapping[str, Any], shapes: Mapping[str, Tuple
                 f'{config}: {where}={value} would build more repeated layers than {weights} holds tensors '
                 f'({count}); the config does not describe these weights (it was changed after the folder was '
                 f'written). {REPUBLISH}')
-    with torch.device('meta'):  # shapes without storage: nothing of the declared sizes is allocated
-        model = MODELS.build(copy.deepcopy(dict(cfg)))
+    try:
+        with torch.device('meta'):  # shapes without storage: nothing of the declared sizes is allocated
+            model = MODELS.build(copy.deepcopy(dict(cfg)))
+    except (ValueError, TypeError, KeyError) as err:
+        raise ModelFolderError(f'{config} does not describe a model that can be built ({err}); a folder '
+                               'written by save_pretrained always does, so it was changed after it was '
+                               f'written. {REPUBLISH}') from err
     stored = {name: torch.empty(shape, device='meta') for name, shape in shapes.items()}
     diff = diff_state_dict(expected_tensors(model), stored)
     if diff:

@@ -211,6 +211,11 @@ def test_generator_depth_against_small_weights_is_refused_before_building(folder
     with pytest.raises(ValueError, match=r'not in the model: generator.blocks.3'):
         init_generator(path)
     assert built_only_on_meta == ['meta']
+    cfg['generator']['depth'], cfg['tokenizer']['codebook_size'] = 4, 10 ** 7  # the pair disagrees
+    forge(path, cfg)
+    with pytest.raises(ValueError, match=r'does not describe a model that can be built \(The generator has '
+                                         r'vocab_size=512 but the tokenizer has vocab_size=10000000'):
+        init_generator(path)
 
 
 def test_links_odd_files_and_broken_json_are_named(folder, tmp_path):
