@@ -4,10 +4,12 @@ before its declared architecture has been compared with its weights' shapes.
 The hostile folders here are made as an attacker would: a folder saved by ``save_pretrained``, with
 ``config.json`` (and other files) changed and the hashes in ``mmspectral_model.json`` recomputed, so that each
 check is shown to hold on its own and not only because the hashes no longer match."""
+import copy
 import importlib.util
 import json
 import os
 import os.path as osp
+import warnings
 
 import pytest
 import torch
@@ -108,11 +110,18 @@ def test_custom_imports_are_refused_not_imported(folder, tmp_path, monkeypatch):
     (tmp_path / 'folder_payload.py').write_text(f'open({str(marker)!r}, "w").write("imported")\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     path = folder()
-    nested = config_of(path)
+    original, nested = config_of(path), config_of(path)
     nested['tokenizer']['custom_imports'] = dict(imports=['folder_payload'])
     for cfg in (dict(config_of(path), custom_imports=dict(imports=['folder_payload'])), nested):
         forge(path, cfg)
         with pytest.raises(ValueError, match="'custom_imports'.*plain data, read with json"):
+            init_tokenizer(path)
+        assert not marker.exists()
+    for key, value in (('_scope_', 'folder_payload'), ('_delete_', True)):
+        cfg = copy.deepcopy(original)
+        cfg['tokenizer'][key] = value
+        forge(path, cfg)
+        with pytest.raises(ValueError, match=rf"the key '{key}' \(at tokenizer.{key}\) is MMEngine config"):
             init_tokenizer(path)
         assert not marker.exists()
 
@@ -151,6 +160,9 @@ def test_external_paths_and_extra_keys_are_refused(folder, tmp_path):
     cases = [(dict(config_of(path), tokenizer=dict(config_of(path)['tokenizer'], init_cfg=init_cfg)),
               'names something outside the folder'),
              (dict(config_of(path), tokenizer_checkpoint=str(victim)), 'names something outside the folder'),
+             (dict(config_of(path), tokenizer=dict(config_of(path)['tokenizer'], quantizer=dict(
+                 config_of(path)['tokenizer']['quantizer'], pretrained='../../outside.pth'))),
+              r"tokenizer.quantizer.pretrained='../../outside.pth' names something outside the folder"),
              (dict(config_of(path), perceptual_loss=dict(type='BaseDataPreprocessor')),
               r"holds the keys \['perceptual_loss'\]")]
     for cfg, message in cases:
@@ -278,5 +290,7 @@ def test_folders_written_before_every_file_was_hashed_load_with_a_warning(folder
     meta = json.load(open(meta_path))
     del meta['files_sha256']
     json.dump(meta, open(meta_path, 'w'))
-    with pytest.raises(ValueError, match="the key '_base_'"):
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(ValueError, match="the key '_base_'"):
+        warnings.simplefilter('always')
         from_pretrained(path)
+    assert 'only model.safetensors is verified' in str(seen[0].message)
