@@ -56,6 +56,7 @@ COUNT_KEYS = ('depth', 'num_layers', 'num_blocks', 'num_res_blocks', 'convs_per_
 MAX_INT = 2 ** 24
 MAX_IMAGE_SIZE = 8192
 MAX_LIST = 4096
+MAX_NESTING = 32
 MAX_JSON_BYTES = 1 << 20
 MAX_META_BYTES = 16 << 20
 REGISTRIES = (MODELS, TOKENIZERS, QUANTIZERS, FREQ_SCHEDULES, ATTN_MASKS, GENERATORS)
@@ -107,6 +108,9 @@ def read_json_data(path: str, what: str, limit: int = MAX_JSON_BYTES) -> Any:
     except json.JSONDecodeError as err:
         raise ModelFolderError(f'{path} is not valid JSON ({err}); {what} is a JSON file written by '
                                f'save_pretrained. {REPUBLISH}') from err
+    except RecursionError:
+        raise ModelFolderError(f'{path} nests its values too deeply to read; {what} nests a few levels. '
+                               f'{REPUBLISH}') from None
 
 
 def check_folder_files(folder: str, meta: Mapping[str, Any], verify: bool = True) -> None:
@@ -151,18 +155,21 @@ def check_folder_files(folder: str, meta: Mapping[str, Any], verify: bool = True
                       f'{REPUBLISH}')
 
 
-def _walk(obj: Any, where: str = '') -> Iterator[Tuple[str, Any, Any]]:
+def _walk(obj: Any, where: str = '', depth: int = 0) -> Iterator[Tuple[str, Any, Any]]:
     """``(where, key, value)`` for every entry of nested dicts and lists (``key`` None for list items)."""
+    if depth > MAX_NESTING:
+        raise ModelFolderError(f'{CONFIG_FILE} nests deeper than {MAX_NESTING} levels at {where}; a model\'s '
+                               f'config nests a few. {REPUBLISH}')
     if isinstance(obj, dict):
         for key, value in obj.items():
             here = f'{where}.{key}' if where else str(key)
             yield here, key, value
-            yield from _walk(value, here)
+            yield from _walk(value, here, depth + 1)
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
             here = f'{where}[{i}]'
             yield here, None, value
-            yield from _walk(value, here)
+            yield from _walk(value, here, depth + 1)
 
 
 def registered_types() -> set:

@@ -250,6 +250,12 @@ def test_links_odd_files_and_broken_json_are_named(folder, tmp_path):
     forge(path, files={'config.json': '{"type": NaN}'})
     with pytest.raises(ValueError, match='holds NaN, which is not a number JSON allows'):
         from_pretrained(path)
+    forge(path, files={'config.json': '{"type": "TokenizerModel", "tokenizer": ' + '[' * 40 + ']' * 40 + '}'})
+    with pytest.raises(ValueError, match=r'config.json nests deeper than 32 levels at tokenizer\[0\]'):
+        from_pretrained(path)
+    forge(path, files={'config.json': '[' * 100000 + ']' * 100000})
+    with pytest.raises(ValueError, match='config.json nests its values too deeply to read'):
+        from_pretrained(path)
     path = folder('generator')
     open(osp.join(path, 'notes.txt'), 'w').write('not recorded')
     with pytest.raises(ValueError, match=r"holds \['notes.txt'\], which its mmspectral_model.json does not"):
