@@ -43,14 +43,15 @@ KINDS = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}
 
 
 def is_model_folder(path: str) -> bool:
-    """Whether ``path`` is a folder written by :func:`save_pretrained`."""
-    return osp.isdir(path) and osp.isfile(osp.join(path, META_FILE))
+    """Whether ``path`` is a folder written by :func:`save_pretrained` (one whose record is a link or no file
+    counts too, so that loading it says what is wrong with it)."""
+    return osp.isdir(path) and osp.lexists(osp.join(path, META_FILE))
 
 
 def read_folder_meta(folder: str) -> Dict[str, Any]:
     """The folder's ``mmspectral_model.json``, checked for a format this version reads."""
     path = osp.join(folder, META_FILE)
-    if not osp.isfile(path):
+    if not osp.lexists(path):
         raise FileNotFoundError(f'{folder} is not a model folder: it has no {META_FILE}. Make one with '
                                 'mmspectral.apis.save_pretrained or tools/model_converters/publish_model.py.')
     meta = read_json_data(path, 'a model folder\'s record', limit=MAX_META_BYTES)

@@ -231,7 +231,7 @@ def test_generator_depth_against_small_weights_is_refused_before_building(folder
 
 
 def test_links_odd_files_and_broken_json_are_named(folder, tmp_path):
-    from mmspectral.apis import from_pretrained
+    from mmspectral.apis import from_pretrained, init_tokenizer
     path = folder()
     outside = tmp_path / 'config_copy.json'
     outside.write_text(open(osp.join(path, 'config.json')).read())
@@ -256,6 +256,11 @@ def test_links_odd_files_and_broken_json_are_named(folder, tmp_path):
     forge(path, files={'config.json': '[' * 100000 + ']' * 100000})
     with pytest.raises(ValueError, match='config.json nests its values too deeply to read'):
         from_pretrained(path)
+    meta = osp.join(path, 'mmspectral_model.json')
+    os.replace(meta, tmp_path / 'meta_elsewhere.json')
+    os.symlink(tmp_path / 'absent.json', meta)  # a dangling link
+    with pytest.raises(ValueError, match=r'mmspectral_model.json is a symbolic link \(to .*absent.json\)'):
+        init_tokenizer(path)
     path = folder('generator')
     open(osp.join(path, 'notes.txt'), 'w').write('not recorded')
     with pytest.raises(ValueError, match=r"holds \['notes.txt'\], which its mmspectral_model.json does not"):
