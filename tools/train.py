@@ -1,5 +1,5 @@
 """Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-[--amp]."""
+[--start-over] [--amp]."""
 import argparse
 import os.path as osp
 import sys
@@ -18,6 +18,9 @@ def parse_args():
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='auto|PATH',
                         help='resume the run: "auto" (or no value) picks the newest checkpoint in the '
                         'work dir; a path resumes from that checkpoint')
+    parser.add_argument('--start-over', action='store_true',
+                        help='train a new run in a work dir that holds another run\'s checkpoints; they are '
+                        'moved into a replaced_<time> sub-folder of the work dir, not deleted')
     parser.add_argument('--amp', action='store_true',
                         help='bf16 autocast (AutocastOptimWrapper) on CPU and GPU alike')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
@@ -62,6 +65,10 @@ def main():
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file.')
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.start_over:
+        if args.resume is not None:
+            sys.exit('--start-over starts a new run and --resume continues one: pass only one of them.')
+        cfg.start_over = True
     if args.skip_checks:
         cfg.skip_checks = True
     else:

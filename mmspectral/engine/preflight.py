@@ -43,7 +43,7 @@ __all__ = ['ConfigCheckError', 'check_config', 'check_runner_checkpoint', 'check
 # Top-level keys the Runners read besides their __init__ arguments, and keys mmspectral's tools set.
 _EXTRA_KEYS = {'runner_type', 'custom_imports', 'work_dir', 'launcher', 'model_wrapper_cfg', 'strategy',
                'find_unused_parameters', 'activation_checkpointing', 'efficient_conv_bn_eval', 'compile',
-               'skip_checks', 'trust_checkpoints'}
+               'skip_checks', 'trust_checkpoints', 'start_over'}
 # MMCV 1.x keys that MMEngine ignores, with what replaces them.
 _LEGACY_KEYS = {
     'optimizer': "optim_wrapper=dict(optimizer=dict(type='AdamW', ...))",

@@ -16,35 +16,40 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, is_main_process
+from mmengine.dist import all_gather_object, broadcast_object_list, is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 
 from mmspectral.fileio import to_plain, trust_files
 from .checkpoint import TMP_SUFFIX, checkpoint_defect
+from .workdir import (RUN_FILE, WorkDirLock, checkpoint_run_id, new_run_id, read_run_id,
+                      refuse_other_runs_checkpoints, set_aside, work_dir_checkpoints, write_run_id)
 
 __all__ = ['ExactResumeMixin', 'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state']
 
 _CKPT_RE = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
 
-def find_latest_checkpoint(work_dir: str) -> Optional[str]:
+def find_latest_checkpoint(work_dir: str, own_run_only: bool = True) -> Optional[str]:
     """The checkpoint to resume from in ``work_dir``, or None.
 
-    Reads ``last_checkpoint``; if the path it stores no longer exists (the work dir was moved or copied), the
-    file of the same name inside ``work_dir`` is used. Without a usable record, the ``iter_N.pth`` /
-    ``epoch_N.pth`` with the largest N wins. Files being written (``*.tmp``) are never chosen, and a
-    checkpoint that is incomplete (see :func:`~mmspectral.engine.checkpoint.checkpoint_defect`) is skipped
-    with a warning naming it, in favour of the next newest.
+    Reads ``last_checkpoint`` and prefers the file of the name it stores inside ``work_dir`` (the stored path
+    is absolute: after ``mv exp exp_old`` it names ``exp``'s file, which a new run may have written); the
+    stored path itself comes next (``out_dir`` elsewhere). Then the ``iter_N.pth`` / ``epoch_N.pth`` with the
+    largest N. Files being written (``*.tmp``) are never chosen; a checkpoint that is incomplete (see
+    :func:`~mmspectral.engine.checkpoint.checkpoint_defect`) is skipped with a warning naming it, in favour
+    of the next newest; so is, with ``own_run_only``, a checkpoint whose ``meta['run_id']`` is not the id in
+    the work dir's ``run.json`` (a checkpoint without a run id, written before run ids existed, is taken).
     """
+    run_id = read_run_id(work_dir) if own_run_only else None
     candidates = []
     record = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(record):
         with open(record) as f:
             last = f.read().strip()
         if last:
-            candidates += [last, osp.join(work_dir, osp.basename(last))]
+            candidates += [osp.join(work_dir, osp.basename(last)), last]
     numbered = []
     for path in glob.glob(osp.join(work_dir, '*.pth')):
         match = _CKPT_RE.match(osp.basename(path))
@@ -58,11 +63,19 @@ def find_latest_checkpoint(work_dir: str) -> Optional[str]:
             continue
         seen.add(key)
         defect = checkpoint_defect(path) if osp.isfile(path) else None  # a folder: DeepSpeed's layout
-        if defect is None:
-            return path
-        print_log(f'resume=auto: skipping {path}: {defect}. It is what a run killed while writing it leaves; '
-                  'the next newest complete checkpoint is used instead. Delete the file once you no longer '
-                  'need it.', logger='current', level=logging.WARNING)
+        if defect is not None:
+            print_log(f'resume=auto: skipping {path}: {defect}. It is what a run killed while writing it '
+                      'leaves; the next newest complete checkpoint is used instead. Delete the file once you '
+                      'no longer need it.', logger='current', level=logging.WARNING)
+            continue
+        other = checkpoint_run_id(path) if run_id is not None else None
+        if other is not None and other != run_id:
+            print_log(f'resume=auto: skipping {path}: it belongs to another run (run id {other}; this work '
+                      f'dir\'s run is {run_id}, see {osp.join(work_dir, RUN_FILE)}). A work dir moved or '
+                      'copied away from where it was written still names the old place in last_checkpoint.',
+                      logger='current', level=logging.WARNING)
+            continue
+        return path
     return None
 
 
@@ -121,6 +134,55 @@ class ExactResumeMixin:
     _rng_before_val: Optional[dict] = None
     _resume_rng_states: Optional[List[dict]] = None
     _loading_to_resume = False
+    _work_dir_lock: Optional[WorkDirLock] = None
+    _run_id: Optional[str] = None  # this run's id: in run.json and in every checkpoint's meta
+    _resumed_run_id: Optional[str] = None
+
+    def train(self):
+        """The base runner's ``train``, with the work dir claimed for this run while it trains."""
+        self._claim_work_dir()
+        try:
+            return super().train()
+        finally:
+            if self._work_dir_lock is not None:
+                self._work_dir_lock.release()
+                self._work_dir_lock = None
+
+    def _claim_work_dir(self) -> None:
+        """Take the work dir's lock (rank 0) and refuse a work dir holding checkpoints this run would
+        overwrite (docs/reliability.md, "One run per work dir"); every rank raises the same error."""
+        error = None
+        if is_main_process():
+            try:
+                self._work_dir_lock = WorkDirLock(self.work_dir).acquire()
+                stale = self._work_dir_lock.stale_message()
+                if stale:
+                    self.logger.warning(stale)
+                self._check_work_dir_checkpoints()
+            except Exception as exc:  # noqa: BLE001 - raised below, on every rank
+                if self._work_dir_lock is not None:
+                    self._work_dir_lock.release()
+                    self._work_dir_lock = None
+                error = exc
+        if self.world_size > 1:
+            shared = [error]
+            broadcast_object_list(shared)
+            error = shared[0]
+        if error is not None:
+            raise error
+
+    def _check_work_dir_checkpoints(self) -> None:
+        checkpoints = work_dir_checkpoints(self.work_dir)
+        auto = self._resume and self._load_from is None
+        if not checkpoints or (self._resume and not auto):  # --resume PATH: the user named the checkpoint
+            return
+        if auto and find_latest_checkpoint(self.work_dir) is not None:
+            return
+        if not self.cfg.get('start_over', False):
+            refuse_other_runs_checkpoints(self.work_dir, checkpoints, resuming=auto)
+        folder = set_aside(self.work_dir, checkpoints)
+        self.logger.warning(f'start_over: the checkpoints of the run that was in {self.work_dir} were moved '
+                            f'into {folder}; delete that folder once you no longer need them.')
 
     def load_or_resume(self) -> None:
         if self._resume and self._load_from is None and not self._has_loaded:
@@ -132,6 +194,22 @@ class ExactResumeMixin:
             if latest is None:
                 self._resume = False
         super().load_or_resume()
+        self._record_run_id()
+
+    def _record_run_id(self) -> None:
+        """This run's id: the resumed checkpoint's, else the work dir's when resuming, else a new one; the
+        same on every rank, and written to ``run.json`` by rank 0."""
+        run_id = self._resumed_run_id if self._resume else None
+        if run_id is None and self._resume:
+            run_id = read_run_id(self.work_dir)  # a checkpoint written before run ids existed
+        run_id = run_id or new_run_id()
+        if self.world_size > 1:
+            shared = [run_id]
+            broadcast_object_list(shared)
+            run_id = shared[0]
+        self._run_id = run_id
+        if is_main_process() and read_run_id(self.work_dir) != run_id:
+            write_run_id(self.work_dir, run_id)
 
     def _remove_torn_temporaries(self) -> None:
         if not is_main_process():
@@ -191,6 +269,8 @@ class ExactResumeMixin:
         if meta is not None and not isinstance(meta, dict):
             raise TypeError(f'meta should be a dict or None, but got {type(meta)}')
         meta = dict(meta or {}, rng_states=self._rng_states_for_checkpoint())
+        if self._run_id is not None:
+            meta['run_id'] = self._run_id
         local = file_client_args is None and isinstance(get_file_backend(out_dir, backend_args=backend_args),
                                                         LocalBackend)
         return dict(kwargs, meta=meta, backend_args=backend_args), local
@@ -220,7 +300,9 @@ class ExactResumeMixin:
         if fn_name == 'before_val':
             self._rng_before_val = capture_rng_state()
         if fn_name == 'after_load_checkpoint' and self._loading_to_resume:
-            self._resume_rng_states = kwargs['checkpoint'].get('meta', {}).get('rng_states')
+            meta = kwargs['checkpoint'].get('meta') or {}
+            self._resume_rng_states = meta.get('rng_states')
+            self._resumed_run_id = meta.get('run_id') if isinstance(meta.get('run_id'), str) else None
         super().call_hook(fn_name, **kwargs)
         if fn_name == 'before_save_checkpoint':  # the last step before the file is written
             self._make_plain(kwargs['checkpoint'])
