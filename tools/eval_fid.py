@@ -26,7 +26,7 @@ from mmengine.config import DictAction
 from mmspectral.apis import register_all_modules
 from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,
                                               features_from_npz, save_feature_set)
-from mmspectral.evaluation.generative.npz_io import check_images, npz_arrays
+from mmspectral.evaluation.generative.npz_io import NpzFormatError, check_images, npz_arrays
 from mmspectral.fileio import write_json
 
 
@@ -67,11 +67,17 @@ def build_extractor(args):
     return build_feature_extractor(cfg)
 
 
-def check_npz_input(path: str) -> None:
-    """Raise NpzFormatError unless ``path`` holds images (``arr_0``) or feature statistics (``mu``)."""
+def check_npz_input(path: str, k: int) -> None:
+    """Raise NpzFormatError unless ``path`` holds images (``arr_0``) or feature statistics (``mu``), and, for
+    images, enough of them for precision/recall (``k`` + 1) and FID (2)."""
     arrays = npz_arrays(path)
     if 'mu' not in arrays:
-        check_images(path, arrays)
+        num = check_images(path, arrays)
+        need = max(k + 1, 2)
+        if num < need:
+            raise NpzFormatError(f'{path} holds {num} images; precision/recall with k = {k} need at least '
+                                 f'{k + 1} per set and FID at least 2, so nothing was computed. Use more '
+                                 'images (the protocol uses 50,000), or a smaller --k.')
 
 
 def main(argv=None) -> dict:
@@ -80,7 +86,7 @@ def main(argv=None) -> dict:
     for module in args.custom_imports:
         importlib.import_module(module)
     for path in (args.samples, args.ref):  # both files are checked before any feature is computed
-        check_npz_input(path)
+        check_npz_input(path, args.k)
     extractor = build_extractor(args)
     start = time.time()
     print(f'reference: {args.ref}', flush=True)

@@ -14,9 +14,12 @@
   exact small-set sFID needs it). Reused instead of the images.
 
 Images are streamed from the zip member in batches, so a 50,000-image npz (9.8 GB for 256 px) is never held
-in memory at once.
+in memory at once. A file is data from anywhere: every header is read before any array, and a header that
+declares more bytes than its member holds, more than ``MAX_IMAGES`` images or a side above ``MAX_IMAGE_SIDE``,
+or arrays to be loaded whole that exceed half the available memory, is refused naming the file and the array.
 """
 import json
+import os
 import os.path as osp
 import zipfile
 from contextlib import contextmanager
@@ -27,7 +30,8 @@ import numpy as np
 from mmspectral.fileio import atomic_write
 from .statistics import FeatureSet
 
-__all__ = ['NpzFormatError', 'npz_arrays', 'iter_npz_images', 'save_feature_set', 'load_feature_set',
+__all__ = ['NpzFormatError', 'npz_arrays', 'iter_npz_images', 'check_loadable', 'available_memory',
+           'MAX_IMAGES', 'MAX_IMAGE_SIDE', 'save_feature_set', 'load_feature_set',
            'STATS_FORMAT']
 
 STATS_FORMAT = 'mmspectral-feature-stats-v1'
@@ -50,6 +54,12 @@ def _open_zip(path: str) -> zipfile.ZipFile:
                              'np.savez with arr_0 = uint8 images (N, H, W, 3).') from exc
 
 
+#: Bounds on what an images npz may declare, checked from its headers before anything is read: ADM's protocol
+#: uses 50,000 samples and 10,000 reference images of 256 px.
+MAX_IMAGES = 500_000
+MAX_IMAGE_SIDE = 4096
+
+
 def _read_header(f) -> Optional[Tuple[tuple, bool, np.dtype]]:
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -59,20 +69,75 @@ def _read_header(f) -> Optional[Tuple[tuple, bool, np.dtype]]:
     return None
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation: MemAvailable of /proc/meminfo, else physical memory."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (OSError, ValueError, AttributeError):
+        return 1 << 62  # unknown: the other bounds still hold
+
+
+def _gib(size: int) -> str:
+    return f'{size / 2**30:.1f} GiB'
+
+
+def _declared_bytes(shape: tuple, dtype: np.dtype) -> int:
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize  # python ints: no overflow
+
+
 def npz_arrays(path: str) -> Dict[str, Tuple[tuple, np.dtype]]:
-    """Name -> (shape, dtype) of every array in the npz, from the headers only (nothing is loaded)."""
+    """Name -> (shape, dtype) of every array in the npz, from the headers only (nothing is loaded).
+
+    Raises NpzFormatError, naming the file and the array, for a header numpy cannot stream (an unusual
+    version, a pickled object dtype) and for a header that declares more bytes than its zip member holds (a
+    truncated or forged file), before anything is read or allocated.
+    """
     out = {}
     with _open_zip(path) as zf:
-        for name in zf.namelist():
+        for info in zf.infolist():
+            name = info.filename
             if not name.endswith('.npy'):
                 continue
-            with zf.open(name) as f:
-                header = _read_header(f)
-            if header is None:  # an unusual header version: let numpy read it
-                arr = np.load(path, allow_pickle=False)[name[:-4]]
-                header = (arr.shape, False, arr.dtype)
-            out[name[:-4]] = (tuple(header[0]), header[2])
+            try:
+                with zf.open(info) as f:
+                    header = _read_header(f)
+                    offset = f.tell()
+            except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
+                raise NpzFormatError(f'{path}: the header of {name[:-4]!r} cannot be read ({exc}): the file '
+                                     'is corrupt or truncated. Write (or copy) the file again.') from exc
+            if header is None:
+                raise NpzFormatError(f'{path}: {name[:-4]!r} has a .npy header version this reader does not '
+                                     'stream (only 1.0 and 2.0). Write the file again with np.savez.')
+            shape, _, dtype = header
+            if dtype.hasobject:
+                raise NpzFormatError(f'{path}: {name[:-4]!r} holds Python objects (dtype {dtype}), which '
+                                     'would need unpickling; expected numeric arrays.')
+            claimed = _declared_bytes(shape, dtype)
+            if claimed > info.file_size - offset:
+                raise NpzFormatError(
+                    f'{path}: the header of {name[:-4]!r} declares {dtype} {tuple(shape)} ({claimed:,} '
+                    f'bytes), but its zip member holds {max(info.file_size - offset, 0):,}: the file is '
+                    'truncated or its header is wrong. Write (or copy) the file again.')
+            out[name[:-4]] = (tuple(shape), dtype)
     return out
+
+
+def check_loadable(path: str, arrays: Dict[str, Tuple[tuple, np.dtype]], keys) -> None:
+    """Raise NpzFormatError if loading ``keys`` whole would take more than half the available memory."""
+    total = sum(_declared_bytes(*arrays[k]) for k in keys if k in arrays)
+    free = available_memory()
+    if total > free // 2:
+        raise NpzFormatError(f'{path}: {", ".join(k for k in keys if k in arrays)} declare {_gib(total)} '
+                             f'together, more than half the memory available ({_gib(free)}); nothing was '
+                             'loaded. Such statistics are far larger than any extractor gives: check the '
+                             'file.')
 
 
 def _describe(arrays: Dict[str, Tuple[tuple, np.dtype]]) -> str:
@@ -90,16 +155,21 @@ def check_images(path: str, arrays: Dict[str, Tuple[tuple, np.dtype]], key: str 
         raise NpzFormatError(f'{path}: {key!r} is {dtype} {shape}; expected uint8 (N, H, W, 3) RGB images in '
                              '[0, 255] with N > 0. Convert float images with (x * 255).round().clip(0, 255)'
                              '.astype(np.uint8) and NCHW ones with x.transpose(0, 2, 3, 1).')
+    if shape[0] > MAX_IMAGES or max(shape[1:3]) > MAX_IMAGE_SIDE:
+        raise NpzFormatError(f'{path}: {key!r} declares {shape[0]:,} images of {shape[1]} x {shape[2]} px; '
+                             f'this reader takes at most {MAX_IMAGES:,} images of at most {MAX_IMAGE_SIDE} '
+                             'px a side (the protocol uses 50,000 of 256 px). Nothing was read: check the '
+                             'file, or split a larger set into several files.')
     return shape[0]
 
 
-def _read_exact(f, size: int) -> bytearray:
+def _read_exact(f, size: int, where: str) -> bytearray:
     data = bytearray()
     while len(data) < size:
         chunk = f.read(size - len(data))
         if not chunk:
-            raise NpzFormatError(f'the npz member ended after {len(data)} of {size} bytes: the file is '
-                                 'truncated.')
+            raise NpzFormatError(f'{where}: the npz member ended after {len(data)} of {size} bytes: the file '
+                                 'is truncated (its zip directory says more than the data holds).')
         data += chunk
     return data  # a bytearray: np.frombuffer over it gives a writable array
 
@@ -116,18 +186,30 @@ def iter_npz_images(path: str, batch_size: int, key: str = 'arr_0') -> Tuple[int
     num = check_images(path, arrays, key)
     shape, dtype = arrays[key]
 
+    per_image = int(np.prod(shape[1:])) * dtype.itemsize
+    free = available_memory()
+    if min(batch_size, num) * per_image > free // 4:
+        raise NpzFormatError(f'{path}: a batch of {min(batch_size, num)} of its {shape[1]} x {shape[2]} px '
+                             f'images takes {_gib(min(batch_size, num) * per_image)}, more than a quarter of '
+                             f'the memory available ({_gib(free)}); pass a smaller --batch-size.')
+
     def batches() -> Iterator[np.ndarray]:
         with _member(path, key) as f:
             header = _read_header(f)
-            if header is None or header[1]:  # unusual version or Fortran order: load it whole
+            if header[1]:  # Fortran order: an image is not contiguous, so the array is loaded whole
+                check_loadable(path, arrays, [key])
                 arr = np.load(path, allow_pickle=False)[key]
                 for start in range(0, num, batch_size):
                     yield np.ascontiguousarray(arr[start:start + batch_size])
                 return
-            per_image = int(np.prod(shape[1:])) * dtype.itemsize
             for start in range(0, num, batch_size):
                 count = min(batch_size, num - start)
-                data = _read_exact(f, count * per_image)
+                where = f'{path} ({key!r}, images {start} to {start + count})'
+                try:
+                    data = _read_exact(f, count * per_image, where)
+                except (EOFError, zipfile.BadZipFile, OSError) as exc:
+                    raise NpzFormatError(f'{where}: the data cannot be read ({exc}): the file is corrupt or '
+                                         'truncated. Write (or copy) the file again.') from exc
                 yield np.frombuffer(data, dtype=dtype).reshape((count, ) + tuple(shape[1:]))
 
     return num, batches()
@@ -149,6 +231,7 @@ def load_stored_statistics(path: str, arrays: Dict[str, Tuple[tuple, np.dtype]])
     if 'mu_s' in arrays or 'sigma_s' in arrays:
         _check_stat_shapes(path, arrays, 'mu_s', 'sigma_s')
         keys += ['mu_s', 'sigma_s']
+    check_loadable(path, arrays, keys)
     with np.load(path, allow_pickle=False) as obj:
         return {k: obj[k].astype(np.float64) for k in keys}
 
@@ -179,6 +262,7 @@ def load_feature_set(path: str) -> FeatureSet:
     if 'format' not in arrays:
         raise NpzFormatError(f'{path} is not an mmspectral statistics file (no "format" entry; it holds: '
                              f'{_describe(arrays)}).')
+    check_loadable(path, arrays, list(arrays))
     with np.load(path, allow_pickle=False) as obj:
         fmt = str(obj['format'])
         if fmt != STATS_FORMAT:
