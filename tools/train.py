@@ -41,8 +41,8 @@ def main():
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['train_dataloader']))
     from mmspectral.apis import (build_runner, default_work_dir, load_config, register_all_modules,
                                  trust_from_args)
-    from mmspectral.engine import (ConfigCheckError, check_config, check_runner_checkpoint,
-                                   shutdown_distributed)
+    from mmspectral.engine import (ConfigCheckError, WorkDirBusyError, WorkDirInUseError, check_config,
+                                   check_runner_checkpoint, shutdown_distributed)
     register_all_modules(init_default_scope=False)
     cfg = trust_from_args(load_config(args.config, args.cfg_options), args)
     cfg.launcher = args.launcher
@@ -80,7 +80,10 @@ def main():
     if not args.skip_checks:
         check_runner_checkpoint(runner)  # the checkpoint to load fits the model, before any data is read
         runner.checks_done = True  # both checks ran: SpectralRunner.train need not repeat them
-    runner.train()
+    try:
+        runner.train()
+    except (WorkDirBusyError, WorkDirInUseError) as exc:
+        sys.exit(str(exc))  # refused before anything was trained or written: the message is enough
     shutdown_distributed()
 
 

@@ -9,6 +9,7 @@ from .optim_wrapper import AutocastOptimWrapper, OptimWrapper
 from .preflight import ConfigCheckError, check_checkpoint_fits, check_config, check_runner_checkpoint
 from .resume import ExactResumeMixin, capture_rng_state, find_latest_checkpoint, restore_rng_state
 from .runner import SpectralRunner
+from .workdir import WorkDirBusyError, WorkDirInUseError
 
 __all__ = [
     'SpectralRunner', 'ExactResumeMixin', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy',
@@ -19,5 +20,5 @@ __all__ = [
     'trust_files', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',
     'SpectralReconstructionHook', 'CheckpointHook', 'NonFiniteLossHook', 'NonFiniteLossError',
     'GenerationValLoop', 'GenerationTestLoop', 'generate_for_metrics', 'ConfigCheckError', 'check_config',
-    'check_checkpoint_fits', 'check_runner_checkpoint'
+    'check_checkpoint_fits', 'check_runner_checkpoint', 'WorkDirBusyError', 'WorkDirInUseError'
 ]

@@ -13,7 +13,8 @@ from mmspectral.engine import find_latest_checkpoint, load_torch_file
 from mmspectral.engine.workdir import (LOCK_INFO_FILE, RUN_FILE, WorkDirBusyError, WorkDirInUseError,
                                        WorkDirLock, read_run_id)
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'tiny_autoencoder_config.py')
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(REPO, 'tests', 'data', 'tiny_autoencoder_config.py')
 
 
 def make_runner(work_dir, name, max_iters=4, **overrides):
@@ -138,3 +139,17 @@ def test_run_record_is_written(tmp_path):
     make_runner(tmp_path, 'record').train()
     record = json.loads((tmp_path / RUN_FILE).read_text())
     assert record['run_id'] == run_id_of(tmp_path / 'iter_2.pth') == run_id_of(tmp_path / 'iter_4.pth')
+
+
+def test_train_tool_refuses_a_busy_work_dir_without_a_traceback(tmp_path, subprocess_env):
+    env = dict(subprocess_env, PYTHONPATH=os.pathsep.join([os.path.join(REPO, 'tests', 'data'),
+                                                           subprocess_env['PYTHONPATH']]))
+    held = WorkDirLock(str(tmp_path)).acquire()
+    try:
+        proc = subprocess.run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        held.release()
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert f'is in use by another run (pid {os.getpid()}' in proc.stderr
+    assert not list(tmp_path.glob('*.pth'))
