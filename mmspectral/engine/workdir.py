@@ -153,13 +153,18 @@ def work_dir_checkpoints(work_dir: str) -> List[str]:
 def refuse_other_runs_checkpoints(work_dir: str, checkpoints: List[str], resuming: bool) -> None:
     """Raise WorkDirInUseError: ``work_dir`` holds ``checkpoints`` that this run would overwrite."""
     names = ', '.join(osp.basename(p) for p in checkpoints[:4]) + (' ...' if len(checkpoints) > 4 else '')
-    why = ('none of them belongs to this work dir\'s run (their run ids differ from run.json), so there is '
-           'nothing of this run to resume' if resuming else 'this run was not asked to resume')
+    if resuming:
+        why = ('none of them is a complete checkpoint of this work dir\'s run (the warnings above say why '
+               'each was skipped: torn, or another run id than run.json\'s), so there is nothing to resume')
+        resume = 'resume one of them by its path (tools/train.py ... --resume PATH)'
+    else:
+        why = 'this run was not asked to resume'
+        resume = 'resume that run (tools/train.py ... --resume auto, or resume=True in Python)'
     raise WorkDirInUseError(
         f'{work_dir} holds checkpoints of another run ({names}) and {why}: training here would overwrite '
-        'them. Either resume that run (tools/train.py ... --resume auto, or resume=True in Python), or pass '
-        'another --work-dir, or start over here with --start-over (start_over=True in the config), which '
-        'moves those checkpoints into a sub-folder of the work dir instead of deleting them.')
+        f'them. Either {resume}, or pass another --work-dir, or start over here with --start-over '
+        '(start_over=True in the config), which moves those checkpoints into a sub-folder of the work dir '
+        'instead of deleting them.')
 
 
 def set_aside(work_dir: str, checkpoints: List[str]) -> str:

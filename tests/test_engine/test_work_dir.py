@@ -106,6 +106,14 @@ def test_new_run_refuses_another_runs_checkpoints(tmp_path):
     assert not (tmp_path / 'iter_6.pth').exists()
 
 
+def test_auto_resume_refuses_when_no_checkpoint_is_this_runs(tmp_path):
+    make_runner(tmp_path, 'first').train()
+    (tmp_path / RUN_FILE).write_text(json.dumps(dict(run_id='another-run')))  # as after a copy over it
+    with pytest.raises(WorkDirInUseError, match=r'nothing to resume.*--resume PATH'):
+        make_runner(tmp_path, 'auto', max_iters=6, resume=True).train()
+    assert not (tmp_path / 'iter_6.pth').exists()
+
+
 def test_work_dir_without_checkpoints_needs_no_flag(tmp_path):
     (tmp_path / '20260101_000000').mkdir()  # the logs of a run that died before its first save
     (tmp_path / '20260101_000000' / '20260101_000000.log').write_text('...')
