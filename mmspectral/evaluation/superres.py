@@ -51,8 +51,9 @@ def superres_ground_truth(model, probe: str, per_class: int = 20, cutoffs: Optio
         probe: the file of a probe that sees 2S px (``input_size`` 2S); trained there (``probe_steps``
             steps) when missing.
         per_class: images per class (class-balanced, label = index % 10).
-        cutoffs: kept bands (``keep_cutoff`` of ``super_resolve``, in pixels of S); default S / 4, S / 2 and
-            S (all tokens taken from the up-sampled sub-images: the tokenizer alone, nothing generated).
+        cutoffs: kept bands (``keep_cutoff`` of ``super_resolve``, in pixels of S); default S / 16, S / 8,
+            S / 4, S / 2 and S (all tokens taken from the up-sampled sub-images: the tokenizer alone, nothing
+            generated).
         modes: sub-image modes, each run at every cut-off.
         seed: render seed of the images; ``sample_seed``: batch b is super-resolved with ``sample_seed + b``.
         class_set: the EmbeddedShapes class set; default the one of ``model.class_names``.
@@ -73,7 +74,7 @@ def superres_ground_truth(model, probe: str, per_class: int = 20, cutoffs: Optio
     if num_classes != len(class_names(class_set)):
         raise ValueError(f'superres_ground_truth renders the {len(class_names(class_set))} EmbeddedShapes '
                          f'{class_set!r} classes; the generator has {num_classes} classes.')
-    cutoffs = [s // 4, s // 2, s] if cutoffs is None else [int(c) for c in cutoffs]
+    cutoffs = [s // 16, s // 8, s // 4, s // 2, s] if cutoffs is None else [int(c) for c in cutoffs]
     if any(not 1 <= c <= s for c in cutoffs):
         raise ValueError(f'superres_ground_truth: cut-offs must lie in [1, {s}] (pixels of the {s} px '
                          f'image), got {cutoffs}.')

@@ -2,7 +2,7 @@
 
     bash tools/quickstart.sh                                   # first, once: the models
     python tools/analysis/superres_tiny.py [--quickstart-dir work_dirs/quickstart]
-        [--work-dir work_dirs/superres_tiny] [--per-class 20] [--cutoffs 16 32 64]
+        [--work-dir work_dirs/superres_tiny] [--per-class 20] [--cutoffs 4 8 16 32 64]
 
 Renders 2S px images (S = 64 for the quick start), area-down-samples them to S, super-resolves them back to
 2S (bicubic; SpectralAR-Stride and -Patch keeping the tokens whose cut-off w_k is at most each of
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/superres_tiny', help='where the results go')
     parser.add_argument('--per-class', type=int, default=20, help='images per class')
     parser.add_argument('--cutoffs', type=int, nargs='+', default=None,
-                        help='kept bands in pixels of S (default S/4, S/2, S)')
+                        help='kept bands in pixels of S (default S/16, S/8, S/4, S/2, S)')
     parser.add_argument('--probe', default=None,
                         help='probe that sees 2S px (default WORK_DIR/shapes_probe_<2S>px.pth; trained there '
                              'when missing)')
