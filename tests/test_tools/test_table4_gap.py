@@ -69,6 +69,10 @@ def test_a_cell_needs_five_of_six_pairs_and_ties_count_for_neither(tool):
     # Exactly equal pairs (accuracies can tie) favour neither row.
     tied = tool.compare(records(lambda *_: 0.0, 'acc_gap'), 'new', 'base', 'acc_gap', 'lower', cells())
     assert tied['favour'] == tied['against'] == 0 and tied['verdict'] == 'inconclusive'
+    # A readout that is missing everywhere (NaN) is not measured, not a tie.
+    missing = tool.compare(records(lambda *_: float('nan'), 'learnability'), 'new', 'base', 'learnability',
+                           'higher', cells())
+    assert missing['verdict'] == 'not measured' and {c['pairs'] for c in missing['cells']} == {0}
     # Unpaired records are not compared.
     lonely = [r for r in records(lambda *_: -1.0) if not (r['row'] == 'base' and r['tseed'] == 1)]
     result = tool.compare(lonely, 'new', 'base', 'fd_gap', 'lower', cells())

@@ -514,7 +514,8 @@ def compare(flat, challenger: str, base: str, metric: str, better: str, cells) -
                           gseed=r['gseed'])
             if twin:
                 d = twin[0][metric] - r[metric] if better == 'lower' else r[metric] - twin[0][metric]
-                diffs.append(d)
+                if d == d:  # NaN where a readout is missing (learnability before the reference stage)
+                    diffs.append(d)
         n = len(diffs)
         positive, negative = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
         verdict = 'none' if not n else ('challenger' if positive >= -(-5 * n // 6) else
@@ -524,7 +525,9 @@ def compare(flat, challenger: str, base: str, metric: str, better: str, cells) -
         out.append(dict(size=size, data=data, budget=budget, pairs=n, positive=positive, negative=negative,
                         mean_diff=float(np.mean(diffs)) if n else float('nan'), verdict=verdict))
     total = len(cells)
-    if favour >= -(-2 * total // 3) and against <= max(1, total // 12):
+    if not any(c['pairs'] for c in out):
+        verdict = 'not measured'
+    elif favour >= -(-2 * total // 3) and against <= max(1, total // 12):
         verdict = 'supported at tiny scale'
     elif against >= -(-2 * total // 3) and favour <= max(1, total // 12):
         verdict = 'contradicted'
@@ -622,17 +625,23 @@ def plot(args, flat, budgets, path: str) -> None:
         for i, (metric, label) in enumerate((('fd_gap', 'probe FD, samples vs reconstructions'),
                                              ('learnability', 'context gain / reference gain'))):
             ax = axes[i, j]
+            drawn = False
             for k, row in enumerate(ROWS):
-                stats = [[r[metric] for r in select(flat, row=row, size=size, data=data, budget=b)]
-                         for b in budgets]
+                stats = [[r[metric] for r in select(flat, row=row, size=size, data=data, budget=b)
+                          if r[metric] == r[metric]] for b in budgets]
                 keep = [n for n, s in enumerate(stats) if s]
                 if not keep:
                     continue
+                drawn = True
                 x = np.array([budgets[n] for n in keep]) * (1 + 0.04 * (k - 1.5))
                 mean = np.array([np.mean(stats[n]) for n in keep])
                 low = mean - np.array([min(stats[n]) for n in keep])
                 high = np.array([max(stats[n]) for n in keep]) - mean
                 ax.errorbar(x, mean, yerr=[low, high], marker='o', capsize=3, label=LABELS[row])
+            if not drawn:
+                ax.text(0.5, 0.5, 'not measured yet\n(--stages reference)', ha='center', va='center',
+                        transform=ax.transAxes, fontsize=8)
+                ax.set_yticks([])
             ax.set_xscale('log')
             ax.set_xticks(budgets)
             ax.set_xticklabels([str(b) for b in budgets])
