@@ -1,5 +1,6 @@
 from .embedded_classifier import ShapesProbe
-from .functional import VISIBLE_STEP, band_psnr, blockiness, progression_steps, psnr, region_errors, ssim
+from .functional import (VISIBLE_STEP, band_psnr, blockiness, position_perplexity, progression_steps, psnr,
+                         region_errors, ssim)
 from .generative import (BaseFeatureExtractor, FeatureSet, InceptionV3FID, MissingFeatureWeightsError,
                          NpzFormatError, TorchModuleExtractor, build_feature_extractor, evaluate_feature_sets,
                          features_from_npz, frechet_distance, inception_score, load_feature_set,
@@ -7,7 +8,7 @@ from .generative import (BaseFeatureExtractor, FeatureSet, InceptionV3FID, Missi
 from .metrics import ReconstructionMetric, TokenPredictionMetric
 
 __all__ = ['psnr', 'ssim', 'blockiness', 'region_errors', 'band_psnr', 'progression_steps', 'VISIBLE_STEP',
-           'ReconstructionMetric', 'TokenPredictionMetric', 'BaseFeatureExtractor',
+           'position_perplexity', 'ReconstructionMetric', 'TokenPredictionMetric', 'BaseFeatureExtractor',
            'InceptionV3FID', 'TorchModuleExtractor', 'ShapesProbe', 'build_feature_extractor',
            'MissingFeatureWeightsError', 'NpzFormatError', 'FeatureSet', 'frechet_distance',
            'inception_score', 'precision_recall', 'features_from_npz', 'evaluate_feature_sets',

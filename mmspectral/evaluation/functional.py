@@ -145,3 +145,14 @@ def progression_steps(images: Sequence[torch.Tensor], visible: float = VISIBLE_S
                          f'got {shapes}.')
     changes = [float((b.float() - a.float()).abs().mean()) for a, b in zip(images[:-1], images[1:])]
     return dict(step_change=changes, visible_steps=sum(c >= visible for c in changes), visible=float(visible))
+
+
+def position_perplexity(ids: torch.Tensor, codebook_size: int) -> list:
+    """exp(entropy) of the codes each position uses over the images: (B, N) ids -> N floats (how many codes
+    a position spends)."""
+    out = []
+    for column in ids.T:
+        p = torch.bincount(column, minlength=codebook_size).double() / len(column)
+        p = p[p > 0]
+        out.append(float(torch.exp(-(p * p.log()).sum())))
+    return out

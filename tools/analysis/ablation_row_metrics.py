@@ -29,22 +29,12 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import init_generator  # noqa: E402
-from mmspectral.evaluation import band_psnr  # noqa: E402
+from mmspectral.evaluation import band_psnr, position_perplexity  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import reconstruction_fidelity, render_batch  # noqa: E402
 from mmspectral.evaluation.sample_quality import probe_quality, progression_quality  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402
 
 BAND_EDGES = (0, 2, 4, 8, 16, 32, 64)
-
-
-def position_perplexity(ids: torch.Tensor, codebook_size: int) -> list:
-    """exp(entropy) of the codes each position uses over the images: (B, N) ids -> N floats."""
-    out = []
-    for column in ids.T:
-        p = torch.bincount(column, minlength=codebook_size).float() / len(column)
-        p = p[p > 0]
-        out.append(float(torch.exp(-(p * p.log()).sum())))
-    return out
 
 
 def label_targets(result: dict, tokenizer) -> dict:

@@ -445,6 +445,7 @@ def unigram_ce(train_ids, train_labels, held_ids, held_labels, num_classes: int 
 def collect(args) -> tuple:
     """Per tokenizer (row, seed): its figures; and one flat record per (row, seed, size, data, gseed,
     budget)."""
+    from mmspectral.evaluation import position_perplexity
     from mmspectral.evaluation.generative import frechet_distance_from_features
     tokenizers, flat = {}, []
     for row in ROWS:
@@ -459,7 +460,7 @@ def collect(args) -> tuple:
             info = dict(rates=rates, unigram_alpha=alphas, psnr=float(tokens['recon_psnr'].mean()),
                         recon_accuracy=float((tokens['recon_pred'][:NUM_HELD_OUT] == held[1]).float().mean()),
                         floor=frechet_distance_from_features(feats[:NUM_HELD_OUT], feats[FLOOR_OFFSET:]),
-                        perplexity=position_perplexity(tokens['held_ids'][:NUM_HELD_OUT]))
+                        perplexity=position_perplexity(tokens['held_ids'][:NUM_HELD_OUT], CODEBOOK))
             ref_path = osp.join(args.work_dir, row, f'seed{seed}', 'reference.json')
             if osp.isfile(ref_path):
                 ref = read_json(ref_path)
@@ -480,15 +481,6 @@ def collect(args) -> tuple:
                                      learnability=gain / info['reference_gain'] if 'reference_gain' in info
                                      else float('nan')))
     return tokenizers, flat
-
-
-def position_perplexity(ids: torch.Tensor) -> list:
-    out = []
-    for column in ids.T:
-        p = torch.bincount(column, minlength=CODEBOOK).double() / len(column)
-        p = p[p > 0]
-        out.append(float(torch.exp(-(p * p.log()).sum())))
-    return out
 
 
 def select(flat, **keys):
