@@ -25,11 +25,16 @@ import torch  # noqa: E402
 from mmspectral.apis import (from_batch, init_generator, init_tokenizer, is_model_folder,  # noqa: E402
                              reconstruct, variations)
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
+from mmspectral.datasets.transforms import CorruptImageError, ImageTooLargeError, decode_image  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import render_batch  # noqa: E402
 
 MISSING = ('No model folders in {path}: run `bash tools/quickstart.sh` first (about 10 minutes on 2 CPU '
            'cores; it writes work_dirs/quickstart/models/{{tokenizer,generator}}), or pass --models FOLDER '
            'with the folders that tools/model_converters/publish_model.py writes.')
+# The most pixels an upload may have (a 7700 x 5200 photo), checked from the file's header before decoding:
+# decoding and resizing an upload take about 25 bytes a pixel (40 megapixels: about 1 GB more), and a
+# 12000 x 12000 PNG of 445 KB had grown the demo to 5.6 GB.
+MAX_UPLOAD_PIXELS = 40_000_000
 
 
 def load_models(path: str):
@@ -40,6 +45,14 @@ def load_models(path: str):
     generator = init_generator(gen_dir)
     tokenizer = init_tokenizer(tok_dir) if is_model_folder(tok_dir) else None
     return generator, tokenizer
+
+
+def load_upload(path: str, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+    """An uploaded image file -> RGB uint8 ``(H, W, 3)``. Its size is read from its header first: an image
+    of more than ``max_pixels`` raises :class:`ImageTooLargeError` before it is decoded."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    return decode_image(data, osp.basename(path), max_pixels=max_pixels)
 
 
 def enlarge(image: np.ndarray, side: int = 256) -> np.ndarray:
@@ -92,10 +105,13 @@ def build_demo(generator, tokenizer=None):
             yield (enlarge(image), [(enlarge(f, 128), f'k={i + 1}') for i, f in enumerate(frames)],
                    f'{k} of {int(num_tokens)} tokens')
 
-    def on_reconstruct(image: Optional[np.ndarray], ks: List[str], name: str, keep: float, num: float,
-                       seed: float):
-        if image is None:
+    def on_reconstruct(path: Optional[str], ks: List[str], name: str, keep: float, num: float, seed: float):
+        if path is None:
             raise gr.Error('Upload an image or pick an example first.')
+        try:
+            image = load_upload(path)
+        except (ImageTooLargeError, CorruptImageError) as err:
+            raise gr.Error(str(err)) from err
         lengths = sorted(int(k) for k in ks) or [n]
         recons = reconstruct(codec, image, k=lengths, output='numpy')
         gallery = [(enlarge(recons[k], 128), f'k={k}') for k in lengths]
@@ -128,7 +144,8 @@ def build_demo(generator, tokenizer=None):
             button.click(on_generate, [name, tokens, seed], [final, steps, status])
         with gr.Tab('Reconstruct and vary'):
             with gr.Row():
-                image = gr.Image(label='image', type='numpy', elem_id='input-image')
+                # a path, not pixels: Gradio would decode the upload whatever its size (load_upload checks it)
+                image = gr.Image(label='image', type='filepath', image_mode=None, elem_id='input-image')
                 with gr.Column():
                     shown = sorted({str(min(k, n)) for k in (1, 2, 4, 8, n)}, key=int)
                     ks = gr.CheckboxGroup([str(k) for k in range(1, n + 1)], value=shown,

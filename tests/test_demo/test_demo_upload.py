@@ -1,0 +1,68 @@
+"""The demo's upload loader (demo/app.py load_upload), without a browser: an upload's size is read from its
+header, and one of more than MAX_UPLOAD_PIXELS is refused before it is decoded."""
+import importlib.util
+import os.path as osp
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from mmspectral.datasets.transforms import CorruptImageError, ImageTooLargeError, loading
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def app():
+    spec = importlib.util.spec_from_file_location('demo_app', osp.join(REPO_ROOT, 'demo', 'app.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports no Gradio: build_demo does
+    return module
+
+
+def bilevel_png(path, width, height):
+    """A valid black 1-bit PNG of any size, written a row at a time (12000 x 12000: 16 KB on disk; decoded
+    to RGB it would be 432 MB)."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    pack = zlib.compressobj(9)
+    row = b'\x00' * (1 + (width + 7) // 8)  # filter byte 0, then the packed pixels
+    idat = b''.join(pack.compress(row) for _ in range(height)) + pack.flush()
+    with open(path, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)) +
+                chunk(b'IDAT', idat) + chunk(b'IEND', b''))
+
+
+def test_the_cap_is_a_sane_named_constant(app):
+    assert 20e6 <= app.MAX_UPLOAD_PIXELS <= 100e6
+
+
+def test_an_upload_over_the_cap_is_refused_before_decoding(app, tmp_path, monkeypatch):
+    path = str(tmp_path / 'huge.png')
+    bilevel_png(path, 12000, 12000)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError('the upload was decoded')
+
+    monkeypatch.setattr(loading.cv2, 'imdecode', no_decoding)
+    with pytest.raises(ImageTooLargeError, match=r'huge.png is 12000 x 12000 = 144.0 megapixels; at most 40 '
+                                                 r'megapixels are accepted here. Resize it first'):
+        app.load_upload(path)
+
+
+def test_an_upload_within_the_cap_loads_as_rgb(app, tmp_path):
+    path = str(tmp_path / 'small.png')
+    bilevel_png(path, 640, 480)
+    image = app.load_upload(path)
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8 and not image.any()
+    rgb = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'photo.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert np.array_equal(app.load_upload(str(tmp_path / 'photo.png')), rgb)
+    with pytest.raises(ImageTooLargeError, match='20 x 30|30 x 20'):
+        app.load_upload(str(tmp_path / 'photo.png'), max_pixels=100)
+    (tmp_path / 'notes.txt').write_text('not an image')
+    with pytest.raises(CorruptImageError, match='notes.txt: its size could not be read'):
+        app.load_upload(str(tmp_path / 'notes.txt'))
