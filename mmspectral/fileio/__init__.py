@@ -6,6 +6,7 @@ The lowest layer of mmspectral beside ``registry``: it imports nothing else of t
 evaluation and tools read weights through it without loading the engine.
 """
 from .atomic import TMP_SUFFIX, atomic_write, atomic_write_path, write_json, write_report
+from .pickle_scan import PickleImport, scan_imports, sniff
 from .plain import from_plain, to_plain
 from .provenance import PROVENANCE_FILE, ProvenanceError, claim_folder, file_identity
 from .safetensors_io import (SafetensorsError, load_safetensors, read_safetensors_shapes, save_safetensors,
@@ -19,4 +20,5 @@ __all__ = ['atomic_write', 'atomic_write_path', 'write_json', 'write_report', 'T
            'is_trusted', 'CheckpointLoadError', 'checkpoint_defect', 'StateDictDiff', 'diff_state_dict',
            'read_state_dict', 'load_state_dict_checked', 'SAME_ARCHITECTURE', 'to_plain', 'from_plain',
            'PROVENANCE_FILE', 'ProvenanceError', 'claim_folder', 'file_identity', 'save_safetensors',
-           'load_safetensors', 'read_safetensors_shapes', 'sha256_of_file', 'SafetensorsError']
+           'load_safetensors', 'read_safetensors_shapes', 'sha256_of_file', 'SafetensorsError', 'sniff',
+           'scan_imports', 'PickleImport']

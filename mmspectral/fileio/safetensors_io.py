@@ -11,6 +11,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 
 from .atomic import atomic_write_path
+from .pickle_scan import sniff
 
 __all__ = ['save_safetensors', 'load_safetensors', 'read_safetensors_shapes', 'sha256_of_file',
            'SafetensorsError']
@@ -85,6 +86,9 @@ def _check_exists(path: str) -> None:
 
 
 def _unreadable(path: str, err: Exception) -> SafetensorsError:
-    return SafetensorsError(f'{path} is not a readable safetensors file ({err}); it may be cut short or be '
-                            'another format. Write it again from its checkpoint with '
-                            'tools/model_converters/publish_model.py.')
+    fmt, what = sniff(path)
+    if fmt != 'safetensors':  # another format altogether: say which, not "cut short"
+        return SafetensorsError(f'{path} is not a safetensors file: {what}. Check the path; a model folder '
+                                'is written from a checkpoint by tools/model_converters/publish_model.py.')
+    return SafetensorsError(f'{path} is not a readable safetensors file ({err}); it may be cut short. Write '
+                            'it again from its checkpoint with tools/model_converters/publish_model.py.')
