@@ -1,5 +1,5 @@
 """Train a model from a config: python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-[--start-over] [--amp]."""
+[--start-over] [--amp] [--dist-timeout SECONDS]."""
 import argparse
 import os.path as osp
 import sys
@@ -27,6 +27,11 @@ def parse_args():
                         help='override config entries, e.g. train_cfg.max_iters=1000')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='how processes were started (tools/dist_train.sh passes pytorch)')
+    parser.add_argument('--dist-timeout', metavar='SECONDS',
+                        help='how long a collective operation (all-reduce, barrier) waits for the slowest '
+                        'rank before the run stops with a message that names the ranks that never came; wins '
+                        'over env_cfg.dist_cfg.timeout, which wins over $MMSPECTRAL_DIST_TIMEOUT; '
+                        'default 600 (docs/distributed.md)')
     parser.add_argument('--skip-checks', action='store_true',
                         help='start without the checks of the config, data and weight files (docs/faq.md)')
     add_trust_arg(parser)
@@ -42,9 +47,17 @@ def main():
     from mmspectral.apis import (build_runner, default_work_dir, load_config, register_all_modules,
                                  trust_from_args)
     from mmspectral.engine import (ConfigCheckError, WorkDirBusyError, WorkDirInUseError, check_config,
-                                   check_runner_checkpoint, shutdown_distributed)
+                                   check_dist_timeout, check_runner_checkpoint, dist_timeout,
+                                   shutdown_distributed)
     register_all_modules(init_default_scope=False)
     cfg = trust_from_args(load_config(args.config, args.cfg_options), args)
+    try:  # before anything is written
+        if args.dist_timeout is not None:
+            cfg.merge_from_dict({'env_cfg.dist_cfg.timeout': check_dist_timeout(args.dist_timeout,
+                                                                                '--dist-timeout')})
+        dist_timeout(((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout'))
+    except ValueError as exc:
+        sys.exit(str(exc))
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -5,7 +5,8 @@ runner_type = 'SpectralRunner'
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    # Empty dist_cfg: NCCL when there is a GPU, gloo otherwise. Set dict(backend=..., timeout=...) to override.
+    # Empty dist_cfg: NCCL when there is a GPU, gloo otherwise, and collectives time out after 600 s. Set
+    # dict(backend=..., timeout=SECONDS) to override (docs/distributed.md).
     dist_cfg=dict(),
 )
 

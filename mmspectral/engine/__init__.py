@@ -1,7 +1,9 @@
 from .checkpoint import (CheckpointLoadError, atomic_write_path, checkpoint_defect, load_torch_file,
                          trust_files)
-from .dist import default_backend, init_distributed, set_tf32, setup_worker, shutdown_distributed
+from .dist import (DEFAULT_DIST_TIMEOUT, DIST_TIMEOUT_ENV, check_dist_timeout, default_backend, dist_timeout,
+                   init_distributed, set_tf32, setup_worker, shutdown_distributed)
 from .flexible import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_wrap_policy
+from .heartbeat import CollectiveTimeoutError, collectives_watched
 from .hooks import CheckpointHook, NonFiniteLossError, NonFiniteLossHook, SpectralReconstructionHook
 from .loops import GenerationTestLoop, GenerationValLoop, generate_for_metrics
 from .optim_constructor import MultiOptimWrapperConstructor
@@ -15,7 +17,9 @@ __all__ = [
     'SpectralRunner', 'ExactResumeMixin', 'SpectralFlexibleRunner', 'SpectralFSDPStrategy',
     'adaln_block_wrap_policy', 'set_tf32',
     'find_latest_checkpoint', 'capture_rng_state', 'restore_rng_state', 'init_distributed', 'default_backend',
-    'shutdown_distributed', 'setup_worker', 'AutocastOptimWrapper', 'OptimWrapper',
+    'shutdown_distributed', 'setup_worker', 'dist_timeout', 'check_dist_timeout', 'DEFAULT_DIST_TIMEOUT',
+    'DIST_TIMEOUT_ENV', 'CollectiveTimeoutError', 'collectives_watched', 'AutocastOptimWrapper',
+    'OptimWrapper',
     'MultiOptimWrapperConstructor',
     'trust_files', 'load_torch_file', 'CheckpointLoadError', 'atomic_write_path', 'checkpoint_defect',
     'SpectralReconstructionHook', 'CheckpointHook', 'NonFiniteLossHook', 'NonFiniteLossError',

@@ -4,16 +4,65 @@ MMEngine's ``init_dist`` always calls ``torch.cuda.set_device`` and defaults to 
 ``--launcher pytorch`` fails on CPU machines. :func:`init_distributed` picks NCCL when CUDA is present and
 gloo otherwise, and MMEngine then skips its own initialisation (it only initialises when no process group
 exists).
+
+The collective timeout (how long an all-reduce, broadcast or barrier waits for the slowest rank) is
+:data:`DEFAULT_DIST_TIMEOUT` unless set (:func:`dist_timeout`). Once the group exists, every process also
+starts a heartbeat (:mod:`.heartbeat`) so that a timed-out collective can name the rank that never came.
 """
 import datetime
+import math
+import numbers
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.logging import print_log
 
-__all__ = ['init_distributed', 'default_backend', 'shutdown_distributed', 'setup_worker', 'set_tf32']
+from .heartbeat import start_heartbeat, stop_heartbeat
+
+__all__ = ['init_distributed', 'default_backend', 'shutdown_distributed', 'setup_worker', 'set_tf32',
+           'dist_timeout', 'check_dist_timeout', 'DEFAULT_DIST_TIMEOUT', 'DIST_TIMEOUT_ENV']
+
+#: Seconds a collective waits for the slowest rank, unless the config, --dist-timeout or the environment
+#: variable says otherwise. NCCL's own default (torch >= 2.2), so CPU (gloo) runs behave like GPU runs
+#: (gloo's default is 30 min); several times a checkpoint save of the largest model (d30, ~24 GB on rank 0 at
+#: ~200 MB/s: ~2 min) or a validation, during which the other ranks wait.
+DEFAULT_DIST_TIMEOUT = 600.0
+#: Environment variable that changes the default for every tool (config and --dist-timeout still win).
+DIST_TIMEOUT_ENV = 'MMSPECTRAL_DIST_TIMEOUT'
+
+
+def check_dist_timeout(value: Any, source: str = 'timeout') -> float:
+    """``value`` (seconds: a number, a numeric string or a ``timedelta``) as a positive, finite float.
+
+    Raises:
+        ValueError: naming ``source`` (e.g. '--dist-timeout'), the value and what is expected.
+    """
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
+    if isinstance(seconds, str):
+        try:
+            seconds = float(seconds)
+        except ValueError:
+            seconds = None
+    if (isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds)
+            or seconds <= 0):
+        raise ValueError(f'{source}={value!r}: expected the collective timeout as a positive number of '
+                         'seconds, e.g. 600 (10 minutes, the default) or 1800. Fix or remove it '
+                         '(docs/distributed.md).')
+    return float(seconds)
+
+
+def dist_timeout(timeout: Any = None) -> float:
+    """The collective timeout in seconds: ``timeout`` (from ``env_cfg.dist_cfg`` or ``--dist-timeout``) when
+    set, else ``$MMSPECTRAL_DIST_TIMEOUT`` when set, else :data:`DEFAULT_DIST_TIMEOUT`; each checked by
+    :func:`check_dist_timeout`."""
+    if timeout is not None:
+        return check_dist_timeout(timeout, 'env_cfg.dist_cfg.timeout')
+    env = os.environ.get(DIST_TIMEOUT_ENV)
+    if env is not None and env.strip():
+        return check_dist_timeout(env, DIST_TIMEOUT_ENV)
+    return DEFAULT_DIST_TIMEOUT
 
 
 def default_backend() -> str:
@@ -41,7 +90,8 @@ def init_distributed(launcher: str, backend: Optional[str] = None, timeout: Opti
         launcher: 'none' does nothing; 'pytorch' reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK; 'slurm'
             reads SLURM's variables. 'mpi' is left to MMEngine.
         backend: 'nccl' or 'gloo'; None picks :func:`default_backend`. NCCL without a GPU is an error.
-        timeout: seconds before a collective times out.
+        timeout: seconds a collective waits for the slowest rank before it fails; None: see
+            :func:`dist_timeout` (``$MMSPECTRAL_DIST_TIMEOUT``, else 600).
         **kwargs: passed to ``init_process_group``.
 
     Returns:
@@ -49,6 +99,7 @@ def init_distributed(launcher: str, backend: Optional[str] = None, timeout: Opti
     """
     if launcher == 'none' or launcher == 'mpi' or (torch_dist.is_available() and torch_dist.is_initialized()):
         return False
+    seconds = dist_timeout(timeout)  # checked before anything starts
     if launcher not in ('pytorch', 'slurm'):
         raise ValueError(f"Unknown launcher {launcher!r}; use 'none', 'pytorch', 'slurm' or 'mpi'.")
     if launcher == 'slurm':
@@ -66,12 +117,12 @@ def init_distributed(launcher: str, backend: Optional[str] = None, timeout: Opti
     local_rank = int(os.environ['LOCAL_RANK'])
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    if timeout is not None:
-        kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+    kwargs['timeout'] = datetime.timedelta(seconds=seconds)
     torch_dist.init_process_group(backend=backend, rank=int(os.environ['RANK']),
                                   world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+    start_heartbeat(seconds)
     print_log(f'Initialised torch.distributed: backend={backend}, rank {torch_dist.get_rank()} of '
-              f'{torch_dist.get_world_size()}.', logger='current')
+              f'{torch_dist.get_world_size()}, collective timeout {seconds:g} s.', logger='current')
     return True
 
 
@@ -81,6 +132,7 @@ def shutdown_distributed() -> None:
     A process that exits with a live gloo group can abort in the group's destructor ("terminate called
     without an active exception") while its peers are still finishing, e.g. saving the last checkpoint.
     """
+    stop_heartbeat()  # before the store goes away with rank 0's process
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()

@@ -57,6 +57,7 @@ from mmspectral.models.layers.blocks import adaln_block_wrap_policy
 from mmspectral.registry import FUNCTIONS, RUNNERS, STRATEGIES, explain_missing_key, registry_hints
 from .checkpoint import TMP_SUFFIX, atomic_write_path, trust_files
 from .dist import init_distributed, set_tf32
+from .heartbeat import collectives_watched
 from .resume import ExactResumeMixin
 from .runner import RegistryHintsLoopsMixin, frozen_params_summarised
 
@@ -315,7 +316,7 @@ class SpectralFlexibleRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Flexible
         self._defer_loading = True
         try:
             # the model is built here: a tokenizer_checkpoint the config trusts loads with full unpickling
-            with registry_hints(), trust_files(self.trusted_files()):
+            with registry_hints(), trust_files(self.trusted_files()), collectives_watched(self):
                 model = super().train()
             self.report_skipped_images()
             return model

@@ -10,7 +10,9 @@ into one :class:`ConfigCheckError`, each saying what is wrong and what to do:
 * data roots of the splits the run uses that do not exist or hold no images / no extracted tokens;
 * tokenizers: an image size not divisible by the patch size, a frequency schedule that does not fit the number
   of tokens and the image size, a dataset whose image size differs from the tokenizer's;
-* a generator whose ``num_tokens`` / ``vocab_size`` differ from its tokenizer's or from its tokens'.
+* a generator whose ``num_tokens`` / ``vocab_size`` differ from its tokenizer's or from its tokens';
+* a collective timeout (``env_cfg.dist_cfg.timeout``, ``$MMSPECTRAL_DIST_TIMEOUT``) that is not a positive
+  number of seconds.
 
 :func:`check_runner_checkpoint` runs once the Runner is built, before it reads any data: the checkpoint it is
 about to load (``load_from``, or the newest one for ``resume``) must fit the model, shape for shape.
@@ -36,6 +38,7 @@ from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHED
                                  VISBACKENDS, VISUALIZERS, WEIGHT_INITIALIZERS, explain_missing_key)
 from mmspectral.utils.build import (accepted_arguments, effective_arguments, named_arguments,
                                     unknown_argument_message)
+from .dist import dist_timeout
 from .resume import find_latest_checkpoint
 
 __all__ = ['ConfigCheckError', 'check_config', 'check_runner_checkpoint', 'check_checkpoint_fits']
@@ -186,7 +189,17 @@ class _Checker:
                 self.check_dataloader(section)
         if 'model' in self.sections and isinstance(self.cfg['model'], Mapping):
             self.check_model(self.cfg['model'])
+        self.check_dist_timeout()
         return self.problems
+
+    def check_dist_timeout(self) -> None:
+        env_cfg = self.cfg.get('env_cfg')
+        dist_cfg = env_cfg.get('dist_cfg') if isinstance(env_cfg, Mapping) else None
+        timeout = dist_cfg.get('timeout') if isinstance(dist_cfg, Mapping) else None
+        try:
+            dist_timeout(timeout)  # the config's value, else the environment variable's
+        except ValueError as exc:
+            self.add(str(exc))
 
     # ------------------------------------------------------------------ keys and arguments
     def check_top_level_keys(self) -> None:

@@ -10,7 +10,8 @@
   newest checkpoint, with a warning, in favour of the newest complete one;
 * exact resume: checkpoints carry the python / numpy / torch (and CUDA) RNG states of every rank, put back
   just before the first new batch is read, and validation leaves the training RNG streams as it found them, so
-  a resumed run draws the same dropout masks, augmentations and batches as an uninterrupted one.
+  a resumed run draws the same dropout masks, augmentations and batches as an uninterrupted one;
+* a collective that times out in ``train()`` names the ranks that never reached it (:mod:`.heartbeat`).
 
 Configs select it with ``runner_type = 'SpectralRunner'`` (in ``configs/_base_/default_runtime.py``).
 """
@@ -31,6 +32,7 @@ from mmspectral.datasets import SkipCorruptMixin, skipped_images_summary
 from mmspectral.registry import MODEL_WRAPPERS, RUNNERS, registry_hints
 from .checkpoint import atomic_write_path, trust_files
 from .dist import init_distributed, set_tf32
+from .heartbeat import collectives_watched
 from .preflight import check_config, check_runner_checkpoint
 from .resume import ExactResumeMixin
 
@@ -178,7 +180,7 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
             # Also for runners built from Python: bad input is reported before any data is read.
             check_config(self.cfg, mode='train')
             check_runner_checkpoint(self)
-        with registry_hints():
+        with registry_hints(), collectives_watched(self):
             model = super().train()
         self.report_skipped_images()
         return model

@@ -11,10 +11,13 @@ clipping norm visible.
 import json
 import os
 import os.path as osp
+import re
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -379,3 +382,42 @@ def test_fsdp_resumes_and_local_shards_convert_to_one_file(setup, reference, rep
     assert not list((setup / 'local').glob('*.tmp'))  # the shard folder was renamed into place
     converted = torch.load(setup / 'local_weights.pth', map_location='cpu', weights_only=True)
     assert_same_weights(converted['state_dict'], ref_weights)
+
+
+@pytest.mark.slow
+def test_a_stopped_rank_is_named_when_the_collective_times_out(setup, repo_root, subprocess_env, tmp_path):
+    """Rank 1 is stopped (SIGSTOP) while training: rank 0 gives up after --dist-timeout plus the heartbeat
+    read (3 s) and exits non-zero with a message that names rank 1 and its pid, not after 10 or 30 minutes."""
+    timeout = 8  # the rendezvous also waits this long for the other rank to start: not less on a busy CPU
+    port = free_ports(1)[0]
+    procs, logs = [], [tmp_path / 'rank0.log', tmp_path / 'rank1.log']
+    try:
+        for rank in (0, 1):
+            env = dict(subprocess_env, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
+                       MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+            with open(logs[rank], 'w') as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, 'tools/train.py', str(setup / 'tiny.py'), '--launcher', 'pytorch',
+                     '--work-dir', str(tmp_path / 'work'), '--dist-timeout', str(timeout), '--cfg-options',
+                     'train_dataloader.batch_size=4', 'train_cfg.max_iters=1000000'],
+                    cwd=repo_root, env=env, stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 120
+        while not re.search(r'Iter\(train\) \[\s*3/', logs[0].read_text()):  # both ranks are stepping
+            assert procs[0].poll() is None and time.monotonic() < deadline, logs[0].read_text()[-3000:]
+            time.sleep(0.2)
+        os.kill(procs[1].pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        procs[0].wait(timeout=timeout + 40)
+        waited = time.monotonic() - stopped
+        out = logs[0].read_text()
+        assert procs[0].returncode != 0, out[-3000:]
+        host = re.escape(socket.gethostname())
+        assert re.search(rf'rank 1 \(pid {procs[1].pid} on host {host}\) is silent: no heartbeat for \d+ s, '
+                         r'last at iteration \d+\.', out), out[-3000:]
+        assert 'CollectiveTimeoutError' in out and 'stopped (SIGSTOP)' in out
+        assert timeout <= waited < timeout + 20, waited
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()  # SIGKILL also ends a stopped process
+                proc.wait()
