@@ -35,6 +35,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
 
+from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int  # noqa: E402
 from mmspectral.fileio import atomic_write, write_json  # noqa: E402
 
 COLUMNS = (
@@ -66,19 +67,21 @@ def parse_args(argv=None):
     parser.add_argument('configs', nargs='+', help='generator configs (GeneratorModel with a tokenizer)')
     parser.add_argument('--checkpoints', nargs='+', default=None,
                         help="one per config: a trained generator checkpoint, or '-' for random weights")
-    parser.add_argument('--batch-size', type=int, default=8, help='sampling batch size')
-    parser.add_argument('--train-batch-size', type=int, default=16)
-    parser.add_argument('--iters', type=int, default=3, help='timed repeats (median) after one warm-up')
+    parser.add_argument('--batch-size', type=positive_int, default=8, help='sampling batch size')
+    parser.add_argument('--train-batch-size', type=positive_int, default=16)
+    parser.add_argument('--iters', type=positive_int, default=3,
+                        help='timed repeats (median) after one warm-up')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--out-dir', default='work_dirs/benchmark')
-    parser.add_argument('--quality-per-class', type=int, default=20,
+    parser.add_argument('--out-dir', default='work_dirs/benchmark', type=output_folder)
+    parser.add_argument('--quality-per-class', type=positive_int, default=20,
                         help='samples per class for quality columns')
     parser.add_argument('--probe', default=None,
                         help='saved EmbeddedShapes probe (trained and saved if missing)')
-    parser.add_argument('--ref', default=None,
+    parser.add_argument('--ref', default=None, type=existing_file,
                         help='reference batch / statistics npz for FID (not EmbeddedShapes)')
-    parser.add_argument('--inception-weights', default=None, help='pt_inception-2015-12-05 weights for FID')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--inception-weights', default=None, type=existing_file,
+                        help='pt_inception-2015-12-05 weights for FID')
+    parser.add_argument('--seed', type=non_negative_int, default=0)
     parser.add_argument('--no-wait', action='store_true', help='do not wait for an idle machine')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='overrides applied to every config')

@@ -24,6 +24,7 @@ import torch
 from mmengine.config import DictAction
 
 from mmspectral.apis import register_all_modules
+from mmspectral.cli import output_file, output_problem, positive_int
 from mmspectral.evaluation.generative import (build_feature_extractor, evaluate_feature_sets,
                                               features_from_npz, save_feature_set)
 from mmspectral.evaluation.generative.npz_io import NpzFormatError, check_images, npz_arrays
@@ -32,16 +33,19 @@ from mmspectral.fileio import write_json
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='FID / sFID / IS / precision / recall of a samples npz.')
-    parser.add_argument('samples', help='samples npz (arr_0: uint8 N x H x W x 3) or a statistics file')
+    parser.add_argument('samples',
+                        help='samples npz (arr_0: uint8 N x H x W x 3) or a statistics file')
     parser.add_argument('--ref', required=True,
                         help='reference npz: ADM reference batch, images, or statistics')
     parser.add_argument('--inception-weights', default=None,
                         help='path to pt_inception-2015-12-05-6726825d.pth (InceptionV3FID)')
-    parser.add_argument('--batch-size', type=int, default=50)
-    parser.add_argument('--out', default=None, help='metrics JSON (default: <samples>_metrics.json)')
+    parser.add_argument('--batch-size', type=positive_int, default=50)
+    parser.add_argument('--out', default=None, type=output_file,
+                        help='metrics JSON (default: <samples>_metrics.json)')
     parser.add_argument('--save-ref-stats', '--save-stats', dest='save_ref_stats', default=None,
+                        type=output_file,
                         help='write the reference statistics and features here, to pass as --ref next time')
-    parser.add_argument('--save-sample-stats', default=None,
+    parser.add_argument('--save-sample-stats', default=None, type=output_file,
                         help="write the samples' statistics and features")
     parser.add_argument('--use-ref-stats', action='store_true',
                         help="FID/sFID against the mu/sigma stored in --ref (the TF graph's for ADM batches)")
@@ -49,13 +53,23 @@ def parse_args(argv=None):
     parser.add_argument('--extractor-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
                         help='extra constructor arguments of the extractor')
     parser.add_argument('--custom-imports', nargs='+', default=[], help='modules that register extractors')
-    parser.add_argument('--k', type=int, default=3, help='nearest neighbours of precision/recall (ADM: 3)')
-    parser.add_argument('--split-size', type=int, default=5000, help='IS split size (ADM: 5000)')
+    parser.add_argument('--k', type=positive_int, default=3,
+                        help='nearest neighbours of precision/recall (ADM: 3)')
+    parser.add_argument('--split-size', type=positive_int, default=5000, help='IS split size (ADM: 5000)')
     parser.add_argument('--no-sfid', action='store_true', help='skip sFID (saves a 2023 x 2023 sqrtm)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--random-weights-for-tests', action='store_true',
                         help='tests only: a randomly initialised Inception; the numbers mean nothing')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.out = args.out or osp.splitext(args.samples)[0] + '_metrics.json'
+    problem = output_problem(args.out, folder=False)  # the default file, checked before any work
+    if problem:
+        parser.error(f'the metrics file (--out): {problem}')
+    written = [p for p in (args.out, args.save_ref_stats, args.save_sample_stats) if p]
+    if len({osp.abspath(p) for p in written}) < len(written):
+        parser.error(f'--out, --save-ref-stats and --save-sample-stats must be different files, got '
+                     f'{written}.')
+    return args
 
 
 def build_extractor(args):
@@ -117,7 +131,7 @@ def main(argv=None) -> dict:
     print(f'Recall: {show(metrics["recall"])}')
     for note in metrics['notes']:
         print(f'note: {note}')
-    out = args.out or osp.splitext(args.samples)[0] + '_metrics.json'
+    out = args.out
     write_json(out, metrics)
     print(f'wrote {out}', flush=True)
     return metrics

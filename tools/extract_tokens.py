@@ -16,14 +16,17 @@ import argparse
 import glob
 import os.path as osp
 
+from mmspectral.cli import (add_trust_arg, bounded, existing_file, non_negative_int, output_folder,
+                            positive_int)
 from mmspectral.omp import set_omp_wait_policy
 
 # Before torch loads: idle OpenMP threads sleep at once when data-loader workers share the cores
 # (mmspectral/omp.py).
 DEFAULT_NUM_WORKERS = 2
 _workers = argparse.ArgumentParser(add_help=False)
-_workers.add_argument('--num-workers', type=int, default=DEFAULT_NUM_WORKERS)
-set_omp_wait_policy(_workers.parse_known_args()[0].num_workers)
+_workers.add_argument('--num-workers', default=str(DEFAULT_NUM_WORKERS))  # a bad value: parse_args says so
+_num_workers = _workers.parse_known_args()[0].num_workers
+set_omp_wait_policy(int(_num_workers) if _num_workers.isdigit() else DEFAULT_NUM_WORKERS)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -35,7 +38,6 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.cli import add_trust_arg  # noqa: E402
 from mmspectral.datasets.token_dataset import META_FILE, shard_paths  # noqa: E402
 from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
@@ -95,15 +97,15 @@ def augmented_views(images: torch.Tensor, augment: str, crop_range: float = 1.1)
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Encode a dataset into token files for generator training.')
-    parser.add_argument('config', help='the tokenizer config (a TokenizerModel)')
-    parser.add_argument('checkpoint', help='the trained tokenizer checkpoint')
-    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('config', type=existing_file, help='the tokenizer config (a TokenizerModel)')
+    parser.add_argument('checkpoint', type=existing_file, help='the trained tokenizer checkpoint')
+    parser.add_argument('--out', required=True, type=output_folder, help='output folder')
     parser.add_argument('--split', default='train', choices=['train', 'val', 'test'])
     parser.add_argument('--augment', default='none', choices=sorted(NUM_VARIANTS))
-    parser.add_argument('--crop-range', type=float, default=1.1,
+    parser.add_argument('--crop-range', type=bounded(float, 1), default=1.1,
                         help='tencrop: enlarge the image by this factor before cropping (>= 1)')
-    parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--num-workers', type=int, default=DEFAULT_NUM_WORKERS)
+    parser.add_argument('--batch-size', type=positive_int, default=64)
+    parser.add_argument('--num-workers', type=non_negative_int, default=DEFAULT_NUM_WORKERS)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. train_dataloader.dataset.num_samples=1000')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -126,9 +128,6 @@ def main():
                                 or dict(type='ImageDataPreprocessor')).to(device)
     dataset = build_dataset(cfg, args.split)
     num_images, n = len(dataset), tokenizer.num_tokens
-    if args.crop_range < 1:
-        raise ValueError('--crop-range must be >= 1 (the enlargement before cropping), '
-                         f'got {args.crop_range}.')
     variants = NUM_VARIANTS[args.augment]
     meta_path = osp.join(args.out, META_FILE)
     identity = file_identity(args.checkpoint)

@@ -30,7 +30,7 @@ from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
 from mmspectral.apis import add_sampling_args, init_generator, register_all_modules, sampling_options
-from mmspectral.cli import add_trust_arg
+from mmspectral.cli import add_trust_arg, existing_file, non_negative_int, output_folder, positive_int
 from mmspectral.engine import setup_worker, shutdown_distributed
 from mmspectral.evaluation.metrics.generation import balanced_labels
 from mmspectral.fileio import ProvenanceError, claim_folder, file_identity
@@ -42,15 +42,16 @@ def image_path(out: str, index: int, label: int) -> str:
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Class-balanced sampling to PNG + npz.')
-    parser.add_argument('config', help='generator config (a GeneratorModel with a tokenizer)')
-    parser.add_argument('checkpoint', help='trained generator checkpoint')
-    parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--per-class', type=int, default=50)
-    parser.add_argument('--num-classes', type=int, default=None,
+    parser.add_argument('config', type=existing_file,
+                        help='generator config (a GeneratorModel with a tokenizer)')
+    parser.add_argument('checkpoint', type=existing_file, help='trained generator checkpoint')
+    parser.add_argument('--out', required=True, type=output_folder, help='output folder')
+    parser.add_argument('--per-class', type=positive_int, default=50)
+    parser.add_argument('--num-classes', type=positive_int, default=None,
                         help='use the first C classes (default: all)')
-    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--batch-size', type=positive_int, default=32)
     add_sampling_args(parser)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=non_negative_int, default=0)
     parser.add_argument('--bf16', action='store_true',
                         help='sample with a bf16 copy of the generator and decode under bf16 autocast '
                              '(faster on CPUs with bf16 units and on GPUs; samples differ a little)')
@@ -99,6 +100,10 @@ def main():
     if args.bf16:
         model.gen.to(torch.bfloat16)  # weights, activations and KV cache in bf16: no casts inside a step
     options = sampling_options(args)
+    try:  # the command line's settings over the config's, checked before anything is written
+        model.check_sampling(options, 'the sampling options (command line over model.sampling)')
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(str(exc))
     if args.num_classes is not None and args.num_classes > model.gen.num_classes:
         classes = model.gen.num_classes
         raise SystemExit(f'--num-classes {args.num_classes}: the generator has {classes} classes (labels '

@@ -5,15 +5,16 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmspectral.cli import add_trust_arg
+from mmspectral.cli import add_trust_arg, existing_file, output_folder
 from mmspectral.omp import config_data_workers, set_omp_wait_policy
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Evaluate an mmspectral checkpoint on the test set.')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where logs and results go (default: ./work_dirs/<config name>)')
+    parser.add_argument('checkpoint', type=existing_file, help='checkpoint file')
+    parser.add_argument('--work-dir', type=output_folder,
+                        help='where logs and results go (default: ./work_dirs/<config name>)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')

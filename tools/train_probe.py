@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from mmspectral.cli import existing_file, output_file, output_problem, positive_int  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_shapes_classifier  # noqa: E402
@@ -47,29 +48,43 @@ def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train the EmbeddedShapes probe; judge samples with it.')
-    parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth',
+    parser.add_argument('--out', default='work_dirs/shapes_probe_64px.pth', type=output_file,
                         help='probe file (reused if present)')
-    parser.add_argument('--image-size', type=int, default=64, help='image size of a new probe')
-    parser.add_argument('--steps', type=int, default=250, help='training steps of batch 32')
-    parser.add_argument('--input-size', type=int, default=None,
+    parser.add_argument('--image-size', type=positive_int, default=64, help='image size of a new probe')
+    parser.add_argument('--steps', type=positive_int, default=250, help='training steps of batch 32')
+    parser.add_argument('--input-size', type=positive_int, default=None,
                         help='size a new probe sees (images are area-resized to it; default 32, which judges '
                              'layouts; the image size judges detail)')
     parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
                         help="EmbeddedShapes class set of the probe (default: an existing probe's, "
                              "else 'fine')")
     parser.add_argument('--retrain', action='store_true', help='train again even if --out exists')
-    parser.add_argument('--samples', default=None, help='samples npz to judge (arr_0 images, labels)')
-    parser.add_argument('--num-real', type=int, default=None,
+    parser.add_argument('--samples', default=None, type=existing_file,
+                        help='samples npz to judge (arr_0 images, labels)')
+    parser.add_argument('--num-real', type=positive_int, default=None,
                         help='real images to compare with (default: as many as samples)')
-    parser.add_argument('--json', default=None, help='write the figures here (default: next to --samples)')
+    parser.add_argument('--json', default=None, type=output_file,
+                        help='write the figures here (default: next to --samples)')
     parser.add_argument('--resize', action='store_true',
                         help="resize samples of another size to the probe's (bilinear, as the FID Inception "
                              'network resizes to 299 px), e.g. super-resolved samples')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.samples is not None:  # the default --json, checked before a probe is trained or removed
+        args.json = args.json or osp.splitext(args.samples)[0] + '_probe.json'
+        problem = output_problem(args.json, folder=False)
+        if problem:
+            parser.error(f'the figures file (--json): {problem}')
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.samples is not None:  # a bad samples file is refused before a probe is removed or trained
+        arrays = npz_arrays(args.samples)
+        check_images(args.samples, arrays)
+        if 'labels' not in arrays:
+            raise SystemExit(f'{args.samples} needs labels (N,) beside arr_0, as tools/sample.py writes; it '
+                             f'has {sorted(arrays)}.')
     if args.retrain and osp.isfile(args.out):
         os.remove(args.out)
     if osp.isfile(args.out):  # an existing probe keeps the size and class set it was trained for
@@ -86,11 +101,6 @@ def main(argv=None):
           f'({class_set!r} classes; it sees them at {probe.input_size} px)')
     if args.samples is None:
         return dict(probe_real_accuracy=real_accuracy)
-    arrays = npz_arrays(args.samples)
-    check_images(args.samples, arrays)
-    if 'labels' not in arrays:
-        raise SystemExit(f'{args.samples} needs labels (N,) beside arr_0, as tools/sample.py writes; it has '
-                         f'{sorted(arrays)}.')
     with np.load(args.samples) as data:
         images, labels = data['arr_0'], data['labels']
     if images.shape[1] != size and args.resize:
@@ -104,7 +114,7 @@ def main(argv=None):
                   probe_input_size=probe.input_size,
                   resized_from=int(arrays['arr_0'][0][1]) if arrays['arr_0'][0][1] != size else None)
     print(json.dumps(result, indent=1))
-    out = args.json or osp.splitext(args.samples)[0] + '_probe.json'
+    out = args.json
     write_json(out, result)
     print(f'written {out}')
     return result

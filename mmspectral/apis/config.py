@@ -1,14 +1,22 @@
 """Config loading and Runner building shared by the tools."""
+import difflib
+import inspect
 import os
 import os.path as osp
 import sys
+from collections.abc import Mapping
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.runner import Runner
 from mmengine.utils import import_modules_from_strings
 
 from mmspectral.registry import RUNNERS, registry_hints
 from .setup_env import register_all_modules
+
+#: Top-level keys a config may gain through an override (the Runner's arguments), however close their
+#: spelling is to a key it has (``val_dataloader`` beside ``train_dataloader``).
+_RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -20,7 +28,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 
     Args:
         path: the config file.
-        cfg_options: ``key.sub=value`` overrides, as ``--cfg-options`` gives them.
+        cfg_options: ``key.sub=value`` overrides, as ``--cfg-options`` gives them; one through a misspelt
+            section is refused (:func:`check_cfg_options`).
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'Config file {path!r} does not exist (run from the repository root, or give '
@@ -31,11 +40,43 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     with registry_hints():
         cfg = Config.fromfile(path)
     if cfg_options:
+        check_cfg_options(cfg, cfg_options, path)
         cfg.merge_from_dict(cfg_options)
         if any(key.split('.')[0] == 'custom_imports' for key in cfg_options) and cfg.get('custom_imports'):
             with registry_hints():
                 import_modules_from_strings(**cfg.custom_imports)
     return cfg
+
+
+def check_cfg_options(cfg: Mapping, cfg_options: Mapping, path: str = 'the config') -> None:
+    """Refuse an override that passes through a section the config lacks but nearly has (a misspelt
+    ``model.genrator.depth=2`` or ``trian_dataloader.batch_size=8``): merged, it would make a new section that
+    nothing reads and the run would go on with the old value. Sections the config lacks and nearly has by
+    no spelling are new on purpose (``custom_imports.imports=[...]``) and pass; a misspelt last key is
+    left to the component that takes it (building refuses an argument it does not know)."""
+    if not isinstance(cfg_options, Mapping):
+        raise TypeError('cfg_options must be a dict of KEY=VALUE overrides, got '
+                        f'{type(cfg_options).__name__}.')
+    root = cfg.to_dict() if isinstance(cfg, Config) else cfg
+    for key in cfg_options:
+        node, parts = root, str(key).split('.')
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if not isinstance(node, Mapping) or part in node:
+                node = node.get(part) if isinstance(node, Mapping) else None
+                continue
+            names = [k for k in node if isinstance(k, str)]
+            close = difflib.get_close_matches(part, names, n=1, cutoff=0.85)
+            if close and not (depth == 0 and part in _RUNNER_KEYS):
+                where = '.'.join(parts[:depth])
+                raise ValueError(
+                    f'--cfg-options {key}: {path} has no {".".join(parts[:depth + 1])} (did you mean '
+                    f'{".".join(parts[:depth] + close)}?). The override would make a new section that '
+                    'nothing reads, and the run would keep the old value. Correct the key'
+                    + (f' (the keys of {where}: {sorted(names)})' if where else '') + '.')
+            break
 
 
 def trust_from_args(cfg: Config, args) -> Config:

@@ -19,23 +19,58 @@ suite runs these lines on a tiny one (tests/test_apis/test_inference_api.py).
 """
 import glob
 import json
+import numbers
+import os
 import os.path as osp
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
 
+from mmspectral.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from mmspectral.datasets.token_dataset import META_FILE
 from mmspectral.fileio import SAME_ARCHITECTURE, load_state_dict_checked, read_state_dict, trust_files
+from mmspectral.models.algorithms import GeneratorModel, TokenizerModel
 from mmspectral.models.tokenizers.loading import load_tokenizer
 from mmspectral.registry import MODELS
 from .config import load_config
-from .images import from_batch, to_batch
+from .images import OUTPUTS, from_batch, to_batch
 from .pretrained import from_pretrained, inference_config, is_model_folder, read_folder_meta
 from .setup_env import register_all_modules
 
 __all__ = ['init_generator', 'init_tokenizer', 'reconstruct', 'generate', 'variations', 'super_resolve',
            'list_models', 'add_sampling_args', 'sampling_options']
+
+
+def _check_init_args(func: str, config: Any, checkpoint: Any, device: Any, cfg_options: Any) -> torch.device:
+    """Types and values of ``init_tokenizer`` / ``init_generator``'s arguments, before anything is read;
+    returns the device."""
+    if not isinstance(config, (str, os.PathLike)):
+        raise TypeError(f'{func}: config must be the path of a config file or of a model folder (a str), got '
+                        f'{type(config).__name__}.')
+    if not osp.exists(config):
+        raise FileNotFoundError(f'{func}: {config} does not exist; pass a config file (configs/...) or a '
+                                'model folder written by save_pretrained.')
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f'{func}: checkpoint must be the path of a checkpoint file (a str) or None, got '
+                            f'{type(checkpoint).__name__}.')
+        if not osp.isfile(checkpoint):
+            what = 'is a folder' if osp.isdir(checkpoint) else 'does not exist'
+            raise FileNotFoundError(f'{func}: checkpoint {checkpoint} {what}; pass the .pth file training '
+                                    'wrote (or a model folder as config, with no checkpoint).')
+    if cfg_options is not None and not isinstance(cfg_options, Mapping):
+        raise TypeError(f'{func}: cfg_options must be a dict of config overrides such as '
+                        f"{{'model.sampling.top_k': 0}}, got {type(cfg_options).__name__}.")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{func}: device must be 'cpu', 'cuda' or 'cuda:N' (a str or torch.device), got "
+                         f'{device!r} ({err}).') from None
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"{func}: device {device!r} asks for a GPU, but PyTorch sees none here; use "
+                         "device='cpu'.")
+    return dev
 
 
 def _folder(path: str, kind: str, checkpoint: Optional[str]):
@@ -55,8 +90,9 @@ def init_tokenizer(config: str, checkpoint: Optional[str] = None, device='cpu',
     (``checkpoint`` None), or from a TokenizerModel config and the checkpoint its training wrote (EMA
     weights when training kept them). Losses, discriminators and teachers of the config are not built.
     Without a checkpoint the weights are random (a warning says so)."""
+    device = _check_init_args('init_tokenizer', config, checkpoint, device, cfg_options)
     if is_model_folder(config):
-        return _folder(config, 'tokenizer', checkpoint).to(torch.device(device))
+        return _folder(config, 'tokenizer', checkpoint).to(device)
     register_all_modules()
     cfg = load_config(config, cfg_options)
     model_cfg = inference_config(cfg.model) if cfg.model.get('type') == 'TokenizerModel' else None
@@ -70,7 +106,7 @@ def init_tokenizer(config: str, checkpoint: Optional[str] = None, device='cpu',
     model = MODELS.build(dict(model_cfg, tokenizer=tokenizer))
     model.pretrained_config = model_cfg
     model.class_names = _class_names(cfg)
-    return model.eval().to(torch.device(device))
+    return model.eval().to(device)
 
 
 def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
@@ -87,8 +123,9 @@ def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
     can be read (else empty). ``trust_checkpoints``: files to load with full unpickling (which runs any code
     they carry), on top of the config's ``trust_checkpoints``.
     """
+    device = _check_init_args('init_generator', config, checkpoint, device, cfg_options)
     if is_model_folder(config):
-        return _folder(config, 'generator', checkpoint).to(torch.device(device))
+        return _folder(config, 'generator', checkpoint).to(device)
     if checkpoint is None:
         raise ValueError(f'init_generator({config!r}) needs the checkpoint training wrote '
                          '(or a model folder).')
@@ -107,7 +144,7 @@ def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
                             'GeneratorModel), not the tokenizer\'s.', noun='checkpoint')
     model.class_names = _class_names(cfg)
     model.pretrained_config = cfg.model.to_dict()
-    return model.eval().to(torch.device(device))
+    return model.eval().to(device)
 
 
 def _class_names(cfg) -> tuple:
@@ -122,13 +159,15 @@ def _class_names(cfg) -> tuple:
 
 
 def add_sampling_args(parser) -> None:
-    """The sampling options every sampling tool takes; unset ones keep the config's ``model.sampling``."""
-    parser.add_argument('--cfg', type=float, default=None, help='guidance weight (default: the config)')
+    """The sampling options every sampling tool takes; unset ones keep the config's ``model.sampling``.
+    Each is checked as it is parsed; ``--num-tokens`` against the model by ``model.check_sampling``."""
+    parser.add_argument('--cfg', type=non_negative_float, default=None,
+                        help='guidance weight >= 0 (default: the config)')
     parser.add_argument('--cfg-schedule', choices=['linear', 'constant'], default=None)
-    parser.add_argument('--top-k', type=int, default=None)
-    parser.add_argument('--top-p', type=float, default=None)
-    parser.add_argument('--temperature', type=float, default=None)
-    parser.add_argument('--num-tokens', type=int, default=None,
+    parser.add_argument('--top-k', type=non_negative_int, default=None, help='0: no top-k filtering')
+    parser.add_argument('--top-p', type=fraction, default=None, help='in [0, 1]; 0: no nucleus filtering')
+    parser.add_argument('--temperature', type=positive_float, default=None)
+    parser.add_argument('--num-tokens', type=positive_int, default=None,
                         help='truncated generation: the first N tokens')
 
 
@@ -140,13 +179,25 @@ def sampling_options(args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- applications
-def _codec(model):
+def _what(obj: Any) -> str:
+    text = repr(obj)
+    return f'{type(obj).__name__} {text[:60] + "..." if len(text) > 60 else text}'
+
+
+def _codec(model, func: str):
     """(tokenizer network, its value range) of a TokenizerModel or a GeneratorModel."""
-    if type(model).__name__ == 'TokenizerModel':
+    if isinstance(model, TokenizerModel):
         return model.tok, tuple(model.value_range)
+    if not isinstance(model, GeneratorModel):
+        raise TypeError(f'{func} needs a model loaded with init_tokenizer or init_generator (a '
+                        f'TokenizerModel or a GeneratorModel), got {_what(model)}; load it first: '
+                        'model = init_tokenizer(path).')
     if getattr(model, 'tokenizer', None) is None:
         raise ValueError(f'{type(model).__name__} has no tokenizer to encode or decode images.')
     return model.tokenizer, tuple(model.image_value_range)
+
+
+SUPER_RESOLVE_MODES = ('stride', 'patch', 'bicubic')
 
 
 def _device(model) -> torch.device:
@@ -157,9 +208,39 @@ def _generator(seed: Optional[int]) -> Optional[torch.Generator]:
     return None if seed is None else torch.Generator().manual_seed(int(seed))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _generator_model(model, func: str) -> GeneratorModel:
+    """``model`` if it is a GeneratorModel, else a TypeError that says what to pass."""
+    if isinstance(model, GeneratorModel):
+        return model
+    hint = (' A tokenizer encodes and decodes images (reconstruct); drawing new ones needs the generator: '
+            'model = init_generator(path).' if isinstance(model, TokenizerModel) else
+            ' Load one first: model = init_generator(path).')
+    raise TypeError(f'{func} needs a generator (a GeneratorModel from init_generator), got {_what(model)}.'
+                    + hint)
+
+
+def _check_common(func: str, seed: Any, output: Any) -> None:
+    """``seed`` None or an integer >= 0; ``output`` None or one of OUTPUTS."""
+    if seed is not None and not (_is_int(seed) and seed >= 0):
+        raise (ValueError if _is_int(seed) else TypeError)(
+            f'{func}: seed must be an integer >= 0 (or None for a random draw), got {_what(seed)}.')
+    if output is not None and output not in OUTPUTS:
+        raise ValueError(f'{func}: output must be one of {OUTPUTS} (or None: the input\'s kind), got '
+                         f'{output!r}.')
+
+
 def _labels(model, classes: Union[int, str, Sequence[Union[int, str]]]) -> torch.Tensor:
     """Class indices from indices or names (``model.class_names``)."""
-    items = [classes] if isinstance(classes, (int, str)) else list(classes)
+    if isinstance(classes, torch.Tensor) or type(classes).__module__ == 'numpy':
+        classes = classes.tolist()  # an index tensor or array: its values (a 0-d one: one index)
+    items = [classes] if isinstance(classes, (numbers.Number, str)) else classes
+    if not isinstance(items, (list, tuple, range)):
+        raise TypeError(f'classes must be a class index (int), a class name (str) or a list of them, got '
+                        f'{_what(classes)}.')
     names = list(getattr(model, 'class_names', ()) or ())
     num = model.gen.num_classes
     out = []
@@ -169,8 +250,12 @@ def _labels(model, classes: Union[int, str, Sequence[Union[int, str]]]) -> torch
                 raise ValueError(f'Unknown class {c!r}; this generator knows {names or "no class names"} '
                                  f'(or pass indices 0..{num - 1}).')
             c = names.index(c)
-        if not 0 <= int(c) < num:
-            raise ValueError(f'Class {c} is outside the generator\'s {num} classes.')
+        if not _is_int(c):
+            raise TypeError(f'classes: {c!r} is a {type(c).__name__}; pass class indices (int, 0..{num - 1}) '
+                            'or class names (str).')
+        if not 0 <= c < num:
+            raise ValueError(f'Class {c} is outside the generator\'s {num} classes (indices 0..{num - 1}; '
+                             f'{num} is the guidance null class, not a class).')
         out.append(int(c))
     if not out:
         raise ValueError('Pass at least one class.')
@@ -186,18 +271,25 @@ def reconstruct(model, images: Any, k: Union[None, int, Sequence[int]] = None, o
     to the tokenizer's. Returns images of the input's kind (or ``output``: 'tensor', 'numpy', 'pil'); for a
     list of ``k``, a dict ``k -> images``.
     """
-    tok, (lo, hi) = _codec(model)
-    batch, kind, single = to_batch(images, tok.image_size)
-    batch = batch.to(_device(model)) * (hi - lo) + lo
-    lengths = [tok.num_tokens if k is None else k] if k is None or isinstance(k, int) else list(k)
+    tok, (lo, hi) = _codec(model, 'reconstruct')
+    _check_common('reconstruct', None, output)
+    if k is None or _is_int(k):
+        lengths = [tok.num_tokens if k is None else k]
+    elif isinstance(k, (list, tuple, range)) and len(k) and all(_is_int(n) for n in k):
+        lengths = list(k)
+    else:
+        raise TypeError(f'reconstruct: k must be a prefix length (int), a non-empty list of them, or None '
+                        f'(all {tok.num_tokens} tokens), got {_what(k)}.')
     bad = [n for n in lengths if not 1 <= int(n) <= tok.num_tokens]
     if bad:
         raise ValueError(f'Prefix lengths must lie in [1, {tok.num_tokens}], got {bad}.')
+    batch, kind, single = to_batch(images, tok.image_size)
+    batch = batch.to(_device(model)) * (hi - lo) + lo
     out = {}
     for n in lengths:
         decoded = tok.decode_tokens(tok.encode(batch, int(n)))
         out[int(n)] = from_batch((decoded.float() - lo) / (hi - lo), output or kind, single)
-    return out if isinstance(k, (list, tuple)) else out[lengths[0]]
+    return out[lengths[0]] if k is None or _is_int(k) else out
 
 
 @torch.no_grad()
@@ -210,9 +302,12 @@ def generate(model, classes, num_tokens: Optional[int] = None, seed: Optional[in
     ``top_k``, ``top_p``, ``temperature``, ``cfg_schedule``). ``output``: 'tensor' (B, 3, H, W) in [0, 1],
     'numpy' (uint8 (B, H, W, 3)) or 'pil' (a list of images).
     """
+    _generator_model(model, 'generate')
+    _check_common('generate', seed, output)
     labels = _labels(model, classes)
     if num_tokens is not None:
-        sampling['num_tokens'] = int(num_tokens)
+        sampling['num_tokens'] = num_tokens
+    model.check_sampling(sampling, 'generate')
     images = model.sample(labels, generator=_generator(seed), **sampling)['images']
     return from_batch(images, output)
 
@@ -223,15 +318,22 @@ def variations(model, images: Any, classes, keep: int, num: int = 4, seed: Optio
     """Spectral variations: keep the first ``keep`` tokens of each image (its coarse content) and let the
     generator draw the rest ``num`` times for the class. Returns a list (one entry per input image) of
     ``num`` images of the input's kind (or ``output``)."""
-    tok, _ = _codec(model)
-    batch, kind, single = to_batch(images, tok.image_size)
+    tok, _ = _codec(_generator_model(model, 'variations'), 'variations')
+    _check_common('variations', seed, output)
+    if not _is_int(keep) or not 1 <= keep < tok.num_tokens:
+        raise (ValueError if _is_int(keep) else TypeError)(
+            f'keep must lie in [1, {tok.num_tokens - 1}] (an integer; the rest is generated), '
+            f'got {_what(keep)}.')
+    if not _is_int(num) or num < 1:
+        raise (ValueError if _is_int(num) else TypeError)(
+            f'variations: num (variations per image) must be an integer >= 1, got {_what(num)}.')
+    model.check_sampling(sampling, 'variations')
     labels = _labels(model, classes)
+    batch, kind, single = to_batch(images, tok.image_size)
     if len(labels) == 1 and len(batch) > 1:
         labels = labels.repeat(len(batch))
     if len(labels) != len(batch):
         raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
-    if not 1 <= keep < tok.num_tokens:
-        raise ValueError(f'keep must lie in [1, {tok.num_tokens - 1}] (the rest is generated), got {keep}.')
     out = model.variations(batch.to(_device(model)), labels, keep=keep, num=num, generator=_generator(seed),
                            **sampling)  # (B, num, 3, H, W)
     result = [from_batch(v, output or kind) for v in out]
@@ -245,11 +347,17 @@ def super_resolve(model, images: Any, classes, mode: str = 'stride', seed: Optio
     plain bicubic up-sampling ('bicubic'). Images of the tokenizer's size in, 2x images out, of the input's
     kind (or ``output``). The sub-images are up-sampled on the 2x image's pixel grid
     (``GeneratorModel.super_resolve``, ``mmspectral.spectral.subimages``)."""
-    tok, _ = _codec(model)
-    batch, kind, single = to_batch(images, tok.image_size)
+    tok, _ = _codec(_generator_model(model, 'super_resolve'), 'super_resolve')
+    _check_common('super_resolve', seed, output)
+    if mode not in SUPER_RESOLVE_MODES:
+        raise ValueError(f'super_resolve: mode must be one of {SUPER_RESOLVE_MODES}, got {mode!r}.')
+    model.check_sampling(sampling, 'super_resolve')
     labels = _labels(model, classes)
+    batch, kind, single = to_batch(images, tok.image_size)
     if len(labels) == 1 and len(batch) > 1:
         labels = labels.repeat(len(batch))
+    if len(labels) != len(batch):
+        raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
     out = model.super_resolve(batch.to(_device(model)), labels, mode=mode, generator=_generator(seed),
                               **sampling)
     return from_batch(out, output or kind, single)
@@ -260,7 +368,13 @@ def list_models(roots: Sequence[str] = ('work_dirs',),
     """The models mmspectral knows here: its configs (``kind`` 'tokenizer' / 'generator', ``source``
     'config') and the model folders under ``roots`` (``source`` 'folder', searched three levels deep).
 
-    ``config_dir``: default the ``configs/`` folder of the source checkout this package runs from."""
+    ``config_dir``: default the ``configs/`` folder of the source checkout this package runs from. ``roots``
+    may also be one folder (a str)."""
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else roots
+    if not isinstance(roots, (list, tuple)) or not all(isinstance(r, (str, os.PathLike)) for r in roots):
+        raise TypeError(f'list_models: roots must be a folder or a list of folders, got {_what(roots)}.')
+    if config_dir is not None and not osp.isdir(config_dir):
+        raise FileNotFoundError(f'list_models: config_dir {config_dir} is not a folder.')
     register_all_modules()
     config_dir = config_dir or osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                                         'configs')

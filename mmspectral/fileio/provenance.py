@@ -51,7 +51,8 @@ def claim_folder(folder: str, record: Dict[str, Any], has_outputs: bool, what: s
         record: what decides the outputs (nested dicts compared key by key, after a JSON round trip:
             tuples become lists, other objects their ``str``; a ``'file'`` key is informative only).
         has_outputs: whether the folder already holds outputs; a folder with outputs and no record (written
-            before records existed, or by hand) is refused too: nothing says what made them.
+            before records existed, or by hand) is refused too: nothing says what made them. A record with no
+            outputs beside it (a run that failed before its first output) is replaced, not compared.
         what: the outputs, as the message names them ('samples', 'tokens').
         fix: what to do instead (default: another folder, or delete this one).
         write: whether this process writes a missing record (rank 0); every rank checks.
@@ -63,6 +64,12 @@ def claim_folder(folder: str, record: Dict[str, Any], has_outputs: bool, what: s
         with open(path) as f:
             old = json.load(f)
         diff = list(_differences(old, record))
+        if diff and not has_outputs:
+            # A run that stopped before its first output (a bad setting found late) left only its record:
+            # nothing can be mixed, so the corrected run replaces the record instead of being refused.
+            if write:
+                write_json(path, record)
+            return
         if diff:
             raise ProvenanceError(f'{folder} holds {what} made differently from this run, which would mix '
                                   'the two: ' + '; '.join(diff[:8]) + f'. {fix}')

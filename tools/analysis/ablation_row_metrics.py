@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import init_generator  # noqa: E402
+from mmspectral.cli import existing_file, output_file, positive_int  # noqa: E402
 from mmspectral.evaluation import band_psnr, position_perplexity  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import reconstruction_fidelity, render_batch  # noqa: E402
 from mmspectral.evaluation.sample_quality import probe_quality, progression_quality  # noqa: E402
@@ -52,13 +53,15 @@ def label_targets(result: dict, tokenizer) -> dict:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="A tiny Table 4 row's tokenizer ceiling.")
-    parser.add_argument('config', help='generator config (it names the tokenizer)')
-    parser.add_argument('checkpoint', help='generator checkpoint (its tokenizer is the row\'s)')
-    parser.add_argument('--probe', required=True, help='EmbeddedShapes probe (tools/train_probe.py)')
-    parser.add_argument('--out', required=True)
+    parser.add_argument('config', type=existing_file, help='generator config (it names the tokenizer)')
+    parser.add_argument('checkpoint', type=existing_file,
+                        help='generator checkpoint (its tokenizer is the row\'s)')
+    parser.add_argument('--probe', type=existing_file, required=True,
+                        help='EmbeddedShapes probe (tools/train_probe.py)')
+    parser.add_argument('--out', type=output_file, required=True)
     parser.add_argument('--class-set', default='coarse', choices=['coarse', 'fine'])
-    parser.add_argument('--num-images', type=int, default=500)
-    parser.add_argument('--progression-samples', type=int, default=200)
+    parser.add_argument('--num-images', type=positive_int, default=500)
+    parser.add_argument('--progression-samples', type=positive_int, default=200)
     parser.add_argument('--progression-only', action='store_true',
                         help='add the progression to an existing OUT.json, nothing else')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')

@@ -23,6 +23,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mmspectral.cli import output_file  # noqa: E402
+
 
 def scalar_files(run: str) -> List[str]:
     """The ``scalars.json`` files of a run (a file, or a work dir's timestamped runs in order)."""
@@ -127,7 +129,7 @@ def parse_args(argv=None):
     plot.add_argument('--keys', nargs='+', default=['loss'], help='logged keys, one panel each')
     plot.add_argument('--legend', nargs='+', default=None, help='one name per run')
     plot.add_argument('--title', default=None)
-    plot.add_argument('--out', default='curves.png')
+    plot.add_argument('--out', type=output_file, default='curves.png')
     timing = sub.add_parser('cal_train_time', help='seconds per iteration of each run')
     timing.add_argument('runs', nargs='+')
     return parser.parse_args(argv)

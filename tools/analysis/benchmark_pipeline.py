@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.cli import output_folder, positive_int  # noqa: E402
 from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 from mmspectral.utils.timing import measure_alternating, wait_until_idle  # noqa: E402
@@ -40,14 +41,14 @@ DEFAULT_CONFIG = 'configs/spectralar/spectralar-d16_64tok_8xb96-333k_in1k-256.py
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG, help='a GeneratorModel config with its tokenizer')
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--batch-size', type=positive_int, default=8)
+    parser.add_argument('--repeats', type=positive_int, default=3)
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     parser.add_argument('--var-repo', default=None, help='checkout of FoundationVision/VAR (public code)')
-    parser.add_argument('--var-depth', type=int, default=16)
+    parser.add_argument('--var-depth', type=positive_int, default=16)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--no-wait', action='store_true', help='do not wait for an idle machine')
-    parser.add_argument('--out', default='work_dirs/benchmark_pipeline')
+    parser.add_argument('--out', type=output_folder, default='work_dirs/benchmark_pipeline')
     return parser.parse_args(argv)
 
 

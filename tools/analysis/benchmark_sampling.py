@@ -29,6 +29,7 @@ from functools import partial
 import torch
 
 from mmspectral.apis import register_all_modules
+from mmspectral.cli import positive_int
 from mmspectral.models import SpectralARGenerator
 from mmspectral.models.layers.packed_linear import packed_linears
 from mmspectral.utils.timing import cpu_busy_seconds, measure_alternating, wait_until_idle
@@ -162,15 +163,15 @@ def dtype_ratio(models: dict, batch: int, repeats: int, device) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--presets', nargs='+', default=['d16', 'd16-p4'], choices=sorted(PRESETS))
-    parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 8, 32])
+    parser.add_argument('--batch-sizes', nargs='+', type=positive_int, default=[1, 8, 32])
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     parser.add_argument('--bf16-mode', choices=['weights', 'autocast'], default='weights',
                         help='bf16 as a bf16 copy of the generator (default) or as autocast of the fp32 one')
-    parser.add_argument('--uncached-batch-sizes', nargs='*', type=int, default=[1],
+    parser.add_argument('--uncached-batch-sizes', nargs='*', type=positive_int, default=[1],
                         help='batch sizes also timed without the KV cache (slow)')
     parser.add_argument('--no-cfg', action='store_true', help='also time sampling without guidance')
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--ratio-batch-sizes', nargs='*', type=int, default=[1, 8],
+    parser.add_argument('--repeats', type=positive_int, default=3)
+    parser.add_argument('--ratio-batch-sizes', nargs='*', type=positive_int, default=[1, 8],
                         help='batch sizes at which d16 alternates fp32 and bf16 in one loop (bf16 / fp32 '
                              'ratio, and bf16 tokens against the bf16 reference path); empty to skip')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')

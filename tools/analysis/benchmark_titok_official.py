@@ -37,6 +37,7 @@ from mmengine.optim import build_optim_wrapper
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.cli import output_folder, positive_int  # noqa: E402
 from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.models.utils import persistent_tensors  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
@@ -50,15 +51,15 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--titok-repo', required=True,
                         help='checkout of bytedance/1d-tokenizer (public code)')
-    parser.add_argument('--batch-size', type=int, default=4)
-    parser.add_argument('--image-size', type=int, default=256)
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--batch-size', type=positive_int, default=4)
+    parser.add_argument('--image-size', type=positive_int, default=256)
+    parser.add_argument('--repeats', type=positive_int, default=5)
     parser.add_argument('--amp', action='store_true', help='bf16 autocast for all three')
     parser.add_argument('--same-optimizer', action='store_true',
                         help="a plain torch.optim.AdamW for all three, not each one's training optimiser")
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--no-wait', action='store_true')
-    parser.add_argument('--out', default='work_dirs/benchmark_titok_official')
+    parser.add_argument('--out', type=output_folder, default='work_dirs/benchmark_titok_official')
     return parser.parse_args(argv)
 
 

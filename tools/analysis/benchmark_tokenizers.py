@@ -19,6 +19,7 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import torch  # noqa: E402
 
 from mmspectral.apis import register_all_modules  # noqa: E402
+from mmspectral.cli import positive_int  # noqa: E402
 from mmspectral.models import TokenizerModel  # noqa: E402
 from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
 
@@ -83,11 +84,11 @@ def measure_tokenizer(kind: str, options: dict) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', default='B')
-    parser.add_argument('--image-size', type=int, default=256)
-    parser.add_argument('--patch-size', type=int, default=16)
-    parser.add_argument('--num-tokens', type=int, default=64)
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--image-size', type=positive_int, default=256)
+    parser.add_argument('--patch-size', type=positive_int, default=16)
+    parser.add_argument('--num-tokens', type=positive_int, default=64)
+    parser.add_argument('--batch-size', type=positive_int, default=8)
+    parser.add_argument('--iters', type=positive_int, default=5)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true', help='bf16 autocast')
     parser.add_argument('--no-wait', action='store_true', help='do not wait for an idle machine')

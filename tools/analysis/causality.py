@@ -35,6 +35,7 @@ from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_ma
                                  luminance_elements, pairwise_r2, raster_tokens, scale_tokens, sequence_r2,
                                  spectral_tokens, split_indices)
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.cli import bounded, existing_path, non_negative_int, output_folder, positive_int  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402
 from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
@@ -50,33 +51,35 @@ PAPER = {'raster': (0.471, 0.366, 0.525, 0.454), 'scale': (0.889, 0.953, 0.943, 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='R^2 of each token on the tokens before it (paper Table 1, Fig. 4).')
-    parser.add_argument('--num-images', type=int, default=2000)
-    parser.add_argument('--image-size', type=int, default=64,
+    parser.add_argument('--num-images', type=positive_int, default=2000)
+    parser.add_argument('--image-size', type=positive_int, default=64,
                         help='side of the images the sequences are cut from')
-    parser.add_argument('--image-dir', default=None, help='a folder of images (default: EmbeddedShapes)')
-    parser.add_argument('--seed', type=int, default=2,
+    parser.add_argument('--image-dir', type=existing_path, default=None,
+                        help='a folder of images (default: EmbeddedShapes)')
+    parser.add_argument('--seed', type=non_negative_int, default=2,
                         help='EmbeddedShapes split seed (2: the tiny test split)')
     parser.add_argument('--class-set', default='fine', choices=sorted(EMBEDDED_CLASS_SETS),
                         help="EmbeddedShapes class set ('coarse' for tokenizers trained on it, as the tiny "
                         'configs)')
     parser.add_argument('--sequences', nargs='+', choices=SEQUENCES, default=list(SEQUENCES))
-    parser.add_argument('--scale-sides', type=int, nargs='+', default=None,
+    parser.add_argument('--scale-sides', type=positive_int, nargs='+', default=None,
                         help='sides of the scale-wise maps, ending at the image size '
                         '(default: S/8 S/4 S/2 S)')
-    parser.add_argument('--omegas', type=int, nargs='+', default=None,
+    parser.add_argument('--omegas', type=positive_int, nargs='+', default=None,
                         help='DCT cut-offs w_1..w_L of the spectral bands, ending at the image size '
                         '(default: S/8 S/4 S/2 S)')
     parser.add_argument('--schedule', default=None,
                         help='take the cut-offs from this FREQ_SCHEDULES type with 4 tokens instead of '
                         '--omegas')
-    parser.add_argument('--pca-dim', type=int, default=None,
+    parser.add_argument('--pca-dim', type=positive_int, default=None,
                         help='principal axes of the earlier tokens in the least-squares estimator, used when '
                         'they have more elements than this (default: min(128, fit images // 8))')
     parser.add_argument('--no-pca', action='store_true', help='report the best-single-element estimator only')
-    parser.add_argument('--train-fraction', type=float, default=0.75,
+    parser.add_argument('--train-fraction', type=bounded(float, 0, 1, low_open=True, high_open=True),
+                        default=0.75,
                         help='images the regressions are fitted on')
-    parser.add_argument('--split-seed', type=int, default=0)
-    parser.add_argument('--grid', type=int, default=64, help='elements are luminance pixels every '
+    parser.add_argument('--split-seed', type=non_negative_int, default=0)
+    parser.add_argument('--grid', type=positive_int, default=64, help='elements are luminance pixels every '
                         'max(1, S // grid) pixels')
     parser.add_argument('--tokenizer', nargs='+', action='append', default=[],
                         metavar='CONFIG CHECKPOINT [NAME]',
@@ -84,13 +87,17 @@ def parse_args(argv=None):
     parser.add_argument('--token-space', choices=['latent', 'quantized'], default='latent',
                         help="learned tokens as the encoder's pre-quantisation output or as their codebook "
                         'vectors')
-    parser.add_argument('--batch-size', type=int, default=100, help='images per tokenizer forward pass')
+    parser.add_argument('--batch-size', type=positive_int, default=100,
+                        help='images per tokenizer forward pass')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--out-dir', default='work_dirs/causality')
+    parser.add_argument('--out-dir', type=output_folder, default='work_dirs/causality')
     args = parser.parse_args(argv)
     for spec in args.tokenizer:
         if len(spec) not in (2, 3):
             parser.error(f'--tokenizer takes CONFIG CHECKPOINT [NAME], got {spec}.')
+        for path in spec[:2]:
+            if not osp.isfile(path):
+                parser.error(f'--tokenizer {" ".join(spec)}: {path} does not exist.')
     return args
 
 
@@ -216,13 +223,17 @@ def main(argv=None):
     args = parse_args(argv)
     register_all_modules(init_default_scope=False)
     torch.manual_seed(0)
+    sides, omegas = cutoffs(args, args.image_size)
+    for spec in args.tokenizer:  # every setting is checked before the first figure is written
+        model_type = load_config(spec[0]).model.get('type')
+        if model_type != 'TokenizerModel':
+            raise SystemExit(f'--tokenizer {spec[0]} is not a tokenizer config (model.type={model_type!r}).')
     os.makedirs(args.out_dir, exist_ok=True)
     estimators = ['best1'] if args.no_pca else ['best1', 'pca']
     start = time.time()
     # (B, 3, S, S) in [0, 1]
     images = load_images(args.num_images, args.image_size, args.seed, args.image_dir, args.class_set)
     train_idx, test_idx = split_indices(len(images), args.train_fraction, args.split_seed)
-    sides, omegas = cutoffs(args, args.image_size)
     stride = max(1, args.image_size // args.grid)
     if args.pca_dim is None:
         # Few regressors per fitted image, so that the held-out R^2 is not mostly overfitting.

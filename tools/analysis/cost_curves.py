@@ -31,6 +31,7 @@ from benchmark_sampling import (matmul_peak, run, sampling_flops, step_weight_by
                                 stream_bandwidth)
 
 from mmspectral.apis import register_all_modules  # noqa: E402
+from mmspectral.cli import output_folder, positive_int  # noqa: E402
 from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.models import SpectralARGenerator, TokenizerModel  # noqa: E402
 from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
@@ -38,21 +39,21 @@ from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--tokens', nargs='+', type=int, default=[64, 128, 256])
-    parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 8, 32])
+    parser.add_argument('--tokens', nargs='+', type=positive_int, default=[64, 128, 256])
+    parser.add_argument('--batch-sizes', nargs='+', type=positive_int, default=[1, 8, 32])
     parser.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32')
-    parser.add_argument('--depth', type=int, default=16)
-    parser.add_argument('--resolutions', nargs='+', type=int, default=[128, 256, 512])
-    parser.add_argument('--tokenizer-batch', type=int, default=2)
-    parser.add_argument('--tokenizer-width', type=int, default=None,
+    parser.add_argument('--depth', type=positive_int, default=16)
+    parser.add_argument('--resolutions', nargs='+', type=positive_int, default=[128, 256, 512])
+    parser.add_argument('--tokenizer-batch', type=positive_int, default=2)
+    parser.add_argument('--tokenizer-width', type=positive_int, default=None,
                         help='override ViT-B\'s 768 (smoke tests)')
-    parser.add_argument('--tokenizer-depth', type=int, default=None, help='override ViT-B\'s 12')
-    parser.add_argument('--repeats', type=int, default=1)
+    parser.add_argument('--tokenizer-depth', type=positive_int, default=None, help='override ViT-B\'s 12')
+    parser.add_argument('--repeats', type=positive_int, default=1)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--no-wait', action='store_true')
     parser.add_argument('--skip-sampling', action='store_true')
     parser.add_argument('--skip-tokenizer', action='store_true')
-    parser.add_argument('--out', default='work_dirs/cost_curves')
+    parser.add_argument('--out', type=output_folder, default='work_dirs/cost_curves')
     return parser.parse_args(argv)
 
 

@@ -29,6 +29,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.apis.pretrained import inference_config  # noqa: E402
+from mmspectral.cli import existing_file, positive_int  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 
 
@@ -61,8 +62,9 @@ class Generate(nn.Module):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Parameters and FLOPs per image of a config\'s networks.')
-    parser.add_argument('config')
-    parser.add_argument('--image-size', type=int, default=None, help='default: the tokenizer\'s image size')
+    parser.add_argument('config', type=existing_file)
+    parser.add_argument('--image-size', type=positive_int, default=None,
+                        help='default: the tokenizer\'s image size')
     parser.add_argument('--table', action='store_true', help='also print the per-module table')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     return parser.parse_args(argv)

@@ -25,6 +25,7 @@ import time
 import torch
 
 from mmspectral.apis import register_all_modules
+from mmspectral.cli import existing_file, output_file
 from mmspectral.models import SpectralARGenerator, TokenizerModel
 
 SAMPLING = dict(cfg_scale=1.5, cfg_schedule='linear', top_k=900, top_p=0.96)
@@ -153,8 +154,9 @@ def attention_lines(report: str):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--report', default=None, help="the gpu tests' JSON report (MMSPECTRAL_GPU_REPORT)")
-    parser.add_argument('--out', default=None, help='also write the table (markdown) here')
+    parser.add_argument('--report', type=existing_file, default=None,
+                        help="the gpu tests' JSON report (MMSPECTRAL_GPU_REPORT)")
+    parser.add_argument('--out', type=output_file, default=None, help='also write the table (markdown) here')
     parser.add_argument('--dry-run', action='store_true', help='print the table with every line skipped')
     args = parser.parse_args(argv)
     register_all_modules()

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
+from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import (accuracy, reconstruction_fidelity,  # noqa: E402
@@ -29,16 +30,18 @@ from mmspectral.fileio import write_json  # noqa: E402
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Class accuracy of EmbeddedShapes samples and reconstructions.')
-    parser.add_argument('config', help='generator config (a GeneratorModel with a tokenizer)')
-    parser.add_argument('checkpoint', help='trained generator checkpoint')
-    parser.add_argument('--per-class', type=int, default=20)
+    parser.add_argument('config', type=existing_file,
+                        help='generator config (a GeneratorModel with a tokenizer)')
+    parser.add_argument('checkpoint', type=existing_file, help='trained generator checkpoint')
+    parser.add_argument('--per-class', type=positive_int, default=20)
     parser.add_argument('--classifier', default=None,
                         help='saved classifier (trained and saved here if missing)')
-    parser.add_argument('--out', default=None, help='write the accuracies to this JSON file')
+    parser.add_argument('--out', type=output_file, default=None,
+                        help='write the accuracies to this JSON file')
     parser.add_argument('--class-set', default=None, choices=sorted(EMBEDDED_CLASS_SETS),
                         help='EmbeddedShapes class set (default: the one the training tokens\' classes name)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--batch-size', type=int, default=50)
+    parser.add_argument('--seed', type=non_negative_int, default=0)
+    parser.add_argument('--batch-size', type=positive_int, default=50)
     add_sampling_args(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     return parser.parse_args()
@@ -53,6 +56,8 @@ def decode(model, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
 def main():
     args = parse_args()
     model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
+    options = sampling_options(args)
+    model.check_sampling(options, 'the sampling options')  # before the classifier and the reconstructions
     tokenizer = model.tokenizer
     size, num_classes = tokenizer.image_size, model.gen.num_classes
     class_set = args.class_set or class_set_of(getattr(model, 'class_names', None) or ())
@@ -68,7 +73,6 @@ def main():
     fidelity = reconstruction_fidelity(recons, images, masks, tokenizer.patch_size)
 
     # Class-balanced samples; batch b uses seed + b, as tools/sample.py.
-    options = sampling_options(args)
     wanted = torch.arange(num_classes).repeat_interleave(args.per_class)
     starts = range(0, len(wanted), args.batch_size)
     tokens = torch.cat([model.sample(wanted[i:i + args.batch_size], decode=False,

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mmspectral.apis import init_generator  # noqa: E402
+from mmspectral.cli import non_negative_int, output_folder, positive_int  # noqa: E402
 from mmspectral.evaluation.superres import SUPERRES_SEED, superres_ground_truth  # noqa: E402
 from mmspectral.fileio import write_report  # noqa: E402
 
@@ -35,18 +36,22 @@ def parse_args(argv=None):
                         help='the quick start work dir (its models/generator folder is used)')
     parser.add_argument('--generator', default=None,
                         help='a generator model folder (default: QUICKSTART_DIR/models/generator)')
-    parser.add_argument('--work-dir', default='work_dirs/superres_tiny', help='where the results go')
-    parser.add_argument('--per-class', type=int, default=20, help='images per class')
-    parser.add_argument('--cutoffs', type=int, nargs='+', default=None,
+    parser.add_argument('--work-dir', type=output_folder, default='work_dirs/superres_tiny',
+                        help='where the results go')
+    parser.add_argument('--per-class', type=positive_int, default=20, help='images per class')
+    parser.add_argument('--cutoffs', type=positive_int, nargs='+', default=None,
                         help='kept bands in pixels of S (default S/16, S/8, S/4, S/2, S)')
     parser.add_argument('--probe', default=None,
                         help='probe that sees 2S px (default WORK_DIR/shapes_probe_<2S>px.pth; trained there '
                              'when missing)')
-    parser.add_argument('--probe-steps', type=int, default=250, help='training steps of a new probe')
-    parser.add_argument('--seed', type=int, default=SUPERRES_SEED, help='render seed of the images')
-    parser.add_argument('--sample-seed', type=int, default=0, help='seed of the generated tokens')
-    parser.add_argument('--batch-size', type=int, default=50, help='images per super-resolution batch')
-    parser.add_argument('--examples', type=int, default=5, help='classes shown in superres.png')
+    parser.add_argument('--probe-steps', type=positive_int, default=250, help='training steps of a new probe')
+    parser.add_argument('--seed', type=non_negative_int, default=SUPERRES_SEED,
+                        help='render seed of the images')
+    parser.add_argument('--sample-seed', type=non_negative_int, default=0,
+                        help='seed of the generated tokens')
+    parser.add_argument('--batch-size', type=positive_int, default=50,
+                        help='images per super-resolution batch')
+    parser.add_argument('--examples', type=positive_int, default=5, help='classes shown in superres.png')
     return parser.parse_args(argv)
 
 

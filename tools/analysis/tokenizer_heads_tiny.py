@@ -23,6 +23,7 @@ import torch
 from mmengine.config import DictAction
 
 from mmspectral.apis import build_runner, load_config, register_all_modules
+from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int
 from mmspectral.evaluation import progression_steps
 from mmspectral.evaluation.embedded_classifier import (accuracy, load_shapes_classifier,
                                                        reconstruction_fidelity, render_batch)
@@ -34,11 +35,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Tiny tokenizer decoder heads: train one, measure it.')
     parser.add_argument('--head', choices=['pixels', 'conv'], default='conv')
     parser.add_argument('--conv-head', type=json.loads, default=None, help='JSON: ConvPixelHead arguments')
-    parser.add_argument('--steps', type=int, default=2000)
+    parser.add_argument('--steps', type=positive_int, default=2000)
     parser.add_argument('--class-set', choices=['coarse', 'fine'], default='fine')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--probe', default=None, help='judge probe of the same class set (64 px)')
-    parser.add_argument('--work-dir', default='work_dirs/tokenizer_heads_tiny')
+    parser.add_argument('--seed', type=non_negative_int, default=0)
+    parser.add_argument('--probe', type=existing_file, default=None,
+                        help='judge probe of the same class set (64 px)')
+    parser.add_argument('--work-dir', type=output_folder, default='work_dirs/tokenizer_heads_tiny')
     parser.add_argument('--tag', default='',
                         help='appended to the run\'s folder name (for --cfg-options runs)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',

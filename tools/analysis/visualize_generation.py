@@ -23,17 +23,19 @@ from mmengine.config import DictAction  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
+from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int  # noqa: E402
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Class grid and coarse-to-fine progression of a generator.')
-    parser.add_argument('config', help='generator config (a GeneratorModel with a tokenizer)')
-    parser.add_argument('checkpoint', help='trained generator checkpoint')
-    parser.add_argument('--out-dir', required=True)
-    parser.add_argument('--per-class', type=int, default=8, help='samples per class in the grid')
-    parser.add_argument('--progression-classes', type=int, nargs='+', default=None,
+    parser.add_argument('config', type=existing_file,
+                        help='generator config (a GeneratorModel with a tokenizer)')
+    parser.add_argument('checkpoint', type=existing_file, help='trained generator checkpoint')
+    parser.add_argument('--out-dir', type=output_folder, required=True)
+    parser.add_argument('--per-class', type=positive_int, default=8, help='samples per class in the grid')
+    parser.add_argument('--progression-classes', type=non_negative_int, nargs='+', default=None,
                         help='classes of the progression rows (default: up to 5 spread over all classes)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=non_negative_int, default=0)
     add_sampling_args(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -89,6 +91,7 @@ def main():
     args = parse_args()
     model = init_generator(args.config, args.checkpoint, args.device, args.cfg_options)
     options = sampling_options(args)
+    model.check_sampling(options, 'the sampling options')  # before anything is drawn or written
     num_classes = model.gen.num_classes
     names = class_names(model, num_classes)
     classes = args.progression_classes

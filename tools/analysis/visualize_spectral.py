@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mmspectral.apis import register_all_modules  # noqa: E402
+from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, render_shape  # noqa: E402
 from mmspectral.datasets.transforms import LoadImage, ResizeShorter  # noqa: E402
 from mmspectral.spectral import UniformFreqSchedule, build_freq_schedule, dct2, lowpass  # noqa: E402
@@ -95,18 +96,20 @@ def spectral_figure(img: np.ndarray, schedule, prefixes, title: str = ''):
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Plot the spectral decomposition of an image for a schedule.')
-    parser.add_argument('--image', help='image file (default: matplotlib\'s grace_hopper.jpg)')
-    parser.add_argument('--embedded-class', type=int, default=None,
+    parser.add_argument('--image', type=existing_file,
+                        help='image file (default: matplotlib\'s grace_hopper.jpg)')
+    parser.add_argument('--embedded-class', type=non_negative_int, default=None,
                         help='use an EmbeddedShapes image of this class (0-9 of --class-set: ' + '; '.join(
                             f'{key}: {", ".join(names)}' for key, names in EMBEDDED_CLASS_SETS.items()) + ')')
     parser.add_argument('--class-set', default='fine', choices=sorted(EMBEDDED_CLASS_SETS),
                         help='EmbeddedShapes class set of --embedded-class')
-    parser.add_argument('--embedded-index', type=int, default=0, help='which EmbeddedShapes sample')
+    parser.add_argument('--embedded-index', type=non_negative_int, default=0,
+                        help='which EmbeddedShapes sample')
     parser.add_argument('--schedule', default='NonUniformFreqSchedule', help='a FREQ_SCHEDULES type')
-    parser.add_argument('--num-tokens', type=int, default=64)
-    parser.add_argument('--image-size', type=int, default=256)
-    parser.add_argument('--prefixes', type=int, nargs='+', default=[1, 2, 4, 8, 16, 32, 48, 64])
-    parser.add_argument('--out', default='work_dirs/spectral/spectral_decomposition.png')
+    parser.add_argument('--num-tokens', type=positive_int, default=64)
+    parser.add_argument('--image-size', type=positive_int, default=256)
+    parser.add_argument('--prefixes', type=positive_int, nargs='+', default=[1, 2, 4, 8, 16, 32, 48, 64])
+    parser.add_argument('--out', type=output_file, default='work_dirs/spectral/spectral_decomposition.png')
     return parser.parse_args()
 
 

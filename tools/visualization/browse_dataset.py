@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
+from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int  # noqa: E402
 from mmspectral.registry import DATASETS, TOKENIZERS  # noqa: E402
 from mmspectral.spectral import lowpass  # noqa: E402
 from mmspectral.utils import build_component  # noqa: E402
@@ -29,13 +30,14 @@ from mmspectral.utils import build_component  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='A dataset\'s pipeline output and its low-pass targets.')
-    parser.add_argument('config', help='a TokenizerModel config (its dataset and frequency schedule)')
+    parser.add_argument('config', type=existing_file,
+                        help='a TokenizerModel config (its dataset and frequency schedule)')
     parser.add_argument('--split', choices=['train', 'val', 'test'], default='train')
-    parser.add_argument('--num-images', type=int, default=6)
-    parser.add_argument('--prefixes', type=int, nargs='+', default=None,
+    parser.add_argument('--num-images', type=positive_int, default=6)
+    parser.add_argument('--prefixes', type=positive_int, nargs='+', default=None,
                         help='prefix lengths k (default: 1, 2, 4, ... up to N)')
-    parser.add_argument('--seed', type=int, default=0, help='seeds the augmentations')
-    parser.add_argument('--out', default='browse_dataset.png')
+    parser.add_argument('--seed', type=non_negative_int, default=0, help='seeds the augmentations')
+    parser.add_argument('--out', type=output_file, default='browse_dataset.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     return parser.parse_args(argv)
 

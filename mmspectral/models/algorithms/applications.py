@@ -1,8 +1,8 @@
 """The applications of a trained generator (paper sections 3.3 and 4.4), as methods of ``GeneratorModel``.
 
 Coarse-to-fine progression, spectral variations of real images, and 2x super-resolution by spectral completion
-(with its bicubic baseline). Each needs the model's ``gen`` (the generator), ``sampling`` (default
-``generate`` options), ``tokenizer``, ``encode`` and ``decode``.
+(with its bicubic baseline). Each needs the model's ``gen`` (the generator), ``check_sampling`` (its
+default ``generate`` options, with the caller's, checked), ``tokenizer``, ``encode`` and ``decode``.
 """
 from typing import Dict, Optional
 
@@ -24,7 +24,7 @@ class GenerationApplicationsMixin:
         """
         steps = []
         tokens = self.gen.generate(labels, callback=lambda step, prefix: steps.append(
-            (prefix.shape[1], self.decode(prefix))), **{**self.sampling, **kwargs})
+            (prefix.shape[1], self.decode(prefix))), **self.check_sampling(kwargs))
         return dict(tokens=tokens, steps=steps)
 
     @torch.no_grad()
@@ -35,7 +35,7 @@ class GenerationApplicationsMixin:
         prefix = self.encode(images, keep)
         b = images.shape[0]
         tokens = self.gen.generate(labels.repeat_interleave(num), prefix=prefix.repeat_interleave(num, 0),
-                                   **{**self.sampling, **kwargs})
+                                   **self.check_sampling(kwargs))
         return self.decode(tokens).view(b, num, *images.shape[1:])
 
     @torch.no_grad()
@@ -62,7 +62,7 @@ class GenerationApplicationsMixin:
         subs = split_subimages(images, mode).flatten(0, 1)
         keep = self.super_resolution_prefix(keep_cutoff)
         prefix = self.encode(subs, keep)
-        options = {k: v for k, v in {**self.sampling, **kwargs}.items() if k != 'num_tokens'}
+        options = {k: v for k, v in self.check_sampling(kwargs).items() if k != 'num_tokens'}
         tokens = self.gen.generate(labels.repeat_interleave(4), prefix=prefix, **options)
         done = self.decode(tokens).view(b, 4, 3, s, s)
         return reassemble_subimages(done, mode)

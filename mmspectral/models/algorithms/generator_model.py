@@ -5,7 +5,7 @@ ids) or, with ``encode_on_the_fly=True``, from images encoded by a frozen tokeni
 the cross-entropy of next-token prediction; the log also carries the loss and accuracy of each range of
 positions, which shows which spectral positions are hard.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,8 @@ from mmengine.model import BaseModel, is_model_wrapper
 
 from mmspectral.registry import GENERATORS, MODELS
 from mmspectral.utils import build_component
+from mmspectral.utils.build import UnknownArgumentError, accepted_arguments, unknown_argument_message
+from ..generators import SAMPLING_OPTIONS, check_sampling_options
 from ..tokenizers.loading import load_tokenizer
 from ..utils import keep_out_of_checkpoints
 from .applications import GenerationApplicationsMixin
@@ -66,7 +68,8 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
             raise ValueError('encode_on_the_fly=True needs tokenizer=... and tokenizer_checkpoint=...')
         self.encode_on_the_fly = encode_on_the_fly
         self.bins = position_bins(self.generator.num_tokens, num_position_bins)
-        self.sampling = dict(sampling or {})
+        self.sampling = {}
+        self.sampling = self.check_sampling(sampling or {}, where='model.sampling')
         self.image_value_range = tuple(float(v) for v in image_value_range)
 
     @property
@@ -135,11 +138,26 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         lo, hi = self.image_value_range
         return self.tokenizer.encode(images * (hi - lo) + lo, num_tokens)
 
+    def check_sampling(self, overrides: Optional[Mapping[str, Any]] = None,
+                       where: str = 'sampling options') -> Dict[str, Any]:
+        """The sampling settings ``{**self.sampling, **overrides}``, checked before any work: every key must
+        be an argument of the generator's ``generate`` (a misspelt one is named, with the closest), every
+        value in its range (:func:`~mmspectral.models.generators.check_sampling_options`). Tools call it
+        before they write anything; ``sample`` calls it too."""
+        options = {**self.sampling, **(overrides or {})}
+        accepted = accepted_arguments(self.gen.generate)
+        for key in options:
+            if accepted is not None and (key not in accepted or key == 'labels'):
+                raise UnknownArgumentError(unknown_argument_message(
+                    f'{type(self.gen).__name__}.generate', key, sorted(SAMPLING_OPTIONS), where))
+        check_sampling_options(options, self.gen.num_tokens, where)
+        return options
+
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, decode: bool = True, **kwargs) -> Dict[str, torch.Tensor]:
         """Generate tokens for ``labels`` with the configured sampling settings (overridable by ``kwargs``,
         e.g. ``num_tokens`` for truncated generation) and, with ``decode``, the images in [0, 1]."""
-        tokens = self.gen.generate(labels, **{**self.sampling, **kwargs})
+        tokens = self.gen.generate(labels, **self.check_sampling(kwargs))
         out = dict(tokens=tokens)
         if decode:
             out['images'] = self.decode(tokens)

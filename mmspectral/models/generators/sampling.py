@@ -1,8 +1,50 @@
 """Token sampling: classifier-free guidance, temperature, top-k and top-p,
 reproducible with a torch.Generator."""
-from typing import Optional
+import math
+import numbers
+from typing import Any, Mapping, Optional
 
 import torch
+
+#: The sampling settings ``generate`` takes that a config's ``model.sampling`` or a command line sets.
+SAMPLING_OPTIONS = ('cfg_scale', 'cfg_schedule', 'top_k', 'top_p', 'temperature', 'num_tokens')
+CFG_SCHEDULES = ('constant', 'linear')
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f'{name} must be a number, got {value!r} ({type(value).__name__}).')
+    if not math.isfinite(value):
+        raise ValueError(f'{name} must be a finite number, got {value}.')
+    return float(value)
+
+
+def check_sampling_options(options: Mapping[str, Any], max_tokens: int, where: str = 'sampling') -> None:
+    """Raise ``TypeError`` / ``ValueError`` naming the first sampling setting of ``options`` that ``generate``
+    cannot use: ``cfg_scale`` a finite number >= 0, ``cfg_schedule`` 'constant' or 'linear', ``top_k`` an
+    integer >= 0 (0: off), ``top_p`` in [0, 1] (0 or 1: off), ``temperature`` a finite number > 0,
+    ``num_tokens`` None or an integer in [1, ``max_tokens``]. Other keys are not looked at. ``where`` names
+    the settings in the message (``'model.sampling'``, say). Costs no device work: the values are Python
+    numbers."""
+    def fail(name, wanted):
+        raise ValueError(f'{where}: {name} must be {wanted}, got {options[name]!r}.')
+
+    if 'cfg_scale' in options and _real(f'{where}: cfg_scale', options['cfg_scale']) < 0:
+        fail('cfg_scale', 'a guidance weight >= 0 (0: no guidance)')
+    if 'cfg_schedule' in options and options['cfg_schedule'] not in CFG_SCHEDULES:
+        fail('cfg_schedule', f'one of {CFG_SCHEDULES}')
+    for name in ('top_k', 'num_tokens'):
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise TypeError(f'{where}: {name} must be an integer, got {value!r} ({type(value).__name__}).')
+    if options.get('top_k') is not None and options['top_k'] < 0:
+        fail('top_k', 'an integer >= 0 (0: no top-k filtering)')
+    if options.get('num_tokens') is not None and not 1 <= options['num_tokens'] <= max_tokens:
+        fail('num_tokens', f'an integer in [1, {max_tokens}] (the first n tokens; None: all {max_tokens})')
+    if 'top_p' in options and not 0 <= _real(f'{where}: top_p', options['top_p']) <= 1:
+        fail('top_p', 'a probability in [0, 1] (0 or 1: no nucleus filtering)')
+    if 'temperature' in options and _real(f'{where}: temperature', options['temperature']) <= 0:
+        fail('temperature', 'a finite number > 0 (1: the model\'s distribution)')
 
 
 def cfg_weight(scale: float, schedule: str, step: int, num_steps: int) -> float:

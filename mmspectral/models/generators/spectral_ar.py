@@ -19,7 +19,7 @@ from mmspectral.utils.checks import check_range
 from ..layers import AdaLNBlock, StaticKVCache
 from ..layers.packed_linear import PackedWeightCache, packed_linears
 from ..masks import BaseAttnMask, SpectralCausalMask
-from .sampling import cfg_weight, guide, sample_tokens
+from .sampling import cfg_weight, check_sampling_options, guide, sample_tokens
 
 #: VAR's depth presets, with the AdaLN gamma initialisation its training commands use.
 PRESETS = {'d16': dict(depth=16, init_adaln_gamma=1e-3), 'd20': dict(depth=20, init_adaln_gamma=1e-3),
@@ -222,9 +222,10 @@ class SpectralARGenerator(nn.Module):
         Returns:
             token ids (B, n), or a dict with ``tokens`` and ``logits``.
         """
+        check_sampling_options(dict(cfg_scale=cfg_scale, cfg_schedule=cfg_schedule, top_k=top_k, top_p=top_p,
+                                    temperature=temperature, num_tokens=num_tokens), self.num_tokens,
+                               where='generate')  # before the first step: a bad setting costs no work
         n = self.num_tokens if num_tokens is None else int(num_tokens)
-        if not 1 <= n <= self.num_tokens:
-            raise ValueError(f'num_tokens must lie in [1, {self.num_tokens}], got {n}.')
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         rows = labels.shape[0] * (2 if cfg_scale != 0 else 1) * self.block_size  # rows of a cached step
