@@ -37,9 +37,9 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x.float() / 255.0
     if not x.is_floating_point():
-        raise TypeError(f'Images are uint8 (0-255) or float in [0, 1], got {x.dtype}; convert them first, e.g. '
-                        'a 16-bit image with (image // 256).astype(np.uint8), or an int image holding 0-255 '
-                        'values with .astype(np.uint8).')
+        raise TypeError(f'Images are uint8 (0-255) or float in [0, 1], got {x.dtype}; convert them first, '
+                        'e.g. a 16-bit image with (image // 256).astype(np.uint8), or an int image holding '
+                        '0-255 values with .astype(np.uint8).')
     x = x.float()
     if x.numel() and (float(x.min()) < -1e-3 or float(x.max()) > 1 + 1e-3):
         raise ValueError(f'Float images must lie in [0, 1], got values in [{float(x.min()):.3g}, '
