@@ -1,8 +1,9 @@
 """``SpectralRunner``: MMEngine's Runner with the fixes mmspectral needs on current torch and on CPUs.
 
 * distributed set-up: gloo when there is no GPU, and DDP without ``device_ids`` for CPU models;
-* resume / ``load_from``: the Runner's own checkpoints load with ``weights_only=False``
-  (see :mod:`mmspectral.engine.checkpoint`); other weights stay ``weights_only=True``;
+* resume / ``load_from``: every checkpoint, the Runner's own included, loads with ``weights_only=True``
+  unless the user trusts the file (``--trust-checkpoint`` / ``trust_checkpoints``; see
+  :mod:`mmspectral.fileio.weights`);
 * ``resume='auto'`` (``resume=True`` without ``load_from``) finds the newest checkpoint even when the work dir
   was moved (``last_checkpoint`` stores an absolute path);
 * an unknown ``type`` anywhere in the config is reported with the closest registered names;
