@@ -6,8 +6,8 @@ and the page must show a decoded image that is not blank. The screenshot is kept
 tools/run_tests.sh pip-installs Gradio and Selenium when missing; Chromium and chromedriver are system
 packages it installs only when asked (MMSPECTRAL_INSTALL_BROWSER=1, as CI does), so without them the test
 skips and says how to get them. MMSPECTRAL_CHROMIUM / MMSPECTRAL_CHROMEDRIVER say where they are (default
-/usr/bin/). The set-up sets MMSPECTRAL_REQUIRE_BROWSER=1 when all is there or the browser was asked for, under
-which a missing piece fails the test instead of skipping it."""
+/usr/bin/). The set-up sets MMSPECTRAL_REQUIRE_BROWSER=1 when all is there, under which a missing
+piece fails the test instead of skipping it."""
 import os
 import os.path as osp
 import shutil
