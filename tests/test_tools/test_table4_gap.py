@@ -123,3 +123,22 @@ def test_generator_loop_learns_and_reports_at_every_budget(tool):
     assert seen[120]['acc'] > 0.5
     with pytest.raises(SystemExit):
         tool.parse_args(['--budgets', '10', '--warmup', '50'])
+
+
+def test_a_replaced_span_draws_from_its_class_unigram_and_keeps_the_rest(tool):
+    gen = torch.Generator().manual_seed(1)
+    train = torch.randint(0, 8, (600, 4), generator=gen)
+    train[:, 2] = torch.arange(600) % 2 * 5  # position 2: code 0 for class 0, code 5 for class 1
+    labels = torch.arange(600) % 2
+    probs = tool.unigram_probs(train, labels, num_classes=2, alpha=0.001)
+    assert probs.shape == (2, 4, tool.CODEBOOK)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 4, dtype=torch.float64))
+    held = torch.full((4000, 4), 7)
+    held_labels = torch.arange(4000) % 2
+    out = tool.replace_span(held, held_labels, probs, (1, 3), torch.Generator().manual_seed(0))
+    assert (out[:, [0, 3]] == 7).all() and (held == 7).all()  # outside the span and the input untouched
+    assert ((out[:, 2] == 0) == (held_labels == 0)).float().mean() > 0.99  # the class's own code
+    # position 1: the class's empirical frequencies, within sampling error
+    for c in (0, 1):
+        drawn = torch.bincount(out[held_labels == c, 1], minlength=tool.CODEBOOK).double() / 2000
+        assert (drawn[:8] - probs[c, 1, :8]).abs().max() < 0.04

@@ -15,7 +15,10 @@ the codes' rate. Then the pre-stated verdict.
 Stages (``--stages``, default all, in this order; a finished stage is skipped, so the command continues an
 interrupted run): ``tokenizers`` (tools/train.py, one MMEngine run per row and seed), ``tokens`` (held-out and
 training images encoded; the matched TiTok checkpoint chosen), ``generators`` (the small grid, one JSON per
-tokenizer), ``reference`` (the quick-start-sized generator per tokenizer), ``summary`` (table4_gap.md / .json,
+tokenizer), ``reference`` (the quick-start-sized generator per tokenizer), ``controls``
+(exploratory, added after the primary verdict: no generator; held-out tokens with positions 1-16, 1-8 or 9-16
+replaced by draws from the class-conditional unigram, decoded, their probe FD to the reconstructions),
+``summary`` (table4_gap.md / .json,
 table4_gap.png). Everything goes to ``--work-dir`` (default work_dirs/table4_gap).
 """
 import argparse
@@ -46,7 +49,10 @@ GENERATOR_CONFIGS = {
 }
 ROWS = ('titok', 'titok_matched', 'spectralar', 'fullfrac')
 TRAINED_ROWS = ('spectralar', 'titok', 'fullfrac')
-STAGES = ('tokenizers', 'tokens', 'generators', 'reference', 'summary')
+STAGES = ('tokenizers', 'tokens', 'generators', 'reference', 'controls', 'summary')
+# exploratory controls, added after the primary verdict was read (docs/design.md): held-out tokens whose
+# positions in the span are replaced by draws from the class-conditional unigram, decoded
+CONTROL_SPANS = {'unigram': (0, 16), 'early': (0, 8), 'late': (8, 16)}
 SIZES = {'S': dict(depth=1, width=64, num_heads=1), 'M': dict(depth=2, width=128, num_heads=2)}
 DATA = {'full': 10000, 'limited': 1000}
 CLASS_SET = 'coarse'
@@ -423,20 +429,67 @@ def unigram_alpha(train_ids, train_labels, num_classes: int = 10) -> float:
     return min(scores, key=scores.get)
 
 
-def unigram_ce(train_ids, train_labels, held_ids, held_labels, num_classes: int = 10,
-               alpha: float = None) -> list:
-    """Held-out cross-entropy (nats) per position of a class-conditional unigram per position, estimated on
-    the training tokens with additive smoothing ``alpha`` (default: chosen by :func:`unigram_alpha`)."""
+def unigram_probs(train_ids, train_labels, num_classes: int = 10, alpha: float = None) -> torch.Tensor:
+    """``(num_classes, N, CODEBOOK)`` float64: the class-conditional unigram per position, estimated on the
+    training tokens with additive smoothing ``alpha`` (default: chosen by :func:`unigram_alpha`)."""
     if alpha is None:
         alpha = unigram_alpha(train_ids, train_labels, num_classes)
-    n = train_ids.shape[1]
-    if int(train_ids.max()) >= CODEBOOK or int(held_ids.max()) >= CODEBOOK:
+    if int(train_ids.max()) >= CODEBOOK:
         raise ValueError(f'token ids beyond the {CODEBOOK}-code book')
+    n = train_ids.shape[1]
     counts = torch.zeros(num_classes, n, CODEBOOK, dtype=torch.float64)
     pos = torch.arange(n).expand_as(train_ids)
     counts.index_put_((train_labels.long()[:, None].expand_as(train_ids), pos, train_ids), torch.ones(
         train_ids.shape, dtype=torch.float64), accumulate=True)
-    probs = (counts + alpha) / (counts.sum(-1, keepdim=True) + alpha * CODEBOOK)
+    return (counts + alpha) / (counts.sum(-1, keepdim=True) + alpha * CODEBOOK)
+
+
+def replace_span(ids: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, span, rng) -> torch.Tensor:
+    """``ids`` with positions ``span[0] .. span[1] - 1`` replaced by independent draws from the unigram of
+    each row's class at that position (``probs`` from :func:`unigram_probs`)."""
+    out = ids.clone()
+    for pos in range(*span):
+        out[:, pos] = torch.multinomial(probs[labels.long(), pos], 1, generator=rng)[:, 0]
+    return out
+
+
+@torch.no_grad()
+def run_controls(args) -> None:
+    """Exploratory: how far decodes of partly unigram-drawn tokens land from the reconstructions, with no
+    generator. Tells a decoder that tolerates wrong late tokens from a generator that learns better."""
+    from mmspectral.evaluation.generative import frechet_distance_from_features
+    from mmspectral.fileio import write_json
+    classifier, _ = probe_of(args)
+    for seed in args.tokenizer_seeds:
+        for row in ROWS:
+            path = osp.join(args.work_dir, row, f'seed{seed}', 'controls.json')
+            if osp.isfile(path):
+                continue
+            model, _ = load_codec(row, checkpoint_of(args, row, seed))
+            tokens = load_tokens(args, row, seed)
+            probs = unigram_probs(tokens['train_ids'], tokens['train_labels'])
+            ids, labels = tokens['held_ids'][:NUM_HELD_OUT], tokens['held_labels'][:NUM_HELD_OUT]
+            recon_feats = tokens['recon_feats'][:NUM_HELD_OUT].numpy()
+            out = {}
+            for name, span in CONTROL_SPANS.items():
+                rng = torch.Generator().manual_seed(0)
+                images = batched(model.decode, replace_span(ids, labels, probs, span, rng)).clamp(0, 1)
+                feats = batched(classifier.features, images)
+                accuracy = float((classifier.head(feats).argmax(1) == labels.long()).float().mean())
+                fd = frechet_distance_from_features(feats.numpy(), recon_feats)
+                out[name] = dict(span=list(span), fd=fd, accuracy=accuracy)
+            write_json(path, out)
+            log(f'{row} seed {seed}: controls ' + ', '.join(f'{k} FD {v["fd"]:.2f}' for k, v in out.items()))
+
+
+def unigram_ce(train_ids, train_labels, held_ids, held_labels, num_classes: int = 10,
+               alpha: float = None) -> list:
+    """Held-out cross-entropy (nats) per position of a class-conditional unigram per position, estimated on
+    the training tokens with additive smoothing ``alpha`` (default: chosen by :func:`unigram_alpha`)."""
+    if int(held_ids.max()) >= CODEBOOK:
+        raise ValueError(f'token ids beyond the {CODEBOOK}-code book')
+    n = train_ids.shape[1]
+    probs = unigram_probs(train_ids, train_labels, num_classes, alpha)
     held_pos = torch.arange(n).expand_as(held_ids)
     ce = -probs[held_labels.long()[:, None].expand_as(held_ids), held_pos, held_ids].log()
     return ce.mean(0).tolist()
@@ -466,6 +519,9 @@ def collect(args) -> tuple:
                 ref = read_json(ref_path)
                 info['reference_nll'] = sum(ref['ce'])
                 info['reference_gain'] = rates['full'] - info['reference_nll']
+            control_path = osp.join(args.work_dir, row, f'seed{seed}', 'controls.json')
+            if osp.isfile(control_path):
+                info['controls'] = read_json(control_path)
             if row == 'titok_matched':
                 info['match'] = read_json(osp.join(args.work_dir, row, f'seed{seed}', 'match.json'))
             tokenizers[row, seed] = info
@@ -578,6 +634,18 @@ def summarize(args) -> dict:
     lines += [f'- {LABELS[row]}: {v["fd_gap"]:.2f} vs floor {v["floor"]:.2f}: '
               f'{"generator is the bottleneck" if v["ok"] else "NOT clearly positive"}'
               for row, v in regime.items()]
+    if any('controls' in tokenizers[row, s] for row in ROWS for s in args.tokenizer_seeds):
+        heads = [f'{name}: positions {a + 1}-{b}' for name, (a, b) in CONTROL_SPANS.items()]
+        lines += ['', '## Controls (exploratory, no generator): held-out tokens with a span replaced by '
+                  'class-conditional unigram draws, decoded; probe FD to the reconstructions / probe '
+                  'accuracy',
+                  '', '| row | ' + ' | '.join(heads) + ' |', '|---|' + '---|' * len(CONTROL_SPANS)]
+        for row in ROWS:
+            found = [tokenizers[row, s]['controls'] for s in args.tokenizer_seeds
+                     if 'controls' in tokenizers[row, s]]
+            cells_of = [f'{spread([c[name]["fd"] for c in found])} / '
+                        f'{np.mean([c[name]["accuracy"] for c in found]):.2f}' for name in CONTROL_SPANS]
+            lines.append(f'| {LABELS[row]} | ' + ' | '.join(cells_of) + ' |')
     verdicts = []
     lines += ['', '## Verdicts (pre-stated rule, docs/design.md)', '']
     for challenger, base, kind in COMPARISONS:
@@ -660,6 +728,8 @@ def main(argv=None) -> None:
         run_generators(args)
     if 'reference' in args.stages:
         run_reference(args)
+    if 'controls' in args.stages:
+        run_controls(args)
     if 'summary' in args.stages:
         summarize(args)
 
