@@ -1,6 +1,6 @@
 """Table 4 as an experiment: does spectral ordering make tokens easier to generate? (docs/design.md)
 
-    python tools/analysis/table4_gap.py                    # everything, about 90 minutes on 2 CPU cores
+    python tools/analysis/table4_gap.py                    # everything: about 3 hours on 2 AVX2 cores (below)
     python tools/analysis/table4_gap.py --stages tokenizers  # only train the tokenizers
 
 The design and the decision rule are in docs/design.md ("Table 4 as an experiment"), written before the first
@@ -20,6 +20,10 @@ tokenizer), ``reference`` (the quick-start-sized generator per tokenizer), ``con
 replaced by draws from the class-conditional unigram, decoded, their probe FD to the reconstructions),
 ``summary`` (table4_gap.md / .json,
 table4_gap.png). Everything goes to ``--work-dir`` (default work_dirs/table4_gap).
+
+Measured on an AMD EPYC (AVX2 only, 2 cores, fp32, shared with other jobs): tokenizers about 51 minutes (6 x
+5,000 steps), the generator grid 45-90 minutes (48 runs; 25-35 s each at depth 1, 70-350 s at depth 2),
+reference generators about 50 minutes (8 x 1,000 steps at depth 4), controls 1 minute, summary 20 seconds.
 """
 import argparse
 import glob
