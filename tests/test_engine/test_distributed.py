@@ -412,8 +412,11 @@ def test_a_stopped_rank_is_named_when_the_collective_times_out(setup, repo_root,
         out = logs[0].read_text()
         assert procs[0].returncode != 0, out[-3000:]
         host = re.escape(socket.gethostname())
-        assert re.search(rf'rank 1 \(pid {procs[1].pid} on host {host}\) is silent: no heartbeat for \d+ s, '
-                         r'last at iteration \d+\.', out), out[-3000:]
+        # the heartbeat publishes a new stage within 0.5 s, so on a loaded machine the stopped rank may still
+        # report the start of training
+        named = (rf'rank 1 \(pid {procs[1].pid} on host {host}\) is silent: no heartbeat for \d+ s, '
+                 r'last at (iteration \d+|the start of training \(iteration \d+\))\.')
+        assert re.search(named, out), out[-3000:]
         assert 'CollectiveTimeoutError' in out and 'stopped (SIGSTOP)' in out
         assert timeout <= waited < timeout + 20, waited
     finally:
