@@ -106,8 +106,22 @@ def read_json(path):
 
 
 # ---------------------------------------------------------------------------------------------- tokenizers
+def row_file(args, row: str, seed: int, name: str) -> str:
+    """``name`` in the folder of one tokenizer (row, seed)."""
+    return osp.join(args.work_dir, row, f'seed{seed}', name)
+
+
+def unfinished(args, name: str):
+    """(seed, row, path) of each tokenizer whose ``name`` is not written yet: a stage's resumable loop."""
+    for seed in args.tokenizer_seeds:
+        for row in ROWS:
+            path = row_file(args, row, seed, name)
+            if not osp.isfile(path):
+                yield seed, row, path
+
+
 def tokenizer_dir(args, row: str, seed: int) -> str:
-    return osp.join(args.work_dir, row, f'seed{seed}', 'tokenizer')
+    return row_file(args, row, seed, 'tokenizer')
 
 
 def train_tokenizers(args) -> None:
@@ -198,12 +212,12 @@ def probe_of(args):
 
 
 def tokens_file(args, row: str, seed: int) -> str:
-    return osp.join(args.work_dir, row, f'seed{seed}', 'tokens.npz')
+    return row_file(args, row, seed, 'tokens.npz')
 
 
 def checkpoint_of(args, row: str, seed: int) -> str:
     if row == 'titok_matched':
-        return read_json(osp.join(args.work_dir, row, f'seed{seed}', 'match.json'))['checkpoint']
+        return read_json(row_file(args, row, seed, 'match.json'))['checkpoint']
     return osp.join(tokenizer_dir(args, row, seed), f'iter_{args.tokenizer_iters}.pth')
 
 
@@ -354,7 +368,7 @@ def gap_readouts(model, gen, tokens: dict, classifier, per_class: int) -> dict:
 
 
 def generators_file(args, row: str, seed: int) -> str:
-    return osp.join(args.work_dir, row, f'seed{seed}', 'generators.json')
+    return row_file(args, row, seed, 'generators.json')
 
 
 def run_generators(args) -> None:
@@ -391,27 +405,23 @@ def run_generators(args) -> None:
 
 def run_reference(args) -> None:
     from mmspectral.fileio import write_json
-    for seed in args.tokenizer_seeds:
-        for row in ROWS:
-            path = osp.join(args.work_dir, row, f'seed{seed}', 'reference.json')
-            if osp.isfile(path):
-                continue
-            _, cfg = load_codec(row, checkpoint_of(args, row, seed))
-            tokens = load_tokens(args, row, seed)
-            size = dict(depth=cfg.model.generator.depth)
-            out = {}
-            start = time.time()
-            old_warmup, args.warmup = args.warmup, 100
-            try:
-                train_generator(cfg, size, tokens['train_ids'], tokens['train_labels'].long(), 0,
-                                [args.reference_iters], args,
-                                lambda step, gen: out.update(token_readouts(gen, tokens)), decay_to=0.1)
-            finally:
-                args.warmup = old_warmup
-            write_json(path, dict(out, depth=size['depth'], iters=args.reference_iters,
-                                  seconds=time.time() - start))
-            log(f'{row} seed {seed}: reference generator, held-out NLL {sum(out["ce"]):.2f} nats per image '
-                f'({time.time() - start:.0f} s)')
+    for seed, row, path in unfinished(args, 'reference.json'):
+        _, cfg = load_codec(row, checkpoint_of(args, row, seed))
+        tokens = load_tokens(args, row, seed)
+        size = dict(depth=cfg.model.generator.depth)
+        out = {}
+        start = time.time()
+        old_warmup, args.warmup = args.warmup, 100
+        try:
+            train_generator(cfg, size, tokens['train_ids'], tokens['train_labels'].long(), 0,
+                            [args.reference_iters], args,
+                            lambda step, gen: out.update(token_readouts(gen, tokens)), decay_to=0.1)
+        finally:
+            args.warmup = old_warmup
+        write_json(path, dict(out, depth=size['depth'], iters=args.reference_iters,
+                              seconds=time.time() - start))
+        log(f'{row} seed {seed}: reference generator, held-out NLL {sum(out["ce"]):.2f} nats per image '
+            f'({time.time() - start:.0f} s)')
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -464,26 +474,22 @@ def run_controls(args) -> None:
     from mmspectral.evaluation.generative import frechet_distance_from_features
     from mmspectral.fileio import write_json
     classifier, _ = probe_of(args)
-    for seed in args.tokenizer_seeds:
-        for row in ROWS:
-            path = osp.join(args.work_dir, row, f'seed{seed}', 'controls.json')
-            if osp.isfile(path):
-                continue
-            model, _ = load_codec(row, checkpoint_of(args, row, seed))
-            tokens = load_tokens(args, row, seed)
-            probs = unigram_probs(tokens['train_ids'], tokens['train_labels'])
-            ids, labels = tokens['held_ids'][:NUM_HELD_OUT], tokens['held_labels'][:NUM_HELD_OUT]
-            recon_feats = tokens['recon_feats'][:NUM_HELD_OUT].numpy()
-            out = {}
-            for name, span in CONTROL_SPANS.items():
-                rng = torch.Generator().manual_seed(0)
-                images = batched(model.decode, replace_span(ids, labels, probs, span, rng)).clamp(0, 1)
-                feats = batched(classifier.features, images)
-                accuracy = float((classifier.head(feats).argmax(1) == labels.long()).float().mean())
-                fd = frechet_distance_from_features(feats.numpy(), recon_feats)
-                out[name] = dict(span=list(span), fd=fd, accuracy=accuracy)
-            write_json(path, out)
-            log(f'{row} seed {seed}: controls ' + ', '.join(f'{k} FD {v["fd"]:.2f}' for k, v in out.items()))
+    for seed, row, path in unfinished(args, 'controls.json'):
+        model, _ = load_codec(row, checkpoint_of(args, row, seed))
+        tokens = load_tokens(args, row, seed)
+        probs = unigram_probs(tokens['train_ids'], tokens['train_labels'])
+        ids, labels = tokens['held_ids'][:NUM_HELD_OUT], tokens['held_labels'][:NUM_HELD_OUT]
+        recon_feats = tokens['recon_feats'][:NUM_HELD_OUT].numpy()
+        out = {}
+        for name, span in CONTROL_SPANS.items():
+            rng = torch.Generator().manual_seed(0)
+            images = batched(model.decode, replace_span(ids, labels, probs, span, rng)).clamp(0, 1)
+            feats = batched(classifier.features, images)
+            accuracy = float((classifier.head(feats).argmax(1) == labels.long()).float().mean())
+            fd = frechet_distance_from_features(feats.numpy(), recon_feats)
+            out[name] = dict(span=list(span), fd=fd, accuracy=accuracy)
+        write_json(path, out)
+        log(f'{row} seed {seed}: controls ' + ', '.join(f'{k} FD {v["fd"]:.2f}' for k, v in out.items()))
 
 
 def unigram_ce(train_ids, train_labels, held_ids, held_labels, num_classes: int = 10,
@@ -518,16 +524,16 @@ def collect(args) -> tuple:
                         recon_accuracy=float((tokens['recon_pred'][:NUM_HELD_OUT] == held[1]).float().mean()),
                         floor=frechet_distance_from_features(feats[:NUM_HELD_OUT], feats[FLOOR_OFFSET:]),
                         perplexity=position_perplexity(tokens['held_ids'][:NUM_HELD_OUT], CODEBOOK))
-            ref_path = osp.join(args.work_dir, row, f'seed{seed}', 'reference.json')
+            ref_path = row_file(args, row, seed, 'reference.json')
             if osp.isfile(ref_path):
                 ref = read_json(ref_path)
                 info['reference_nll'] = sum(ref['ce'])
                 info['reference_gain'] = rates['full'] - info['reference_nll']
-            control_path = osp.join(args.work_dir, row, f'seed{seed}', 'controls.json')
+            control_path = row_file(args, row, seed, 'controls.json')
             if osp.isfile(control_path):
                 info['controls'] = read_json(control_path)
             if row == 'titok_matched':
-                info['match'] = read_json(osp.join(args.work_dir, row, f'seed{seed}', 'match.json'))
+                info['match'] = read_json(row_file(args, row, seed, 'match.json'))
             tokenizers[row, seed] = info
             path = generators_file(args, row, seed)
             for rec in (read_json(path) if osp.isfile(path) else []):
