@@ -6,7 +6,7 @@
 # reconstructions (docs/results.md).
 _base_ = [
     '../_base_/default_runtime.py',
-    '../_base_/datasets/imagenet_tokens.py',
+    '../_base_/datasets/token_folders.py',
     '../_base_/schedules/generator_adamw_linear.py',
     '../_base_/models/spectralar_tokenizer_tiny.py',
 ]

@@ -2,7 +2,7 @@ from .checkpoint import (CheckpointLoadError, atomic_write_path, checkpoint_defe
                          trust_files)
 from .dist import (DEFAULT_DIST_TIMEOUT, DIST_TIMEOUT_ENV, check_dist_timeout, default_backend, dist_timeout,
                    init_distributed, set_tf32, setup_worker, shutdown_distributed)
-from .flexible import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_wrap_policy
+from .fsdp_runner import SpectralFlexibleRunner, SpectralFSDPStrategy, adaln_block_wrap_policy
 from .heartbeat import CollectiveTimeoutError, collectives_watched
 from .hooks import CheckpointHook, NonFiniteLossError, NonFiniteLossHook, SpectralReconstructionHook
 from .loops import GenerationTestLoop, GenerationValLoop, generate_for_metrics

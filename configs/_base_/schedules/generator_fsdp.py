@@ -8,7 +8,7 @@ strategy = dict(
     # for 2B+ models); tools/model_converters/fsdp_to_single.py turns such a folder into one file.
     state_dict_cfg='full',
     model_wrapper=dict(
-        # Each AdaLN block's ada_lin, attn and ffn is one FSDP unit (mmspectral/engine/flexible.py says why).
+        # Each AdaLN block's ada_lin, attn and ffn is one FSDP unit (mmspectral/engine/fsdp_runner.py says why).
         auto_wrap_policy=dict(type='adaln_block_wrap_policy'),
         use_orig_params=True,
         sharding_strategy='FULL_SHARD',

@@ -108,7 +108,7 @@ def adaln_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: 
     what is left (embeddings, head) stays in the root unit. The block itself cannot be one: the
     generator computes every block's AdaLN modulation (``block.modulation(cond)``) before it runs the blocks,
     outside the block's ``forward``, where an FSDP unit's parameters are still sharded. Used by
-    ``SpectralFSDPStrategy`` (``mmspectral.engine.flexible``).
+    ``SpectralFSDPStrategy`` (``mmspectral.engine.fsdp_runner``).
 
     Args:
         module: the module FSDP asks about.

@@ -1,6 +1,7 @@
 from .loading import load_tokenizer
 from .maskgit_vqgan import MaskGITVQGAN
-from .titok import ARCH_SETTINGS, NestedSpectralTokenizer, PrefixSampler, TiTokTokenizer
+from .nested_spectral import NestedSpectralTokenizer
+from .titok import ARCH_SETTINGS, PrefixSampler, TiTokTokenizer
 from .vit_codec import ViTTokenDecoder, ViTTokenEncoder
 
 __all__ = ['load_tokenizer', 'MaskGITVQGAN', 'TiTokTokenizer', 'NestedSpectralTokenizer', 'PrefixSampler',

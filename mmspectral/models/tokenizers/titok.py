@@ -1,6 +1,7 @@
-"""1D tokenizers: the TiTok baseline and SpectralAR's nested spectral tokenizer (TOKENIZERS).
+"""The TiTok 1D tokenizer (TOKENIZERS), the network both the baseline and SpectralAR use.
 
-Both are the same network; they differ in four switches, which are the rows of the paper's Table 4:
+SpectralAR's :class:`~mmspectral.models.tokenizers.nested_spectral.NestedSpectralTokenizer` is this class with
+other defaults; the two differ in four switches, which are the rows of the paper's Table 4:
 
 ============================  ===================  =============================
 switch                        TiTokTokenizer       NestedSpectralTokenizer
@@ -367,25 +368,3 @@ class TiTokTokenizer(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (self.image_size,) * 2:
             raise ValueError('The tokenizer takes images of shape '
                              f'(B, 3, {self.image_size}, {self.image_size}), got {tuple(images.shape)}.')
-
-
-@TOKENIZERS.register_module()
-class NestedSpectralTokenizer(TiTokTokenizer):
-    """SpectralAR's nested spectral tokenizer (paper section 3.2, Algorithm 1).
-
-    The same network as :class:`TiTokTokenizer` with SpectralAR's defaults: ``SpectralCausalMask`` in encoder
-    and decoder, the eq. 9 schedule, spectral supervision, and a prefix length drawn uniformly per sample.
-    Every argument of TiTokTokenizer is accepted, so each ablation of Table 4 is one changed argument.
-    """
-
-    default_freq_schedule = dict(type='NonUniformFreqSchedule')
-
-    def __init__(self, attn_mask: Union[dict, BaseAttnMask, None] = None,
-                 freq_schedule: Optional[dict] = None, spectral_supervision: bool = True,
-                 prefix_sampling: Optional[dict] = None, **kwargs) -> None:
-        super().__init__(
-            attn_mask=attn_mask if attn_mask is not None else dict(type='SpectralCausalMask'),
-            freq_schedule=freq_schedule if freq_schedule is not None else dict(self.default_freq_schedule),
-            spectral_supervision=spectral_supervision,
-            prefix_sampling=prefix_sampling if prefix_sampling is not None else dict(distribution='uniform'),
-            **kwargs)

@@ -1,31 +1,28 @@
-# ImageNet tokens extracted once by tools/extract_tokens.py (train with --augment flip; the val split as is):
-#   bash tools/... see docs/get_started.md, section Generators.
+# Token folders written by tools/extract_tokens.py (one per split; the train split with --augment flip, the
+# val split as is), read by TokenDataset. The configs that use this base name their folders (data_root) and
+# batch sizes: the ImageNet generators in configs/spectralar/spectralar-d16_*.py, the tiny EmbeddedShapes ones
+# in configs/spectralar/spectralar-tiny-*.py. docs/get_started.md, section Generators, shows the extraction.
 train_dataloader = dict(
-    batch_size=96,
     num_workers=4,
     persistent_workers=True,
     pin_memory=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TokenDataset', data_root='data/tokens/spectralar-b_64tok_in1k_train', variant='random'),
+    dataset=dict(type='TokenDataset', variant='random'),
 )
 val_dataloader = dict(
-    batch_size=96,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TokenDataset', data_root='data/tokens/spectralar-b_64tok_in1k_val', variant='first',
-                 test_mode=True),
+    dataset=dict(type='TokenDataset', variant='first', test_mode=True),
 )
 test_dataloader = dict(
-    batch_size=96,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TokenDataset', data_root='data/tokens/spectralar-b_64tok_in1k_val', variant='first',
-                 test_mode=True),
+    dataset=dict(type='TokenDataset', variant='first', test_mode=True),
 )
 val_evaluator = dict(type='TokenPredictionMetric', num_bins=8)
 test_evaluator = dict(type='TokenPredictionMetric', num_bins=8)
