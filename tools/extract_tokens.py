@@ -43,7 +43,7 @@ from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
 from mmspectral.fileio import (ProvenanceError, claim_folder, file_identity, trust_files,  # noqa: E402
                                write_json)
-from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
+from mmspectral.models.tokenizers.loading import load_tokenizer, settle_value_range  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 
 
@@ -123,9 +123,10 @@ def main():
     if cfg.model.get('type') != 'TokenizerModel':
         raise ValueError(f'{args.config} is not a tokenizer config (model.type={cfg.model.get("type")!r}).')
     with trust_files(args.trust_checkpoint), trust_files(cfg.get('trust_checkpoints')):
-        tokenizer = load_tokenizer(cfg.model.tokenizer, args.checkpoint, device=device)
-    preprocessor = MODELS.build(cfg.model.get('data_preprocessor')
-                                or dict(type='ImageDataPreprocessor')).to(device)
+        model_cfg = settle_value_range(cfg.model)  # the tokenizer carries the value range
+        tokenizer = load_tokenizer(model_cfg['tokenizer'], args.checkpoint, device=device)
+    preprocessor = MODELS.build(dict(model_cfg.get('data_preprocessor') or dict(type='ImageDataPreprocessor'),
+                                     value_range=tokenizer.value_range)).to(device)
     dataset = build_dataset(cfg, args.split)
     num_images, n = len(dataset), tokenizer.num_tokens
     variants = NUM_VARIANTS[args.augment]

@@ -25,7 +25,6 @@ model = dict(
     ),
     tokenizer={{_base_.tiny_tokenizer}},
     tokenizer_checkpoint='work_dirs/spectralar-tiny_16tok_1xb32-5k_shapes-64/iter_5000.pth',
-    image_value_range={{_base_.tiny_value_range}},  # the tokenizer's input range
     sampling=dict(cfg_scale=3.0, cfg_schedule='linear', top_k=0, top_p=0.0),
 )
 train_dataloader = dict(batch_size=64, num_workers=0, persistent_workers=False, pin_memory=False,

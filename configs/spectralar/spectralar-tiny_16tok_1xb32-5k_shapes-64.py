@@ -13,7 +13,7 @@ _base_ = [
     '../_base_/models/spectralar_tokenizer_tiny.py',
     '../_base_/schedules/tokenizer_adamw_cosine_1000k.py',
 ]
-model = dict(data_preprocessor=dict(value_range={{_base_.tiny_value_range}}), tokenizer={{_base_.tiny_tokenizer}})
+model = dict(tokenizer={{_base_.tiny_tokenizer}})
 # The 'coarse' classes (bold shapes, bars, pairs of disks: recognisable from the w = 5 low-pass at 64 px),
 # which a tokenizer this small learns in minutes; the 'fine' ones need w = 10 (docs/design.md, "Which classes").
 # Drawing an image costs more than this model's step: keep them (in the main process, no worker to feed).

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from mmspectral.datasets import EMBEDDED_CLASSES, render_shape
 from mmspectral.datasets.transforms import LoadImage, ResizeShorter
 from mmspectral.spectral import lowpass
+from mmspectral.utils.value_range import check_value_range, from_unit
 
 __all__ = ['load_images', 'raster_tokens', 'scale_tokens', 'spectral_tokens', 'split_indices', 'heldout_r2',
            'sequence_r2', 'pairwise_r2', 'luminance_elements', 'best_single_r2', 'frame_maps',
@@ -320,11 +321,11 @@ def encode_learned_tokens(tokenizer, images: torch.Tensor, value_range: Sequence
     """
     if space not in ('latent', 'quantized'):
         raise ValueError(f"space must be 'latent' or 'quantized', got {space!r}.")
-    lo, hi = (float(v) for v in value_range)
+    value_range = check_value_range(value_range, 'encode_learned_tokens')
     device = next(tokenizer.parameters()).device
     chunks = []
     for start in range(0, images.shape[0], batch_size):
-        x = (lo + (hi - lo) * images[start:start + batch_size]).float().to(device)
+        x = from_unit(images[start:start + batch_size], value_range).float().to(device)
         latents = tokenizer.encode_continuous(x)  # (b, N, D)
         chunks.append((latents if space == 'latent' else tokenizer.quantize(latents)[0]).double().cpu())
     seq = torch.cat(chunks)  # (B, N, D)

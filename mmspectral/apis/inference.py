@@ -26,6 +26,7 @@ import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
+import torch.nn as nn
 
 from mmspectral.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from mmspectral.datasets.token_dataset import META_FILE
@@ -185,16 +186,15 @@ def _what(obj: Any) -> str:
 
 
 def _codec(model, func: str):
-    """(tokenizer network, its value range) of a TokenizerModel or a GeneratorModel."""
-    if isinstance(model, TokenizerModel):
-        return model.tok, tuple(model.value_range)
-    if not isinstance(model, GeneratorModel):
+    """The tokenizer network of a model loaded with init_tokenizer or init_generator (its ``codec``)."""
+    if not isinstance(model, nn.Module) or not hasattr(type(model), 'codec'):
         raise TypeError(f'{func} needs a model loaded with init_tokenizer or init_generator (a '
                         f'TokenizerModel or a GeneratorModel), got {_what(model)}; load it first: '
                         'model = init_tokenizer(path).')
-    if getattr(model, 'tokenizer', None) is None:
-        raise ValueError(f'{type(model).__name__} has no tokenizer to encode or decode images.')
-    return model.tokenizer, tuple(model.image_value_range)
+    try:
+        return model.codec
+    except RuntimeError:
+        raise ValueError(f'{type(model).__name__} has no tokenizer to encode or decode images.') from None
 
 
 SUPER_RESOLVE_MODES = ('stride', 'patch', 'bicubic')
@@ -271,7 +271,7 @@ def reconstruct(model, images: Any, k: Union[None, int, Sequence[int]] = None, o
     to the tokenizer's. Returns images of the input's kind (or ``output``: 'tensor', 'numpy', 'pil'); for a
     list of ``k``, a dict ``k -> images``.
     """
-    tok, (lo, hi) = _codec(model, 'reconstruct')
+    tok = _codec(model, 'reconstruct')
     _check_common('reconstruct', None, output)
     if k is None or _is_int(k):
         lengths = [tok.num_tokens if k is None else k]
@@ -284,11 +284,11 @@ def reconstruct(model, images: Any, k: Union[None, int, Sequence[int]] = None, o
     if bad:
         raise ValueError(f'Prefix lengths must lie in [1, {tok.num_tokens}], got {bad}.')
     batch, kind, single = to_batch(images, tok.image_size)
-    batch = batch.to(_device(model)) * (hi - lo) + lo
+    batch = batch.to(_device(model))
     out = {}
     for n in lengths:
-        decoded = tok.decode_tokens(tok.encode(batch, int(n)))
-        out[int(n)] = from_batch((decoded.float() - lo) / (hi - lo), output or kind, single)
+        decoded = tok.decode_images(tok.encode_images(batch, int(n)), clamp=False)
+        out[int(n)] = from_batch(decoded, output or kind, single)
     return out[lengths[0]] if k is None or _is_int(k) else out
 
 
@@ -318,7 +318,7 @@ def variations(model, images: Any, classes, keep: int, num: int = 4, seed: Optio
     """Spectral variations: keep the first ``keep`` tokens of each image (its coarse content) and let the
     generator draw the rest ``num`` times for the class. Returns a list (one entry per input image) of
     ``num`` images of the input's kind (or ``output``)."""
-    tok, _ = _codec(_generator_model(model, 'variations'), 'variations')
+    tok = _codec(_generator_model(model, 'variations'), 'variations')
     _check_common('variations', seed, output)
     if not _is_int(keep) or not 1 <= keep < tok.num_tokens:
         raise (ValueError if _is_int(keep) else TypeError)(
@@ -347,7 +347,7 @@ def super_resolve(model, images: Any, classes, mode: str = 'stride', seed: Optio
     plain bicubic up-sampling ('bicubic'). Images of the tokenizer's size in, 2x images out, of the input's
     kind (or ``output``). The sub-images are up-sampled on the 2x image's pixel grid
     (``GeneratorModel.super_resolve``, ``mmspectral.spectral.subimages``)."""
-    tok, _ = _codec(_generator_model(model, 'super_resolve'), 'super_resolve')
+    tok = _codec(_generator_model(model, 'super_resolve'), 'super_resolve')
     _check_common('super_resolve', seed, output)
     if mode not in SUPER_RESOLVE_MODES:
         raise ValueError(f'super_resolve: mode must be one of {SUPER_RESOLVE_MODES}, got {mode!r}.')

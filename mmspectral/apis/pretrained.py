@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from mmspectral.fileio import (SafetensorsError, load_safetensors, load_state_dict_checked,
                                read_safetensors_shapes, save_safetensors, sha256_of_file, write_json)
+from mmspectral.models.tokenizers.loading import settle_value_range
 from mmspectral.models.utils import persistent_tensors
 from mmspectral.registry import MODELS
 from mmspectral.version import __version__
@@ -84,7 +85,7 @@ def inference_config(model_cfg: Mapping) -> Dict[str, Any]:
     """What inference needs of a TokenizerModel / GeneratorModel config, as a plain dict: no losses, teachers
     or checkpoint paths (a tokenizer: its network and value range; a generator: its network, tokenizer,
     sampling settings and value range)."""
-    cfg = model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else dict(model_cfg)
+    cfg = settle_value_range(model_cfg)  # the tokenizer carries the value range, whatever the config's age
     kind = KINDS.get(cfg.get('type'))
     if kind is None:
         raise ValueError('A model folder holds a TokenizerModel or a GeneratorModel, '
@@ -102,10 +103,6 @@ def inference_config(model_cfg: Mapping) -> Dict[str, Any]:
                              'this GeneratorModel config has no tokenizer.')
         out = {k: cfg[k] for k in KEEP_KEYS['generator'] if k in cfg}
     return _without_external_weights(out)
-
-
-def _codec_net(model: nn.Module, kind: str) -> nn.Module:
-    return model.tok if kind == 'tokenizer' else model.tokenizer
 
 
 def _weights(model: nn.Module, kind: str) -> Dict[str, torch.Tensor]:
@@ -155,7 +152,7 @@ def save_pretrained(model: nn.Module, folder: str, config: Optional[Mapping] = N
     write_json(osp.join(folder, CONFIG_FILE), cfg)
     meta = dict(format=FOLDER_FORMAT, kind=kind, mmspectral_version=__version__, weights_sha256=sha,
                 num_parameters=sum(int(p.numel()) for p in model.parameters()), class_names=names,
-                num_parameters_tokenizer=sum(int(p.numel()) for p in _codec_net(model, kind).parameters()),
+                num_parameters_tokenizer=sum(int(p.numel()) for p in model.codec.parameters()),
                 created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 **{k: card[k] for k in ('title', 'data', 'steps', 'metrics', 'source', 'reproduce')
                    if k in card})

@@ -154,9 +154,9 @@ def progression_quality(model, tokens: torch.Tensor, images: Optional[torch.Tens
         out['reconstructions'] = progression_steps(recons)
         # whether each step moves the decode towards the image, not only whether it changes it
         out['reconstructions']['psnr_to_image'] = [float(psnr(r.clamp(0, 1), images).mean()) for r in recons]
-        schedule = getattr(model.tokenizer, 'freq_schedule', None)
-        if schedule is not None:
-            out['lowpass_targets'] = progression_steps([lowpass(images, schedule.omega(k)).clamp(0, 1)
+        omegas = model.codec.cutoffs()
+        if omegas is not None:
+            out['lowpass_targets'] = progression_steps([lowpass(images, model.codec.cutoff(k)).clamp(0, 1)
                                                         for k in range(1, n + 1)])
-            out['omegas'] = list(schedule.omegas)
+            out['omegas'] = omegas
     return out

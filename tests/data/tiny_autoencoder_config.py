@@ -8,7 +8,7 @@ model = dict(
     type='TinySpectralAutoencoder',
     width=8,
     omega=8,
-    data_preprocessor=dict(type='ImageDataPreprocessor', value_range=(0.0, 1.0)),
+    data_preprocessor=dict(type='ImageDataPreprocessor'),
 )
 train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False, dataset=dict(num_samples=64))
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))

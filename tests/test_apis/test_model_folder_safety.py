@@ -305,3 +305,28 @@ def test_folders_written_before_every_file_was_hashed_load_with_a_warning(folder
         warnings.simplefilter('always')
         from_pretrained(path)
     assert 'only model.safetensors is verified' in str(seen[0].message)
+
+
+@pytest.mark.parametrize('kind', ['tokenizer', 'generator'])
+def test_folders_written_before_the_tokenizer_owned_its_value_range_load_the_same(folder, kind):
+    """A folder whose config holds the range where older versions wrote it (the tokenizer's data
+    preprocessor, the generator's ``image_value_range``) loads with a DeprecationWarning and decodes exactly
+    as the current folder of the same weights."""
+    from mmspectral.apis import from_pretrained
+    path = folder(kind)
+    current = from_pretrained(path)
+    cfg = config_of(path)
+    value_range = cfg['tokenizer'].pop('value_range')
+    assert tuple(value_range) == (-1.0, 1.0)
+    if kind == 'tokenizer':
+        cfg['data_preprocessor'] = dict(type='ImageDataPreprocessor', value_range=value_range)
+    else:
+        cfg['image_value_range'] = value_range
+    forge(path, config=cfg)
+    with pytest.warns(DeprecationWarning, match='the tokenizer owns its value range'):
+        older = from_pretrained(path)
+    assert older.codec.value_range == current.codec.value_range == (-1.0, 1.0)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    ids = current.codec.encode_images(images)
+    assert torch.equal(older.codec.encode_images(images), ids)
+    assert torch.equal(older.codec.decode_images(ids[:, :5]), current.codec.decode_images(ids[:, :5]))

@@ -68,7 +68,7 @@ def make_runner(work_dir, name, max_iters=6, interval=3, nan_at=(), val=False, *
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'resume-{name}-{os.path.basename(os.path.dirname(work_dir))}'
     cfg.model = dict(type='ResumeProbeNet', nan_at=list(nan_at),
-                     data_preprocessor=dict(type='ImageDataPreprocessor', value_range=(0.0, 1.0)))
+                     data_preprocessor=dict(type='ImageDataPreprocessor'))
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=interval)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.2, by_epoch=False, begin=0, end=max_iters)]
     cfg.custom_hooks = [dict(type='EMAHook', momentum=0.2, priority='ABOVE_NORMAL')]

@@ -38,7 +38,7 @@ from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.cli import bounded, existing_path, non_negative_int, output_folder, positive_int  # noqa: E402
 from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402
-from mmspectral.models.tokenizers.loading import load_tokenizer  # noqa: E402
+from mmspectral.models.tokenizers.loading import load_tokenizer, settle_value_range  # noqa: E402
 from mmspectral.spectral import build_freq_schedule  # noqa: E402
 
 SEQUENCES = ('raster', 'scale', 'scale-cumulative', 'spectral', 'spectral-cumulative')
@@ -274,8 +274,8 @@ def main(argv=None):
         cfg = load_config(config)
         if cfg.model.get('type') != 'TokenizerModel':
             raise ValueError(f'{config} is not a tokenizer config (model.type={cfg.model.get("type")!r}).')
-        tokenizer = load_tokenizer(cfg.model.tokenizer, checkpoint, device=args.device)
-        value_range = (cfg.model.get('data_preprocessor') or {}).get('value_range', (0.0, 1.0))
+        tokenizer = load_tokenizer(settle_value_range(cfg.model)['tokenizer'], checkpoint, device=args.device)
+        value_range = tokenizer.value_range
         size = tokenizer.image_size
         tok_images = images if size == args.image_size else load_images(args.num_images, size, args.seed,
                                                                         args.image_dir, args.class_set)

@@ -93,12 +93,13 @@ def main(argv=None):
     args = parse_args(argv)
     register_all_modules()
     model = build(load_config(args.config, args.cfg_options))
-    tok = model.tok if type(model).__name__ == 'TokenizerModel' else model.tokenizer
+    tok = model.codec
+    is_tokenizer = tok is getattr(model, 'tok', None)
     rows = []
     size = args.image_size or tok.image_size
     images = torch.zeros(1, 3, size, size)
     latents = tok.encode_continuous(images)  # (1, N, D)
-    if type(model).__name__ == 'TokenizerModel':
+    if is_tokenizer:
         rows.append(('tokenizer encoder (image -> latents)',
                      *count(Encode(tok), (images,), [tok.encoder], args.table)))
     else:

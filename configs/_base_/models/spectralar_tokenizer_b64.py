@@ -2,7 +2,7 @@
 # 4096 x 12 codebook, 256 px, patch 16, spectral causal mask, eq. 9 schedule, prefix length uniform per sample.
 model = dict(
     type='TokenizerModel',
-    data_preprocessor=dict(type='ImageDataPreprocessor', value_range=(0.0, 1.0)),
+    data_preprocessor=dict(type='ImageDataPreprocessor'),  # [0, 1]: the tokenizer's value_range
     tokenizer=dict(
         type='NestedSpectralTokenizer',
         arch='B',

@@ -21,6 +21,7 @@ tiny_tokenizer = dict(
     # pixel shuffle, which makes it cheaper than the linear head on a CPU (docs/design.md, "Patch seams").
     decoder_head='conv',
     conv_head=dict(channels=64, min_channels=16, convs_per_stage=1, pixel_shuffle=2),
+    # Zero-centred inputs: with [0, 1] the encoder's latents start nearly identical for every image. The data
+    # preprocessor and every decode to [0, 1] take the range from here.
+    value_range=(-1.0, 1.0),
 )
-# Zero-centred inputs: with [0, 1] the encoder's latents start nearly identical for every image.
-tiny_value_range = (-1.0, 1.0)

@@ -137,10 +137,10 @@ class SpectralReconstructionHook(Hook):
         model.eval()
         out = model.reconstruct(images, ks)
         model.train(was_training)
-        schedule = model.tok.freq_schedule
-        omegas = {k: schedule.omega(k) for k in ks} if schedule is not None else None
+        codec = model.codec
+        omegas = {k: codec.cutoff(k) for k in ks} if codec.cutoffs() is not None else None
         # TiTok tokens and the nested row keep a schedule for evaluation but train towards the whole image
-        trained = bool(getattr(model.tok, 'spectral_supervision', True)) or schedule is None
+        trained = bool(getattr(codec, 'spectral_supervision', True)) or omegas is None
         pictures = {f'{split}_reconstructions': reconstruction_grid(model.to_unit(images), out['recons'],
                                                                     out['targets'], omegas, trained)}
         curve = psnr_curve(metrics or {}, self.metric_prefix, trained)

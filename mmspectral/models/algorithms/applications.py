@@ -2,7 +2,8 @@
 
 Coarse-to-fine progression, spectral variations of real images, and 2x super-resolution by spectral completion
 (with its bicubic baseline). Each needs the model's ``gen`` (the generator), ``check_sampling`` (its
-default ``generate`` options, with the caller's, checked), ``tokenizer``, ``encode`` and ``decode``.
+default ``generate`` options, with the caller's, checked), ``codec`` (the tokenizer), ``encode`` and
+``decode``.
 """
 from typing import Dict, Optional
 
@@ -71,8 +72,4 @@ class GenerationApplicationsMixin:
         """How many leading tokens hold real content in an image that has only the DCT band below ``band``
         (default S / 2: a sub-image of S / 2 pixels up-sampled to S): those whose cut-off ``w_k <= band``.
         TiTok tokens have no band; there the same share of the N tokens is kept."""
-        schedule = self.tokenizer.freq_schedule
-        n, size = self.gen.num_tokens, self.tokenizer.image_size
-        band = size // 2 if band is None else int(band)
-        keep = sum(w <= band for w in schedule.omegas) if schedule is not None else round(n * band / size)
-        return max(1, min(keep, n))
+        return self.codec.prefix_for_band(band)

@@ -15,7 +15,7 @@ from mmspectral.registry import GENERATORS, MODELS
 from mmspectral.utils import build_component
 from mmspectral.utils.build import UnknownArgumentError, accepted_arguments, unknown_argument_message
 from ..generators import SAMPLING_OPTIONS, check_sampling_options
-from ..tokenizers.loading import load_tokenizer
+from ..tokenizers.loading import adopt_value_range, load_tokenizer, tokenizer_value_range
 from ..utils import keep_out_of_checkpoints
 from .applications import GenerationApplicationsMixin
 
@@ -39,19 +39,25 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         encode_on_the_fly: inputs are images, encoded by the frozen tokenizer in every step.
         num_position_bins: ranges of positions whose loss / accuracy are logged separately.
         sampling: keyword arguments of ``generator.generate`` used by ``sample`` (cfg_scale, top_k, ...).
-        image_value_range: the value range the tokenizer was trained in (decoded images are mapped to [0, 1]).
-        data_preprocessor: default moves token batches to the device; use ``ImageDataPreprocessor`` with
-            ``encode_on_the_fly``.
+        image_value_range: deprecated; the tokenizer owns its value range (``tokenizer.value_range``). A
+            tokenizer config that sets none adopts this one (older configs and model folders); a different
+            one is refused.
+        data_preprocessor: default moves token batches to the device; with ``encode_on_the_fly``, an
+            ``ImageDataPreprocessor`` with the tokenizer's value range.
     """
 
     def __init__(self, generator: dict, tokenizer: Optional[dict] = None,
                  tokenizer_checkpoint: Optional[str] = None, encode_on_the_fly: bool = False,
                  num_position_bins: int = 8, sampling: Optional[dict] = None,
-                 image_value_range: Sequence[float] = (0.0, 1.0), data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 image_value_range: Optional[Sequence[float]] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+        tokenizer, value_range = adopt_value_range(tokenizer, {
+            'model.image_value_range': image_value_range,
+            'model.data_preprocessor.value_range': (data_preprocessor or {}).get('value_range')
+            if isinstance(data_preprocessor, Mapping) else None})
         if data_preprocessor is None:
-            data_preprocessor = dict(type='ImageDataPreprocessor') if encode_on_the_fly else \
-                dict(type='BaseDataPreprocessor')
+            data_preprocessor = dict(type='ImageDataPreprocessor', value_range=value_range) \
+                if encode_on_the_fly else dict(type='BaseDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.generator = build_component(generator, GENERATORS)
         self.tokenizer = None
@@ -70,7 +76,18 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         self.bins = position_bins(self.generator.num_tokens, num_position_bins)
         self.sampling = {}
         self.sampling = self.check_sampling(sampling or {}, where='model.sampling')
-        self.image_value_range = tuple(float(v) for v in image_value_range)
+
+    @property
+    def codec(self):
+        """The frozen tokenizer network that encodes and decodes images (what inference uses)."""
+        if self.tokenizer is None:
+            raise RuntimeError('Decoding needs the tokenizer: set tokenizer=... and tokenizer_checkpoint=...')
+        return self.tokenizer
+
+    @property
+    def image_value_range(self):
+        """The tokenizer's ``value_range`` (kept for older callers)."""
+        return tokenizer_value_range(self.tokenizer)
 
     @property
     def gen(self):
@@ -127,16 +144,11 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
     # ------------------------------------------------------------------ sampling and applications
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (B, k), any prefix -> images in [0, 1] (B, 3, H, W)."""
-        if self.tokenizer is None:
-            raise RuntimeError('Decoding needs the tokenizer: set tokenizer=... and tokenizer_checkpoint=...')
-        lo, hi = self.image_value_range
-        images = self.tokenizer.decode_tokens(tokens)
-        return ((images.float() - lo) / (hi - lo)).clamp(0, 1)
+        return self.codec.decode_images(tokens)
 
     def encode(self, images: torch.Tensor, num_tokens: Optional[int] = None) -> torch.Tensor:
         """Images in [0, 1] (B, 3, H, W) -> token ids (B, k) with the frozen tokenizer."""
-        lo, hi = self.image_value_range
-        return self.tokenizer.encode(images * (hi - lo) + lo, num_tokens)
+        return self.codec.encode_images(images, num_tokens)
 
     def check_sampling(self, overrides: Optional[Mapping[str, Any]] = None,
                        where: str = 'sampling options') -> Dict[str, Any]:

@@ -12,7 +12,7 @@ Three recipes:
 With spectral supervision, every target is ``lowpass(image, w_k)`` for the sample's prefix length k
 (Algorithm 1); without, the full image.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,12 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.structures import BaseDataElement
 
 from mmspectral.registry import MODELS, TOKENIZERS
+from mmspectral.spectral import lowpass
 from mmspectral.utils import build_component
+from mmspectral.utils.build import accepted_arguments
+from mmspectral.utils.value_range import to_unit
+from ..data_preprocessor import ImageDataPreprocessor
+from ..tokenizers.loading import adopt_value_range, tokenizer_value_range
 
 RECIPES = ('pixel', 'proxy_codes', 'decoder_finetune')
 
@@ -36,9 +41,31 @@ def default_eval_prefixes(num_tokens: int) -> List[int]:
     return ks + [num_tokens]
 
 
+def _range_of(component) -> Optional[Sequence[float]]:
+    """The ``value_range`` a component config (or a built component) sets, if any."""
+    if isinstance(component, Mapping):
+        return component.get('value_range')
+    return getattr(component, 'value_range', None)
+
+
+def _with_range(component, value_range):
+    """A config of a component that takes the tokenizer's value range (the image preprocessor, a perceptual
+    loss), with it set; anything else as it is."""
+    if not isinstance(component, Mapping):
+        return component
+    kind = component.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    takes = isinstance(cls, type) and (issubclass(cls, ImageDataPreprocessor)
+                                       or 'value_range' in (accepted_arguments(cls) or ()))
+    return dict(component, value_range=tuple(value_range)) if takes else component
+
+
 @MODELS.register_module()
 class TokenizerModel(BaseModel):
     """Trains a tokenizer from the TOKENIZERS registry.
+
+    The tokenizer owns the value range of the images (``tokenizer.value_range``); the data preprocessor and
+    the perceptual loss are given it, and a different range set on either is refused.
 
     Args:
         tokenizer: a TOKENIZERS config.
@@ -46,13 +73,13 @@ class TokenizerModel(BaseModel):
         pixel_loss_weight: weight of the L2 reconstruction term.
         quantizer_loss_weight: weight of the VQ terms (commitment and codebook).
         perceptual_loss: optional MODELS config of a perceptual loss (``ConvNeXtPerceptualLoss`` as TiTok, or
-            ``LPIPSLoss``), called as ``loss(pred, target)`` on images in ``value_range``.
+            ``LPIPSLoss``), called as ``loss(pred, target)`` on images in the tokenizer's ``value_range``.
         perceptual_loss_weight: its weight (0.1 as TiTok).
         gan_loss: optional MODELS config of ``GANLoss`` (discriminator, weight, start iteration, LeCam); needs
             an ``OptimWrapperDict`` with 'generator' and 'discriminator'.
         proxy_teacher: for 'proxy_codes', a MODELS config of the frozen VQGAN teacher (``MaskGITVQGAN``).
         eval_prefix_lengths: prefix lengths decoded in validation (default 1, 2, 4, ..., N).
-        data_preprocessor: defaults to ``ImageDataPreprocessor(value_range=(0, 1))``.
+        data_preprocessor: defaults to ``ImageDataPreprocessor`` with the tokenizer's ``value_range``.
     """
 
     def __init__(self, tokenizer: dict, recipe: str = 'pixel', pixel_loss_weight: float = 1.0,
@@ -60,8 +87,11 @@ class TokenizerModel(BaseModel):
                  perceptual_loss_weight: float = 0.1, gan_loss: Optional[dict] = None,
                  proxy_teacher: Optional[dict] = None, eval_prefix_lengths: Optional[Sequence[int]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor or dict(type='ImageDataPreprocessor'),
-                         init_cfg=init_cfg)
+        tokenizer, value_range = adopt_value_range(tokenizer, {
+            'model.data_preprocessor.value_range': _range_of(data_preprocessor),
+            'model.perceptual_loss.value_range': _range_of(perceptual_loss)})
+        preprocessor = data_preprocessor or dict(type='ImageDataPreprocessor')
+        super().__init__(data_preprocessor=_with_range(preprocessor, value_range), init_cfg=init_cfg)
         if recipe not in RECIPES:
             raise ValueError(f'Unknown tokenizer recipe {recipe!r}; use one of {RECIPES}.')
         self.recipe = recipe
@@ -69,7 +99,7 @@ class TokenizerModel(BaseModel):
         self.pixel_loss_weight = pixel_loss_weight
         self.quantizer_loss_weight = quantizer_loss_weight
         self.perceptual_loss_weight = perceptual_loss_weight
-        self.perceptual_loss = build_component(perceptual_loss, MODELS)
+        self.perceptual_loss = build_component(_with_range(perceptual_loss, value_range), MODELS)
         self.gan_loss = build_component(gan_loss, MODELS)
         self.proxy_teacher = build_component(proxy_teacher, MODELS)
         head = self.tokenizer.decoder_head
@@ -99,13 +129,18 @@ class TokenizerModel(BaseModel):
 
     # ------------------------------------------------------------------ helpers
     @property
+    def codec(self):
+        """The tokenizer network that encodes and decodes images (what inference uses)."""
+        return self.tok
+
+    @property
     def value_range(self):
-        return getattr(self.data_preprocessor, 'value_range', (0.0, 1.0))
+        """The tokenizer's ``value_range``."""
+        return tokenizer_value_range(self.tok)
 
     def to_unit(self, images: torch.Tensor) -> torch.Tensor:
         """Images in ``value_range`` -> [0, 1], clamped."""
-        lo, hi = self.value_range
-        return ((images.float() - lo) / (hi - lo)).clamp(0, 1)
+        return to_unit(images.float(), self.value_range).clamp(0, 1)
 
     @staticmethod
     def _current_iter() -> int:
@@ -160,14 +195,11 @@ class TokenizerModel(BaseModel):
         return losses, dict(recon=recon, target=target, prefix_lengths=k)
 
     def cutoff(self, prefix_lengths: torch.Tensor) -> Optional[torch.Tensor]:
-        """``w_k / S`` of each prefix (B,) when the discriminator is conditioned on it (1 without spectral
-        supervision: the target is then the whole image), else None."""
+        """The tokenizer's ``relative_cutoff`` of each prefix (B,) when the discriminator is conditioned on
+        it, else None."""
         if self.gan_loss is None or not self.gan.condition_on_cutoff:
             return None
-        tok = self.tok
-        if not tok.spectral_supervision:
-            return torch.ones(prefix_lengths.shape, device=prefix_lengths.device)
-        return tok.freq_schedule.omega(prefix_lengths).float() / tok.freq_schedule.image_size
+        return self.tok.relative_cutoff(prefix_lengths)
 
     # ------------------------------------------------------------------ MMEngine API
     def train_step(self, data: Union[dict, tuple, list],
@@ -214,7 +246,8 @@ class TokenizerModel(BaseModel):
         recons, targets = {}, {}
         for k in prefix_lengths:
             recons[k] = self.to_unit(tok.to_images(tok.decode(quantized[:, :k])))
-            targets[k] = self.to_unit(tok.lowpass_target(images, k))
+            w = tok.cutoff(k)  # the reference: the low-pass under the schedule, also for an unsupervised one
+            targets[k] = self.to_unit(images if w is None else lowpass(images, w))
         return dict(tokens=info['indices'], recons=recons, targets=targets)
 
     def predict(self, images: torch.Tensor, data_samples: Optional[list] = None) -> List[BaseDataElement]:

@@ -10,7 +10,7 @@ Their weights are ordinary parameters, so they are in the parent's ``state_dict`
 """
 import logging
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,6 +19,7 @@ from mmengine.logging import print_log
 
 from mmspectral.fileio import load_state_dict_checked, read_state_dict
 from mmspectral.registry import MODELS
+from mmspectral.utils.value_range import check_value_range, to_unit
 from ..utils import keep_out_of_checkpoints
 
 __all__ = ['ConvNeXtPerceptualLoss', 'LPIPSLoss', 'MissingWeightsError']
@@ -75,17 +76,6 @@ def _warn_random(owner: str, parts: str) -> None:
               'nothing; use this only in tests.', logger='current', level=logging.WARNING)
 
 
-def _to_unit_range(x: torch.Tensor, value_range: Tuple[float, float]) -> torch.Tensor:
-    lo, hi = value_range
-    return (x - lo) / (hi - lo)
-
-
-def _check_value_range(owner: str, value_range: Sequence[float]) -> Tuple[float, float]:
-    if len(value_range) != 2 or not float(value_range[1]) > float(value_range[0]):
-        raise ValueError(f'{owner}: value_range must be (low, high) with high > low, got {value_range!r}.')
-    return float(value_range[0]), float(value_range[1])
-
-
 def _check_reduction(owner: str, reduction: str) -> str:
     if reduction not in ('mean', 'none'):
         raise ValueError(f"{owner}: reduction must be 'mean' or 'none', got {reduction!r}.")
@@ -129,7 +119,7 @@ class ConvNeXtPerceptualLoss(_FrozenNetLoss):
         super().__init__()
         from torchvision.models import convnext_small
         owner = type(self).__name__
-        self.value_range = _check_value_range(owner, value_range)
+        self.value_range = check_value_range(value_range, owner)
         self.input_size = int(input_size)
         self.reduction = _check_reduction(owner, reduction)
         path = _resolve_path(owner, weights_path, allow_random_init, _CONVNEXT_FILE, _CONVNEXT_SOURCE,
@@ -145,7 +135,7 @@ class ConvNeXtPerceptualLoss(_FrozenNetLoss):
         self._freeze()
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = _to_unit_range(x, self.value_range)
+        x = to_unit(x, self.value_range)
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode='bilinear',
                               align_corners=False, antialias=True)
@@ -189,7 +179,7 @@ class LPIPSLoss(_FrozenNetLoss):
                  allow_random_init: bool = False) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.value_range = _check_value_range(owner, value_range)
+        self.value_range = check_value_range(value_range, owner)
         self.reduction = _check_reduction(owner, reduction)
         vgg_path = _resolve_path(owner, vgg_weights_path, allow_random_init, _VGG_FILE, _VGG_SOURCE,
                                  'vgg_weights_path')
@@ -223,7 +213,7 @@ class LPIPSLoss(_FrozenNetLoss):
         self._freeze()
 
     def _features(self, x: torch.Tensor) -> List[torch.Tensor]:
-        x = 2.0 * _to_unit_range(x, self.value_range) - 1.0
+        x = 2.0 * to_unit(x, self.value_range) - 1.0
         x = (x - self.shift) / self.scale
         feats = []
         for index, layer in enumerate(self.vgg):

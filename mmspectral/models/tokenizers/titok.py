@@ -12,7 +12,7 @@ switch                        TiTokTokenizer       NestedSpectralTokenizer
 ``freq_schedule``             None                 NonUniformFreqSchedule (eq. 9)
 ============================  ===================  =============================
 """
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,7 @@ import torch.nn as nn
 from mmspectral.registry import ATTN_MASKS, MODELS, QUANTIZERS, TOKENIZERS
 from mmspectral.spectral import build_freq_schedule, lowpass
 from mmspectral.utils import build_component
+from mmspectral.utils.value_range import check_value_range, from_unit, to_unit, uint8_normalisation
 from ..masks import BaseAttnMask, SpectralCausalMask
 from .vit_codec import ViTTokenDecoder, ViTTokenEncoder
 
@@ -100,6 +101,9 @@ class TiTokTokenizer(nn.Module):
             0.02 as TiTok, or 'fan_in' for ``fan_in ** -0.5`` per layer. TiTok's 0.02 suits width 768; at
             small widths it shrinks every layer's output so much that the decoder ignores the tokens for
             thousands of steps, which 'fan_in' avoids (docs/design.md).
+        value_range: ``(lo, hi)`` of the images the network sees: ``(0, 1)`` as TiTok, or ``(-1, 1)``. The one
+            place a model sets it: the data preprocessor, the perceptual loss and every decode to [0, 1]
+            (``encode_images`` / ``decode_images``) take it from here.
     """
 
     def __init__(self, arch: str = 'B', image_size: int = 256, patch_size: int = 16, num_tokens: int = 64,
@@ -111,7 +115,7 @@ class TiTokTokenizer(nn.Module):
                  decoder_head: str = 'pixels', proxy_codebook_size: int = 1024,
                  conv_head: Optional[dict] = None,
                  pixel_decoder: Optional[dict] = None, legacy_token_projection: bool = False,
-                 init_std: Union[float, str] = 0.02) -> None:
+                 init_std: Union[float, str] = 0.02, value_range: Sequence[float] = (0.0, 1.0)) -> None:
         super().__init__()
         if arch not in ARCH_SETTINGS:
             raise ValueError(f'Unknown tokenizer arch {arch!r}; use one of {sorted(ARCH_SETTINGS)} or set '
@@ -127,6 +131,7 @@ class TiTokTokenizer(nn.Module):
             raise ValueError(size_problem)
         if width % num_heads:
             raise ValueError(f'width={width} is not divisible by num_heads={num_heads}.')
+        self.value_range = check_value_range(value_range, type(self).__name__)
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_tokens = num_tokens
@@ -207,6 +212,10 @@ class TiTokTokenizer(nn.Module):
         problem = cls.count_problem(args) or cls.patch_problem(size, args.get('patch_size'))
         if problem:
             return [f'{where}: {problem}']
+        try:
+            check_value_range(args.get('value_range', (0.0, 1.0)), f'{where}.value_range')
+        except ValueError as exc:
+            return [str(exc)]
         schedule = args.get('freq_schedule')
         if schedule is None:
             schedule = cls.default_freq_schedule
@@ -316,19 +325,60 @@ class TiTokTokenizer(nn.Module):
             return torch.full((batch_size,), self.num_tokens, dtype=torch.long, device=device)
         return self.prefix_sampler(batch_size, device, generator)
 
-    def target(self, images: torch.Tensor, prefix_lengths: torch.Tensor) -> torch.Tensor:
-        """What prefix k should reconstruct: ``lowpass(image, w_k)`` with spectral supervision,
-        else the image."""
+    # ------------------------------------------------------------------ prefixes and frequency bands
+    def cutoff(self, k: Union[int, torch.Tensor]) -> Union[int, torch.Tensor, None]:
+        """The DCT cut-off ``w_k`` of prefix length ``k`` (an int, or a tensor of lengths) under this
+        tokenizer's frequency schedule; None when it has none (TiTok)."""
+        return None if self.freq_schedule is None else self.freq_schedule.omega(k)
+
+    def cutoffs(self) -> Optional[List[int]]:
+        """``[w_1, ..., w_N]``, or None without a frequency schedule."""
+        return None if self.freq_schedule is None else list(self.freq_schedule.omegas)
+
+    def relative_cutoff(self, prefix_lengths: torch.Tensor) -> torch.Tensor:
+        """``w_k / S`` of each prefix (B,): the share of the spectrum its training target keeps (1 without
+        spectral supervision, where the target is the whole image)."""
+        if not self.spectral_supervision:
+            return torch.ones(prefix_lengths.shape, device=prefix_lengths.device)
+        return self.freq_schedule.omega(prefix_lengths).float() / self.freq_schedule.image_size
+
+    def prefix_for_band(self, band: Optional[int] = None) -> int:
+        """How many leading tokens hold real content in an image that has only the DCT band below ``band``
+        (default S / 2: an (S / 2)-pixel image up-sampled to S): those whose cut-off ``w_k <= band``.
+        Without a schedule (TiTok) the same share of the N tokens."""
+        n, size = self.num_tokens, self.image_size
+        band = size // 2 if band is None else int(band)
+        omegas = self.cutoffs()
+        keep = sum(w <= band for w in omegas) if omegas is not None else round(n * band / size)
+        return max(1, min(keep, n))
+
+    def target(self, images: torch.Tensor, k: Union[int, torch.Tensor]) -> torch.Tensor:
+        """What prefix ``k`` (an int, or the (B,) lengths of a batch) is trained to reconstruct:
+        ``lowpass(image, w_k)`` with spectral supervision, else the image."""
         if not self.spectral_supervision:
             return images
-        return lowpass(images, self.freq_schedule.omega(prefix_lengths.to(images.device)))
-
-    def lowpass_target(self, images: torch.Tensor, k: Union[int, torch.Tensor]) -> torch.Tensor:
-        """``lowpass(image, w_k)`` under this tokenizer's schedule (for evaluation);
-        the image when it has none."""
-        if self.freq_schedule is None:
-            return images
+        if isinstance(k, torch.Tensor):
+            k = k.to(images.device)
         return lowpass(images, self.freq_schedule.omega(k))
+
+    # ------------------------------------------------------------------ images in [0, 1]
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor, num_tokens: Optional[int] = None) -> torch.Tensor:
+        """Images (B, 3, H, W) in [0, 1] (float) or 0..255 (uint8) -> token ids (B, k), k = ``num_tokens`` or
+        N; mapped to ``value_range`` as the data preprocessor maps training batches."""
+        if images.dtype == torch.uint8:
+            mean, std = uint8_normalisation(self.value_range)
+            images = (images.float() - mean) / std
+        else:
+            images = from_unit(images, self.value_range)
+        return self.encode(images, num_tokens)
+
+    @torch.no_grad()
+    def decode_images(self, tokens: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Token ids (B, k), any prefix -> images (B, 3, H, W) in [0, 1] (float32; clamped unless
+        ``clamp`` is False)."""
+        images = to_unit(self.decode_tokens(tokens).float(), self.value_range)
+        return images.clamp(0, 1) if clamp else images
 
     # ------------------------------------------------------------------ discrete interface
     @torch.no_grad()
