@@ -68,10 +68,8 @@ def stream_sample(model, label: int, num_tokens: int, seed: int) -> Iterator[tup
 
     def run():
         try:
-            model.gen.generate(torch.tensor([label]), num_tokens=num_tokens,
-                               generator=torch.Generator().manual_seed(int(seed)),
-                               callback=lambda _, prefix: steps.put((prefix.shape[1], model.decode(prefix))),
-                               **{k: v for k, v in model.sampling.items() if k != 'num_tokens'})
+            model.sample(torch.tensor([label]), decode=False, num_tokens=num_tokens, seed=int(seed),
+                         on_step=lambda k, images: steps.put((k, images)))
         except Exception as err:  # shown in the page instead of a silent stop
             steps.put(err)
         steps.put(done)

@@ -140,12 +140,13 @@ def _train_speed(cfg, model, batch_size: int, iters: int, device: torch.device) 
 
 def _sampling_speed(model, batch_size: int, iters: int, device: torch.device) -> dict:
     """Generator sampling and tokenizer decoding, timed apart."""
+    from mmspectral.models.generators import make_rng
     from mmspectral.utils.timing import measure
     gen = model.gen
     labels = torch.arange(batch_size, device=device) % gen.num_classes
-    generator = torch.Generator().manual_seed(0)
-    sample = measure(lambda: gen.generate(labels, generator=generator, **model.sampling), iters, device)
-    tokens = gen.generate(labels, generator=generator, **model.sampling)
+    rng = make_rng(0)
+    sample = measure(lambda: model.sample(labels, decode=False, rng=rng), iters, device)
+    tokens = model.sample(labels, decode=False, rng=rng)['tokens']
     decode = measure(lambda: model.decode(tokens), iters, device)
     gen.release_packed_weights()
     total = sample['seconds'] + decode['seconds']

@@ -34,6 +34,7 @@ from mmspectral.cli import add_trust_arg, existing_file, non_negative_int, outpu
 from mmspectral.engine import setup_worker, shutdown_distributed
 from mmspectral.evaluation.metrics.generation import balanced_labels
 from mmspectral.fileio import ProvenanceError, claim_folder, file_identity
+from mmspectral.models.generators import make_rng
 
 
 def image_path(out: str, index: int, label: int) -> str:
@@ -129,13 +130,13 @@ def main():
     bar = ProgressBar(len(todo)) if rank == 0 and todo else None
     for b in todo:
         idx = batches[b]
-        gen = torch.Generator().manual_seed(args.seed + b)
+        rng = make_rng(args.seed + b)  # continued into super_resolve
         batch_labels = torch.as_tensor(labels[idx], device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            images = model.sample(batch_labels, generator=gen, **options)['images'].float()
+            images = model.sample(batch_labels, rng=rng, **options)['images'].float()
             if args.super_resolve:
                 images = model.super_resolve((images * 255).round() / 255, batch_labels,
-                                             mode=args.super_resolve, generator=gen, **options)
+                                             mode=args.super_resolve, rng=rng, **options)
         images = (images.float() * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, 3)
         for i, img in zip(idx, images):
             path = image_path(args.out, i, labels[i])

@@ -204,10 +204,6 @@ def _device(model) -> torch.device:
     return next(iter(model.parameters())).device
 
 
-def _generator(seed: Optional[int]) -> Optional[torch.Generator]:
-    return None if seed is None else torch.Generator().manual_seed(int(seed))
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -307,8 +303,8 @@ def generate(model, classes, num_tokens: Optional[int] = None, seed: Optional[in
     labels = _labels(model, classes)
     if num_tokens is not None:
         sampling['num_tokens'] = num_tokens
-    model.check_sampling(sampling, 'generate')
-    images = model.sample(labels, generator=_generator(seed), **sampling)['images']
+    model.sampling_options(sampling, 'generate')
+    images = model.sample(labels, seed=seed, **sampling)['images']
     return from_batch(images, output)
 
 
@@ -327,14 +323,14 @@ def variations(model, images: Any, classes, keep: int, num: int = 4, seed: Optio
     if not _is_int(num) or num < 1:
         raise (ValueError if _is_int(num) else TypeError)(
             f'variations: num (variations per image) must be an integer >= 1, got {_what(num)}.')
-    model.check_sampling(sampling, 'variations')
+    model.sampling_options(sampling, 'variations')
     labels = _labels(model, classes)
     batch, kind, single = to_batch(images, tok.image_size)
     if len(labels) == 1 and len(batch) > 1:
         labels = labels.repeat(len(batch))
     if len(labels) != len(batch):
         raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
-    out = model.variations(batch.to(_device(model)), labels, keep=keep, num=num, generator=_generator(seed),
+    out = model.variations(batch.to(_device(model)), labels, keep=keep, num=num, seed=seed,
                            **sampling)  # (B, num, 3, H, W)
     result = [from_batch(v, output or kind) for v in out]
     return result[0] if single else result
@@ -351,15 +347,14 @@ def super_resolve(model, images: Any, classes, mode: str = 'stride', seed: Optio
     _check_common('super_resolve', seed, output)
     if mode not in SUPER_RESOLVE_MODES:
         raise ValueError(f'super_resolve: mode must be one of {SUPER_RESOLVE_MODES}, got {mode!r}.')
-    model.check_sampling(sampling, 'super_resolve')
+    model.sampling_options(sampling, 'super_resolve')
     labels = _labels(model, classes)
     batch, kind, single = to_batch(images, tok.image_size)
     if len(labels) == 1 and len(batch) > 1:
         labels = labels.repeat(len(batch))
     if len(labels) != len(batch):
         raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
-    out = model.super_resolve(batch.to(_device(model)), labels, mode=mode, generator=_generator(seed),
-                              **sampling)
+    out = model.super_resolve(batch.to(_device(model)), labels, mode=mode, seed=seed, **sampling)
     return from_batch(out, output or kind, single)
 
 

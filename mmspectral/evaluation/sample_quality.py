@@ -44,7 +44,7 @@ def class_balanced_samples(model, per_class: int, batch_size: int = 50, seed: in
     images = []
     for b, start in enumerate(range(0, len(labels), batch_size)):
         batch = labels[start:start + batch_size].to(device)
-        out = model.sample(batch, generator=torch.Generator().manual_seed(seed + b), **sampling)
+        out = model.sample(batch, seed=seed + b, **sampling)
         images.append(out['images'].float().cpu())
     return torch.cat(images), labels
 

@@ -92,7 +92,7 @@ def superres_ground_truth(model, probe: str, per_class: int = 20, cutoffs: Optio
             x = inputs[start:start + batch_size].to(device)
             y = labels[start:start + batch_size].to(device)
             options = {} if method['mode'] == 'bicubic' else dict(
-                keep_cutoff=method['keep_cutoff'], generator=torch.Generator().manual_seed(sample_seed + b),
+                keep_cutoff=method['keep_cutoff'], seed=sample_seed + b,
                 **sampling)
             out.append(model.super_resolve(x, y, mode=method['mode'], **options).float().cpu())
         results[method['name']] = _quantise(torch.cat(out))  # (M, 3, 2S, 2S)

@@ -16,6 +16,7 @@ from mmspectral.evaluation.generative import (FeatureSet, MissingFeatureWeightsE
                                               frechet_distance_from_features, inception_score,
                                               precision_recall, save_feature_set)
 from mmspectral.evaluation.metrics import GenerationMetric, ReconstructionFIDMetric
+from mmspectral.models.generators import make_rng
 from mmspectral.registry import MODELS
 
 
@@ -116,9 +117,9 @@ class FakeGeneratorModel:
         self.size = size
         self.calls = []
 
-    def sample(self, labels, decode=True, generator=None, temperature=1.0, **kwargs):
+    def sample(self, labels, decode=True, seed=None, rng=None, temperature=1.0, **kwargs):
         self.calls.append(dict(labels=labels.tolist(), temperature=temperature))
-        noise = torch.rand(len(labels), 3, self.size, self.size, generator=generator)
+        noise = torch.rand(len(labels), 3, self.size, self.size, generator=rng or make_rng(seed))
         base = (labels.float() / self.gen.num_classes).view(-1, 1, 1, 1)
         return dict(images=(0.5 * base + temperature * 0.5 * noise).clamp(0, 1))
 
@@ -156,7 +157,7 @@ def test_generation_metric_is_class_balanced_ordered_seeded_and_exact(tmp_path):
     ext = build_feature_extractor(EXTRACTOR)
     by_hand = FakeGeneratorModel()
     images = torch.cat([by_hand.sample(torch.tensor(labels[s:s + 5]), temperature=0.5,
-                                       generator=torch.Generator().manual_seed(3 + b))['images']
+                                       seed=3 + b)['images']
                         for b, s in enumerate(range(0, 12, 5))])
     fake = ext.extract(u8(images))
     real = ext.extract(np.load(ref)['arr_0'])

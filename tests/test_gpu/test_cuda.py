@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mmspectral.models import GeneratorModel, SpectralARGenerator, TokenizerModel
+from mmspectral.models.generators import generate_tokens
 from mmspectral.registry import ATTN_MASKS
 
 CUDA = torch.cuda.is_available()
@@ -188,8 +189,8 @@ def test_cached_sampling_equals_uncached_on_cuda(mask):
     labels = torch.arange(10, device='cuda')
     kwargs = dict(cfg_scale=1.5, top_k=50, top_p=0.9, return_logits=True)
     for seed in range(3):
-        cached = model.generate(labels, seed=seed, **kwargs)
-        uncached = model.generate(labels, seed=seed, use_cache=False, **kwargs)
+        cached = generate_tokens(model, labels, seed=seed, **kwargs)
+        uncached = generate_tokens(model, labels, seed=seed, use_cache=False, **kwargs)
         assert torch.equal(cached['tokens'], uncached['tokens'])
         torch.testing.assert_close(cached['logits'], uncached['logits'], atol=1e-3, rtol=1e-3)
 

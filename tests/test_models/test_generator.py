@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmspectral.models import SpectralARGenerator
-from mmspectral.models.generators import cfg_weight, filter_logits, guide
+from mmspectral.models.generators import cfg_weight, filter_logits, generate_tokens, guide
 from mmspectral.models.layers.packed_linear import bf16_supported
 
 TINY = dict(depth=2, vocab_size=32, num_tokens=8, num_classes=4, init_adaln_gamma=1.0, init_head=1.0,
@@ -47,8 +47,8 @@ def test_cached_sampling_equals_uncached(mask, cfg):
     model = tiny(attn_mask=mask)
     labels = torch.tensor([0, 3, 1])
     kwargs = dict(cfg_scale=cfg, top_k=10, top_p=0.9, temperature=1.3, return_logits=True)
-    cached = model.generate(labels, seed=7, **kwargs)
-    uncached = model.generate(labels, seed=7, use_cache=False, **kwargs)
+    cached = generate_tokens(model, labels, seed=7, **kwargs)
+    uncached = generate_tokens(model, labels, seed=7, use_cache=False, **kwargs)
     assert torch.equal(cached['tokens'], uncached['tokens'])
     assert torch.allclose(cached['logits'], uncached['logits'], atol=1e-5)
     # And both equal teacher forcing on the sampled tokens (guidance off).
@@ -84,23 +84,24 @@ def test_truncated_generation_is_the_prefix_of_the_full_one(mask):
     assert logits.std() > 1.0  # the test needs logits that vary
     flips = 0
     for seed in range(6):
-        full_out = model.generate(labels, seed=seed, return_logits=True, **kwargs)
+        full_out = generate_tokens(model, labels, seed=seed, return_logits=True, **kwargs)
         full = full_out['tokens']
         # The guidance ramp matters on this model: ramping over fewer steps changes most full generations.
-        flips += not torch.equal(full, model.generate(labels, seed=seed,
-                                                      **{**kwargs, 'cfg_schedule': 'constant'}))
+        flips += not torch.equal(full, generate_tokens(model, labels, seed=seed,
+                                                       **{**kwargs, 'cfg_schedule': 'constant'}))
         prefix = full[:, :3]
         for n in (2, 5, 6, 7, 9, 10, 12, 13):
             for use_cache in (True, False):
-                short = model.generate(labels, seed=seed, num_tokens=n, use_cache=use_cache,
-                                       return_logits=True, **kwargs)
+                short = generate_tokens(model, labels, seed=seed, num_tokens=n, use_cache=use_cache,
+                                        return_logits=True, **kwargs)
                 assert torch.equal(short['tokens'], full[:, :n]), (seed, n, use_cache)
                 # the guided logits too: the same guidance weight at every kept position
                 assert torch.allclose(short['logits'], full_out['logits'][:, :n], atol=1e-5), \
                     (seed, n, use_cache)
-                cont = model.generate(labels, seed=seed + 100, num_tokens=n, prefix=prefix,
-                                      use_cache=use_cache, **kwargs)
-                whole = model.generate(labels, seed=seed + 100, prefix=prefix, use_cache=use_cache, **kwargs)
+                cont = generate_tokens(model, labels, seed=seed + 100, num_tokens=n, prefix=prefix,
+                                       use_cache=use_cache, **kwargs)
+                whole = generate_tokens(model, labels, seed=seed + 100, prefix=prefix, use_cache=use_cache,
+                                        **kwargs)
                 assert torch.equal(cont, whole[:, :n]), (seed, n, use_cache, 'prefix')
     assert flips >= 4
 
@@ -119,20 +120,21 @@ def test_initialisation_has_vars_std():
 def test_seed_truncation_prefix_and_callback():
     model = tiny()
     labels = torch.tensor([0, 1])
-    a = model.generate(labels, seed=3)
+    a = generate_tokens(model, labels, seed=3)
     assert a.shape == (2, 8) and a.dtype == torch.long
-    assert torch.equal(a, model.generate(labels, seed=3))
-    assert not torch.equal(a, model.generate(labels, seed=4))
-    assert torch.equal(model.generate(labels, seed=3, num_tokens=5), a[:, :5])  # truncation = an early stop
+    assert torch.equal(a, generate_tokens(model, labels, seed=3))
+    assert not torch.equal(a, generate_tokens(model, labels, seed=4))
+    # truncation = an early stop
+    assert torch.equal(generate_tokens(model, labels, seed=3, num_tokens=5), a[:, :5])
     prefix = torch.tensor([[5, 6, 7], [8, 9, 10]])
-    varied = model.generate(labels, seed=11, prefix=prefix)
+    varied = generate_tokens(model, labels, seed=11, prefix=prefix)
     assert torch.equal(varied[:, :3], prefix)
     seen = []
-    model.generate(labels, seed=3, callback=lambda step, toks: seen.append(toks.shape[1]))
+    generate_tokens(model, labels, seed=3, callback=lambda step, toks: seen.append(toks.shape[1]))
     assert seen == list(range(1, 9))
     p4 = tiny(attn_mask=dict(type='BlockCausalMask', block_size=4))
     seen = []
-    p4.generate(labels, seed=3, callback=lambda step, toks: seen.append(toks.shape[1]))
+    generate_tokens(p4, labels, seed=3, callback=lambda step, toks: seen.append(toks.shape[1]))
     assert seen == [4, 8]  # 2 steps of 4 tokens
 
 
@@ -187,31 +189,32 @@ def test_packed_cpu_weights_give_the_same_samples_and_follow_weight_changes():
     model = tiny()
     labels = torch.tensor([0, 2])
     kwargs = dict(seed=5, cfg_scale=1.5, return_logits=True)
-    plain = model.generate(labels, pack_weights=False, **kwargs)
-    packed = model.generate(labels, **kwargs)
+    plain = generate_tokens(model, labels, pack_weights=False, **kwargs)
+    packed = generate_tokens(model, labels, **kwargs)
     assert model._packed_weights  # the packed copies were made (CPU, fp32)
     assert torch.equal(plain['tokens'], packed['tokens'])
     assert torch.allclose(plain['logits'], packed['logits'], atol=1e-4)
     with torch.no_grad():
         model.head.weight.mul_(3.0)  # an optimiser step changes weights in place
-    changed = model.generate(labels, **kwargs)
-    assert torch.allclose(changed['logits'], model.generate(labels, pack_weights=False, **kwargs)['logits'],
-                          atol=1e-4)
+    changed = generate_tokens(model, labels, **kwargs)
+    assert torch.allclose(changed['logits'],
+                          generate_tokens(model, labels, pack_weights=False, **kwargs)['logits'], atol=1e-4)
     with torch.no_grad():
         model.head.bias.add_(0.5 * torch.randn_like(model.head.bias))  # a bias alone changes too
-    assert torch.allclose(model.generate(labels, **kwargs)['logits'],
-                          model.generate(labels, pack_weights=False, **kwargs)['logits'], atol=1e-4)
+    assert torch.allclose(generate_tokens(model, labels, **kwargs)['logits'],
+                          generate_tokens(model, labels, pack_weights=False, **kwargs)['logits'], atol=1e-4)
     assert isinstance(model.head.forward.__self__, torch.nn.Linear)  # the layers are restored afterwards
     # Another batch size repacks for its row count and still agrees.
     five = torch.tensor([0, 1, 2, 3, 4])
-    assert torch.equal(model.generate(five, **kwargs)['tokens'],
-                       model.generate(five, pack_weights=False, **kwargs)['tokens'])
+    assert torch.equal(generate_tokens(model, five, **kwargs)['tokens'],
+                       generate_tokens(model, five, pack_weights=False, **kwargs)['tokens'])
     # A copy (an EMA copy, a bf16 copy to sample with) starts without the packed tensors, which cannot be
     # copied.
     import copy
     twin = copy.deepcopy(model)
     assert model._packed_weights and not twin._packed_weights
-    assert torch.equal(twin.generate(five, **kwargs)['tokens'], model.generate(five, **kwargs)['tokens'])
+    assert torch.equal(generate_tokens(twin, five, **kwargs)['tokens'],
+                       generate_tokens(model, five, **kwargs)['tokens'])
     model.release_packed_weights()
     assert not model._packed_weights
 
@@ -227,8 +230,8 @@ def test_packed_bf16_sampling_gives_the_tokens_of_the_bf16_reference_path(weight
     for seed in range(3):
         kwargs = dict(seed=seed, cfg_scale=1.5, top_k=40, top_p=0.95, return_logits=True)
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=weights != 'bf16'):
-            plain = model.generate(labels, pack_weights=False, **kwargs)
-            packed = model.generate(labels, **kwargs)
+            plain = generate_tokens(model, labels, pack_weights=False, **kwargs)
+            packed = generate_tokens(model, labels, **kwargs)
         dtypes = {entry[0][2] for entry in model._packed_weights.values()}
         assert dtypes == {torch.bfloat16}  # bf16 copies, not the fp32 ones
         assert torch.equal(plain['tokens'], packed['tokens'])
@@ -236,8 +239,9 @@ def test_packed_bf16_sampling_gives_the_tokens_of_the_bf16_reference_path(weight
     # The fp32 path afterwards repacks in fp32 (the cache key holds the dtype) and agrees with plain fp32.
     if weights != 'bf16':
         kwargs = dict(seed=0, cfg_scale=1.5, return_logits=True)
-        assert torch.allclose(model.generate(labels, **kwargs)['logits'],
-                              model.generate(labels, pack_weights=False, **kwargs)['logits'], atol=1e-4)
+        assert torch.allclose(generate_tokens(model, labels, **kwargs)['logits'],
+                              generate_tokens(model, labels, pack_weights=False, **kwargs)['logits'],
+                              atol=1e-4)
         assert {entry[0][2] for entry in model._packed_weights.values()} == {torch.float32}
 
 

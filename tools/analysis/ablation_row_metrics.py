@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
                                          with_masks=True)
     wanted = torch.arange(args.progression_samples) % model.gen.num_classes
     tokens = torch.cat([model.sample(wanted[i:i + 100], decode=False,
-                                     generator=torch.Generator().manual_seed(b))['tokens']
+                                     seed=b)['tokens']
                         for b, i in enumerate(range(0, len(wanted), 100))])
     progression = progression_quality(model, tokens, images[:args.progression_samples])
     if args.progression_only:

@@ -32,6 +32,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.cli import output_folder, positive_int  # noqa: E402
 from mmspectral.fileio import write_report  # noqa: E402
+from mmspectral.models.generators import generate_tokens  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 from mmspectral.utils.timing import measure_alternating, wait_until_idle  # noqa: E402
 
@@ -120,7 +121,7 @@ def main(argv=None) -> dict:
 
         def sample(sampler=sampler, state=state):
             with torch.no_grad():
-                state['tokens'] = sampler.generate(labels, seed=0, **model.sampling)
+                state['tokens'] = generate_tokens(sampler, labels, seed=0, **model.sampling)
 
         def decode(bf16=bf16, state=state):
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

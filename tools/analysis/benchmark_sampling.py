@@ -31,6 +31,7 @@ import torch
 from mmspectral.apis import register_all_modules
 from mmspectral.cli import positive_int
 from mmspectral.models import SpectralARGenerator
+from mmspectral.models.generators import generate_tokens
 from mmspectral.models.layers.packed_linear import packed_linears
 from mmspectral.utils.timing import cpu_busy_seconds, measure_alternating, wait_until_idle
 
@@ -121,7 +122,7 @@ def run(model, labels, options, autocast, repeats, device):
     """Median seconds of ``generate`` (after a warm-up), peak memory in MiB, foreign CPU seconds."""
     def once():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            model.generate(labels, **options)
+            generate_tokens(model, labels, **options)
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
@@ -151,7 +152,7 @@ def dtype_ratio(models: dict, batch: int, repeats: int, device) -> dict:
     def sample(dt, **kwargs):
         model, autocast = models[dt]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            return model.generate(labels, **options, **kwargs)
+            return generate_tokens(model, labels, **options, **kwargs)
 
     # the warm-up also makes the packed copies of each dtype
     seconds, _ = measure_alternating({dt: partial(sample, dt) for dt in models}, repeats, device)

@@ -105,7 +105,7 @@ def sampling(preset: str, batch: int = 256):
 
     def run():
         with autocast():
-            gen.generate(labels, generator=generator, **SAMPLING)
+            gen.generate(labels, rng=generator, **SAMPLING)
     seconds = timed(run, repeats=2)
     return dict(images_per_s=batch / seconds, peak_mib=peak_mib(run))
 

@@ -76,7 +76,7 @@ def main():
     wanted = torch.arange(num_classes).repeat_interleave(args.per_class)
     starts = range(0, len(wanted), args.batch_size)
     tokens = torch.cat([model.sample(wanted[i:i + args.batch_size], decode=False,
-                                     generator=torch.Generator().manual_seed(args.seed + b),
+                                     seed=args.seed + b,
                                      **options)['tokens'] for b, i in enumerate(starts)])
     samples = decode(model, tokens, args.batch_size)
     sample_acc = accuracy(classifier, samples, wanted)

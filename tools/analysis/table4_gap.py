@@ -356,7 +356,7 @@ def gap_readouts(model, gen, tokens: dict, classifier, per_class: int) -> dict:
     model.generator = gen
     rng = torch.Generator().manual_seed(0)
     samples = batched(lambda lab: model.sample(lab, cfg_scale=0.0, top_k=0, top_p=0.0, temperature=1.0,
-                                               generator=rng)['images'], wanted)
+                                               rng=rng)['images'], wanted)
     feats = batched(classifier.features, samples.clamp(0, 1))
     predicted = classifier.head(feats).argmax(1)
     recon_feats = tokens['recon_feats'][:NUM_HELD_OUT]

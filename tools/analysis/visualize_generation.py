@@ -52,7 +52,7 @@ def class_names(model, num_classes: int):
 
 def class_grid(model, num_classes: int, per_class: int, seed: int, names, **options):
     labels = torch.arange(num_classes).repeat_interleave(per_class)
-    images = model.sample(labels, generator=torch.Generator().manual_seed(seed), **options)['images'].cpu()
+    images = model.sample(labels, seed=seed, **options)['images'].cpu()
     fig, axes = plt.subplots(num_classes, 1, figsize=(0.9 * per_class + 1.2, 0.95 * num_classes),
                              squeeze=False)
     for c, ax in enumerate(axes[:, 0]):
@@ -68,8 +68,7 @@ def class_grid(model, num_classes: int, per_class: int, seed: int, names, **opti
 
 
 def progression_figure(model, classes, seed: int, names, **options):
-    result = model.progression(torch.as_tensor(classes), generator=torch.Generator().manual_seed(seed),
-                               **options)
+    result = model.progression(torch.as_tensor(classes), seed=seed, **options)
     steps = result['steps']  # [(prefix length, images (B, 3, H, W))]
     fig, axes = plt.subplots(len(classes), len(steps), figsize=(1.05 * len(steps) + 1.0, 1.15 * len(classes)),
                              squeeze=False)

@@ -198,8 +198,8 @@ class GenerationMetric(_FeatureMetricMixin, BaseMetric):
     The samples do not come from the validation dataloader: ``generate(model)``, called by GenerationValLoop /
     GenerationTestLoop after the dataloader pass, samples ``per_class`` images of each of the first
     ``num_classes`` classes in the order of ``tools/sample.py`` (labels 0, 0, ..., 1, 1, ...), cut into
-    batches of ``batch_size``; batch b runs on rank ``b % world_size`` with
-    ``torch.Generator().manual_seed(seed + b)``, so the images are the same for any number of ranks. Features
+    batches of ``batch_size``; batch b runs on rank ``b % world_size`` with the RNG of ``seed + b``
+    (``sample(..., seed=seed + b)``), so the images are the same for any number of ranks. Features
     are kept per sample with its index; ``evaluate`` gathers all of them in index order, whatever the
     validation set's size.
 
@@ -262,7 +262,7 @@ class GenerationMetric(_FeatureMetricMixin, BaseMetric):
     @torch.no_grad()
     def generate(self, model) -> None:
         """Sample this rank's batches with ``model`` (a GeneratorModel: ``gen.num_classes``,
-        ``sample(labels, decode=True, generator=..., **sampling)`` -> dict(images in [0, 1] (B, 3, H, W))) and
+        ``sample(labels, decode=True, rng=..., **sampling)`` -> dict(images in [0, 1] (B, 3, H, W))) and
         keep their features."""
         if is_model_wrapper(model):
             model = model.module
@@ -278,8 +278,7 @@ class GenerationMetric(_FeatureMetricMixin, BaseMetric):
             if b % world != rank:
                 continue
             idx = np.arange(start, min(start + self.batch_size, len(labels)))
-            gen = torch.Generator().manual_seed(self.seed + b)
-            out = model.sample(torch.as_tensor(labels[idx], device=device), decode=True, generator=gen,
+            out = model.sample(torch.as_tensor(labels[idx], device=device), decode=True, seed=self.seed + b,
                                **self.sampling)
             feats = self._features(out['images'], keys)
             for j, i in enumerate(idx):

@@ -1,9 +1,9 @@
 """The applications of a trained generator (paper sections 3.3 and 4.4), as methods of ``GeneratorModel``.
 
 Coarse-to-fine progression, spectral variations of real images, and 2x super-resolution by spectral completion
-(with its bicubic baseline). Each needs the model's ``gen`` (the generator), ``check_sampling`` (its
-default ``generate`` options, with the caller's, checked), ``codec`` (the tokenizer), ``encode`` and
-``decode``.
+(with its bicubic baseline). Each samples through the model's ``sample`` (the one sampling surface: defaults,
+seed, packed CPU weights, previews) and uses its ``codec`` (the tokenizer), ``encode`` and ``decode``; keyword
+arguments are ``sample``'s (``seed``, ``rng`` and sampling settings).
 """
 from typing import Dict, Optional
 
@@ -24,8 +24,8 @@ class GenerationApplicationsMixin:
         Returns ``tokens`` and ``steps``, a list of (prefix length, images (B, 3, H, W) in [0, 1]).
         """
         steps = []
-        tokens = self.gen.generate(labels, callback=lambda step, prefix: steps.append(
-            (prefix.shape[1], self.decode(prefix))), **self.check_sampling(kwargs))
+        tokens = self.sample(labels, decode=False, on_step=lambda k, images: steps.append((k, images)),
+                             **kwargs)['tokens']
         return dict(tokens=tokens, steps=steps)
 
     @torch.no_grad()
@@ -35,9 +35,8 @@ class GenerationApplicationsMixin:
         the generator sample the rest ``num`` times. images in [0, 1] (B, 3, H, W) -> (B, num, 3, H, W)."""
         prefix = self.encode(images, keep)
         b = images.shape[0]
-        tokens = self.gen.generate(labels.repeat_interleave(num), prefix=prefix.repeat_interleave(num, 0),
-                                   **self.check_sampling(kwargs))
-        return self.decode(tokens).view(b, num, *images.shape[1:])
+        out = self.sample(labels.repeat_interleave(num), prefix=prefix.repeat_interleave(num, 0), **kwargs)
+        return out['images'].view(b, num, *images.shape[1:])
 
     @torch.no_grad()
     def super_resolve(self, images: torch.Tensor, labels: torch.Tensor, mode: str = 'stride',
@@ -52,7 +51,7 @@ class GenerationApplicationsMixin:
         grid of the 2S pixels it fills (a strided one shifted by 1/8 - i/4 of its pixels), so with nothing
         generated the result would be close to the bicubic 2x up-sampling. ``'bicubic'``: the plain bicubic
         up-sampling, Table 3's baseline. images in [0, 1] (B, 3, S, S) -> (B, 3, 2S, 2S). ``kwargs`` go to
-        ``generate`` (e.g. ``generator``).
+        ``sample`` (e.g. ``rng``, ``cfg_scale``; ``num_tokens`` does not apply: every sub-image is completed).
         """
         if mode not in ('bicubic',) + SUBIMAGE_MODES:
             raise ValueError(f"super_resolve mode must be 'bicubic', 'stride' or 'patch', got {mode!r}.")
@@ -63,9 +62,8 @@ class GenerationApplicationsMixin:
         subs = split_subimages(images, mode).flatten(0, 1)
         keep = self.super_resolution_prefix(keep_cutoff)
         prefix = self.encode(subs, keep)
-        options = {k: v for k, v in self.check_sampling(kwargs).items() if k != 'num_tokens'}
-        tokens = self.gen.generate(labels.repeat_interleave(4), prefix=prefix, **options)
-        done = self.decode(tokens).view(b, 4, 3, s, s)
+        done = self.sample(labels.repeat_interleave(4), prefix=prefix, **{**kwargs, 'num_tokens': None})
+        done = done['images'].view(b, 4, 3, s, s)
         return reassemble_subimages(done, mode)
 
     def super_resolution_prefix(self, band: Optional[int] = None) -> int:

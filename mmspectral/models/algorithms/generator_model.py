@@ -5,7 +5,8 @@ ids) or, with ``encode_on_the_fly=True``, from images encoded by a frozen tokeni
 the cross-entropy of next-token prediction; the log also carries the loss and accuracy of each range of
 positions, which shows which spectral positions are hard.
 """
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+import warnings
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmspectral.registry import GENERATORS, MODELS
 from mmspectral.utils import build_component
 from mmspectral.utils.build import UnknownArgumentError, accepted_arguments, unknown_argument_message
-from ..generators import SAMPLING_OPTIONS, check_sampling_options
+from ..generators import SAMPLING_OPTIONS, check_sampling_options, generate_tokens
 from ..tokenizers.loading import adopt_value_range, load_tokenizer, tokenizer_value_range
 from ..utils import keep_out_of_checkpoints
 from .applications import GenerationApplicationsMixin
@@ -38,7 +39,8 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         tokenizer_checkpoint: the trained tokenizer (a TokenizerModel checkpoint), loaded frozen.
         encode_on_the_fly: inputs are images, encoded by the frozen tokenizer in every step.
         num_position_bins: ranges of positions whose loss / accuracy are logged separately.
-        sampling: keyword arguments of ``generator.generate`` used by ``sample`` (cfg_scale, top_k, ...).
+        sampling: the default sampling settings of :meth:`sample` (cfg_scale, cfg_schedule, top_k, top_p,
+            temperature, num_tokens), checked when the model is built.
         image_value_range: deprecated; the tokenizer owns its value range (``tokenizer.value_range``). A
             tokenizer config that sets none adopts this one (older configs and model folders); a different
             one is refused.
@@ -74,8 +76,7 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
             raise ValueError('encode_on_the_fly=True needs tokenizer=... and tokenizer_checkpoint=...')
         self.encode_on_the_fly = encode_on_the_fly
         self.bins = position_bins(self.generator.num_tokens, num_position_bins)
-        self.sampling = {}
-        self.sampling = self.check_sampling(sampling or {}, where='model.sampling')
+        self.sampling = self.sampling_options(sampling or {}, where='model.sampling', defaults=False)
 
     @property
     def codec(self):
@@ -150,27 +151,70 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         """Images in [0, 1] (B, 3, H, W) -> token ids (B, k) with the frozen tokenizer."""
         return self.codec.encode_images(images, num_tokens)
 
-    def check_sampling(self, overrides: Optional[Mapping[str, Any]] = None,
-                       where: str = 'sampling options') -> Dict[str, Any]:
-        """The sampling settings ``{**self.sampling, **overrides}``, checked before any work: every key must
-        be an argument of the generator's ``generate`` (a misspelt one is named, with the closest), every
-        value in its range (:func:`~mmspectral.models.generators.check_sampling_options`). Tools call it
-        before they write anything; ``sample`` calls it too."""
-        options = {**self.sampling, **(overrides or {})}
+    def sampling_options(self, overrides: Optional[Mapping[str, Any]] = None,
+                         where: str = 'sampling options', defaults: bool = True) -> Dict[str, Any]:
+        """The sampling settings ``{**self.sampling, **overrides}`` (``overrides`` alone without
+        ``defaults``), checked before any work: every key must be an argument of the generator's
+        ``generate`` (a misspelt one is named, with the closest), every value in its range
+        (:func:`~mmspectral.models.generators.check_sampling_options`). The one place the config's defaults
+        and a caller's settings are merged; tools call it before they write anything, :meth:`sample` on every
+        call."""
+        options = {**(self.sampling if defaults else {}), **(overrides or {})}
         accepted = accepted_arguments(self.gen.generate)
         for key in options:
-            if accepted is not None and (key not in accepted or key == 'labels'):
+            if accepted is not None and (key not in accepted or key in _NOT_OPTIONS):
                 raise UnknownArgumentError(unknown_argument_message(
-                    f'{type(self.gen).__name__}.generate', key, sorted(SAMPLING_OPTIONS), where))
+                    f'{type(self.gen).__name__}.generate', key, sorted(SAMPLING_OPTIONS), where)
+                    + _SEED_HINT.get(key, ''))
         check_sampling_options(options, self.gen.num_tokens, where)
         return options
 
+    #: the name this method had; kept for callers of earlier versions
+    check_sampling = sampling_options
+
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, decode: bool = True, **kwargs) -> Dict[str, torch.Tensor]:
-        """Generate tokens for ``labels`` with the configured sampling settings (overridable by ``kwargs``,
-        e.g. ``num_tokens`` for truncated generation) and, with ``decode``, the images in [0, 1]."""
-        tokens = self.gen.generate(labels, **self.check_sampling(kwargs))
-        out = dict(tokens=tokens)
+    def sample(self, labels: torch.Tensor, decode: bool = True, *, seed: Optional[int] = None,
+               rng: Optional[torch.Generator] = None, prefix: Optional[torch.Tensor] = None,
+               on_step: Optional[Callable[[int, torch.Tensor], None]] = None, pack_weights: bool = True,
+               return_logits: bool = False, **options) -> Dict[str, torch.Tensor]:
+        """Sample tokens for ``labels`` (B,): the one sampling surface of the package.
+
+        Args:
+            decode: also return ``images``, the decoded samples in [0, 1] (B, 3, H, W).
+            seed / rng: the randomness (``rng`` a torch.Generator; ``seed`` makes one with
+                :func:`~mmspectral.models.generators.make_rng`); neither: the global RNG.
+            prefix: (B, k) token ids to keep; the rest is generated (variations, super-resolution).
+            on_step: called as ``on_step(k, images)`` after every step with the decoded prefix of k tokens
+                (coarse-to-fine previews, streaming).
+            pack_weights: on the CPU, run the generator with oneDNN-packed weights
+                (``SpectralARGenerator.packed``; the same tokens, about twice as fast for small batches).
+            return_logits: also return the guided ``logits`` (B, n, V).
+            options: sampling settings over the config's ``sampling`` (``cfg_scale``, ``top_k``, ``top_p``,
+                ``temperature``, ``cfg_schedule``, ``num_tokens`` for truncated generation).
+
+        Returns:
+            a dict with ``tokens`` (B, n) and, as asked, ``images`` and ``logits``.
+        """
+        if 'generator' in options:  # the RNG's name in earlier versions
+            warnings.warn('sample(generator=...) is deprecated; pass rng=... (or seed=...).',
+                          DeprecationWarning, stacklevel=3)
+            rng = options.pop('generator') if rng is None else rng
+        options = self.sampling_options(options)
+        callback = None if on_step is None else \
+            (lambda step, tokens: on_step(tokens.shape[1], self.decode(tokens)))
+        result = generate_tokens(self.gen, labels, seed=seed, rng=rng, pack_weights=pack_weights,
+                                 prefix=prefix, callback=callback, return_logits=return_logits, **options)
+        out = dict(result) if return_logits else dict(tokens=result)
         if decode:
-            out['images'] = self.decode(tokens)
+            out['images'] = self.decode(out['tokens'])
         return out
+
+    def release_packed_weights(self) -> None:
+        """Free the packed weight copies that CPU sampling keeps."""
+        self.gen.release_packed_weights()
+
+
+#: generate's arguments that are not sampling settings: :meth:`GeneratorModel.sample` sets them.
+_NOT_OPTIONS = ('labels', 'rng', 'prefix', 'callback', 'return_logits')
+_SEED_HINT = {'seed': ' A seed is not a sampling setting: pass sample(labels, seed=...) (tools: --seed).',
+              'generator': ' Pass the RNG as sample(labels, rng=...).'}

@@ -6,9 +6,19 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-#: The sampling settings ``generate`` takes that a config's ``model.sampling`` or a command line sets.
+#: The sampling settings ``generate`` takes that a config's ``model.sampling`` or a command line sets. A new
+#: one is added here, to ``check_sampling_options`` and to ``generate``'s signature; ``GeneratorModel.sample``
+#: merges it with the config's defaults (``GeneratorModel.sampling_options``), nothing else does.
 SAMPLING_OPTIONS = ('cfg_scale', 'cfg_schedule', 'top_k', 'top_p', 'temperature', 'num_tokens')
 CFG_SCHEDULES = ('constant', 'linear')
+#: The guidance weight when neither the config nor the call sets one (VAR's d16 setting).
+DEFAULT_CFG_SCALE = 1.5
+
+
+def make_rng(seed: Optional[int]) -> Optional[torch.Generator]:
+    """The sampling RNG of ``seed`` (a CPU ``torch.Generator``; the same seed gives the same tokens on every
+    device), or None for the global RNG. The one place a seed becomes an RNG."""
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
 
 
 def _real(name: str, value: Any) -> float:

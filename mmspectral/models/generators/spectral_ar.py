@@ -19,7 +19,7 @@ from mmspectral.utils.checks import check_range
 from ..layers import AdaLNBlock, StaticKVCache
 from ..layers.packed_linear import PackedWeightCache, packed_linears
 from ..masks import BaseAttnMask, SpectralCausalMask
-from .sampling import cfg_weight, check_sampling_options, guide, sample_tokens
+from .sampling import DEFAULT_CFG_SCALE, cfg_weight, check_sampling_options, guide, make_rng, sample_tokens
 
 #: VAR's depth presets, with the AdaLN gamma initialisation its training commands use.
 PRESETS = {'d16': dict(depth=16, init_adaln_gamma=1e-3), 'd20': dict(depth=20, init_adaln_gamma=1e-3),
@@ -195,29 +195,27 @@ class SpectralARGenerator(nn.Module):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def generate(self, labels: torch.Tensor, cfg_scale: float = 1.5, cfg_schedule: str = 'linear',
-                 top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
-                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
-                 num_tokens: Optional[int] = None, use_cache: bool = True,
-                 prefix: Optional[torch.Tensor] = None,
+    def generate(self, labels: torch.Tensor, cfg_scale: float = DEFAULT_CFG_SCALE,
+                 cfg_schedule: str = 'linear', top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
+                 rng: Optional[torch.Generator] = None, num_tokens: Optional[int] = None,
+                 use_cache: bool = True, prefix: Optional[torch.Tensor] = None,
                  callback: Optional[Callable[[int, torch.Tensor], None]] = None,
-                 return_logits: bool = False,
-                 pack_weights: bool = True) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Sample token sequences for ``labels`` (B,).
+                 return_logits: bool = False) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Sample token sequences for ``labels`` (B,): the plain sampler. ``GeneratorModel.sample`` is the
+        surface tools and applications call: it adds the config's defaults, a seed, decoding and the CPU's
+        packed weights (:meth:`packed`).
 
         Args:
             cfg_scale: guidance weight t in ``(1 + t) cond - t uncond`` (0: no guidance, no doubled batch).
             cfg_schedule: 'linear' (VAR: t ramps from 0 to ``cfg_scale`` over the steps) or 'constant'.
             top_k, top_p, temperature: sampling filters (0 disables top-k / top-p).
-            generator / seed: randomness; the same seed gives the same tokens.
+            rng: a ``torch.Generator`` (``make_rng(seed)``); None uses the global RNG.
             num_tokens: stop after this many tokens (truncated generation: exactly the first ``num_tokens`` of
                 the full generation for the same seed and settings); default N.
             use_cache: a preallocated KV cache (one step per group) or a full forward pass per step.
             prefix: (B, k) token ids to keep; generation continues after them (spectral variations).
             callback: called as ``callback(step, tokens_so_far)`` after every step (coarse-to-fine previews).
             return_logits: also return the guided logits of every position (B, n, V).
-            pack_weights: on the CPU in fp32, run the linear layers with oneDNN-packed weights (about twice as
-                fast for few rows; the packed copies are kept until ``release_packed_weights``).
 
         Returns:
             token ids (B, n), or a dict with ``tokens`` and ``logits``.
@@ -226,19 +224,6 @@ class SpectralARGenerator(nn.Module):
                                     temperature=temperature, num_tokens=num_tokens), self.num_tokens,
                                where='generate')  # before the first step: a bad setting costs no work
         n = self.num_tokens if num_tokens is None else int(num_tokens)
-        if generator is None and seed is not None:
-            generator = torch.Generator().manual_seed(seed)
-        rows = labels.shape[0] * (2 if cfg_scale != 0 else 1) * self.block_size  # rows of a cached step
-        with packed_linears(self, self._packed_weights, rows) if pack_weights else nullcontext():
-            return self._generate(labels, cfg_scale, cfg_schedule, top_k, top_p, temperature, generator, n,
-                                  use_cache, prefix, callback, return_logits)
-
-    def release_packed_weights(self) -> None:
-        """Free the packed weight copies that CPU sampling keeps."""
-        self._packed_weights.clear()
-
-    def _generate(self, labels, cfg_scale, cfg_schedule, top_k, top_p, temperature, generator, n, use_cache,
-                  prefix, callback, return_logits):
         p, b, device = self.block_size, labels.shape[0], labels.device
         # A truncated generation is the full one stopped early: the guidance ramp runs over all N / p steps
         # and every step draws the same random numbers, so its tokens are the first n of the full run
@@ -274,7 +259,7 @@ class SpectralARGenerator(nn.Module):
                 logits = self.run_blocks(x, modulations=modulations)[:, start:]
             if guided:
                 logits = guide(logits, cfg_weight(cfg_scale, cfg_schedule, step, self.num_steps))
-            new = sample_tokens(logits, top_k, top_p, temperature, generator)  # (B, p)
+            new = sample_tokens(logits, top_k, top_p, temperature, rng)  # (B, p)
             keep = torch.arange(start, start + p, device=device) < kept
             tokens[:, start:start + p] = torch.where(keep, tokens[:, start:start + p], new)
             if return_logits:
@@ -285,3 +270,28 @@ class SpectralARGenerator(nn.Module):
         if return_logits:
             return dict(tokens=tokens, logits=torch.cat(all_logits, dim=1)[:, :n])
         return tokens
+
+    def packed(self, batch_size: int, cfg_scale: float = DEFAULT_CFG_SCALE):
+        """A context in which the linear layers run with oneDNN-packed weights (CPU, fp32 or native bf16:
+        about twice as fast for the few rows of a cached step; elsewhere nothing changes), sized for sampling
+        ``batch_size`` labels at ``cfg_scale``. The packed copies are kept until
+        :meth:`release_packed_weights` and follow in-place weight changes."""
+        rows = batch_size * (2 if cfg_scale != 0 else 1) * self.block_size  # rows of a cached step
+        return packed_linears(self, self._packed_weights, rows)
+
+    def release_packed_weights(self) -> None:
+        """Free the packed weight copies that CPU sampling keeps."""
+        self._packed_weights.clear()
+
+
+def generate_tokens(gen: SpectralARGenerator, labels: torch.Tensor, *, seed: Optional[int] = None,
+                    rng: Optional[torch.Generator] = None, pack_weights: bool = True, **kwargs):
+    """``gen.generate(labels, **kwargs)`` as every sampling path runs it: with the RNG of ``seed`` (unless
+    ``rng`` is given; :func:`~.sampling.make_rng`) and, with ``pack_weights``, inside :meth:`~.packed` (CPU:
+    the same tokens, about twice as fast for small batches). ``GeneratorModel.sample`` calls this after
+    merging the config's defaults; benchmarks of a bare generator call it directly."""
+    if rng is None:
+        rng = make_rng(seed)
+    with gen.packed(labels.shape[0], kwargs.get('cfg_scale', DEFAULT_CFG_SCALE)) if pack_weights \
+            else nullcontext():
+        return gen.generate(labels, rng=rng, **kwargs)
