@@ -38,11 +38,10 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.datasets.token_dataset import META_FILE, shard_paths  # noqa: E402
 from mmspectral.datasets.transforms import CorruptImageError  # noqa: E402
 from mmspectral.engine import setup_worker, shutdown_distributed  # noqa: E402
-from mmspectral.fileio import (ProvenanceError, claim_folder, file_identity, trust_files,  # noqa: E402
-                               write_json)
+from mmspectral.fileio import (TOKEN_FOLDER_META, ProvenanceError, claim_folder, file_identity,  # noqa: E402
+                               shard_paths, trust_files, write_token_meta)
 from mmspectral.models.tokenizers.loading import load_tokenizer, settle_value_range  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
 
@@ -130,7 +129,7 @@ def main():
     dataset = build_dataset(cfg, args.split)
     num_images, n = len(dataset), tokenizer.num_tokens
     variants = NUM_VARIANTS[args.augment]
-    meta_path = osp.join(args.out, META_FILE)
+    meta_path = osp.join(args.out, TOKEN_FOLDER_META)
     identity = file_identity(args.checkpoint)
     meta = dict(num_images=num_images, done=0, complete=False, num_tokens=n, vocab_size=tokenizer.vocab_size,
                 num_variants=variants, world_size=world, augment=args.augment,
@@ -151,7 +150,7 @@ def main():
     if dist.is_initialized():
         dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     if rank == 0 and not osp.isfile(meta_path):
-        write_json(meta_path, meta)
+        write_token_meta(args.out, meta)
     # Rank r takes images r, r + world, ...
     mine = np.arange(rank, num_images, world)
     paths = shard_paths(args.out, rank, world)
@@ -196,7 +195,7 @@ def main():
         finished = sum(int(np.load(shard_paths(args.out, r, world)['done'], mmap_mode='r').sum())
                        for r in range(world))
         meta.update(done=finished, complete=finished == num_images)
-        write_json(meta_path, meta)
+        write_token_meta(args.out, meta)
         print(f'\nwrote {finished} of {num_images} images to {args.out}', flush=True)
     shutdown_distributed()
 

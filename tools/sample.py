@@ -32,7 +32,7 @@ from mmengine.utils import ProgressBar
 from mmspectral.apis import add_sampling_args, init_generator, register_all_modules, sampling_options
 from mmspectral.cli import add_trust_arg, existing_file, non_negative_int, output_folder, positive_int
 from mmspectral.engine import setup_worker, shutdown_distributed
-from mmspectral.evaluation.metrics.generation import balanced_labels
+from mmspectral.evaluation.protocol import balanced_batches, balanced_labels
 from mmspectral.fileio import ProvenanceError, claim_folder, file_identity
 from mmspectral.models.generators import make_rng
 
@@ -87,7 +87,7 @@ def provenance(args, model, options: dict, num_classes: int) -> dict:
     return dict(generator_checkpoint=file_identity(args.checkpoint),
                 tokenizer_checkpoint=file_identity(tokenizer_checkpoint) if tokenizer_checkpoint else None,
                 config=osp.abspath(args.config), cfg_options=args.cfg_options or {},
-                sampling={**model.sampling, **options}, seed=args.seed, per_class=args.per_class,
+                sampling=model.sampling_options(options), seed=args.seed, per_class=args.per_class,
                 num_classes=num_classes, batch_size=args.batch_size, super_resolve=args.super_resolve,
                 precision='bf16' if args.bf16 else 'fp32')
 
@@ -102,7 +102,7 @@ def main():
         model.gen.to(torch.bfloat16)  # weights, activations and KV cache in bf16: no casts inside a step
     options = sampling_options(args)
     try:  # the command line's settings over the config's, checked before anything is written
-        model.check_sampling(options, 'the sampling options (command line over model.sampling)')
+        model.sampling_options(options, 'the sampling options (command line over model.sampling)')
     except (TypeError, ValueError) as exc:
         raise SystemExit(str(exc))
     if args.num_classes is not None and args.num_classes > model.gen.num_classes:
@@ -119,19 +119,19 @@ def main():
     except ProvenanceError as exc:
         raise SystemExit(str(exc))
     os.makedirs(images_dir, exist_ok=True)
-    batches = [np.arange(s, min(s + args.batch_size, len(labels)))
-               for s in range(0, len(labels), args.batch_size)]
-    mine = [b for b in range(len(batches)) if b % world == rank]
-    todo = [b for b in mine if not all(osp.isfile(image_path(args.out, i, labels[i])) for i in batches[b])]
+    mine = balanced_batches(num_classes, args.per_class, args.batch_size, args.seed, rank, world)
+    todo = [batch for batch in mine
+            if not all(osp.isfile(image_path(args.out, i, labels[i])) for i in batch.indices)]
     if rank == 0:
-        print(f'{len(labels)} samples ({args.per_class} per class, {num_classes} classes) in {len(batches)} '
+        print(f'{len(labels)} samples ({args.per_class} per class, {num_classes} classes) in '
+              f'{-(-len(labels) // args.batch_size)} '
               f'batches on {world} process(es); {len(mine) - len(todo)} batches of this rank already done. '
-              f'Sampling: { {**model.sampling, **options} }', flush=True)
+              f'Sampling: {model.sampling_options(options)}', flush=True)
     bar = ProgressBar(len(todo)) if rank == 0 and todo else None
-    for b in todo:
-        idx = batches[b]
-        rng = make_rng(args.seed + b)  # continued into super_resolve
-        batch_labels = torch.as_tensor(labels[idx], device=device)
+    for batch in todo:
+        idx = batch.indices
+        rng = make_rng(batch.seed)  # continued into super_resolve
+        batch_labels = torch.as_tensor(batch.labels, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             images = model.sample(batch_labels, rng=rng, **options)['images'].float()
             if args.super_resolve:

@@ -34,11 +34,15 @@ import torch
 from mmspectral.fileio import SafetensorsError, diff_state_dict, sha256_of_file
 from mmspectral.registry import ATTN_MASKS, FREQ_SCHEDULES, GENERATORS, MODELS, QUANTIZERS, TOKENIZERS
 
-__all__ = ['ModelFolderError', 'check_folder_files', 'read_folder_config', 'check_config_fits_weights',
+__all__ = ['ModelFolderError', 'MODEL_FOLDER_RECORD',
+           'check_folder_files', 'read_folder_config', 'check_config_fits_weights',
            'read_json_data', 'KEEP_KEYS']
 
 CONFIG_FILE, WEIGHTS_FILE = 'config.json', 'model.safetensors'
-META_FILE, CARD_FILE = 'mmspectral_model.json', 'README.md'
+#: The record of a model folder (kind, sizes, classes, the sha256 of every other file); ``META_FILE`` is its
+#: earlier name.
+MODEL_FOLDER_RECORD, CARD_FILE = 'mmspectral_model.json', 'README.md'
+META_FILE = MODEL_FOLDER_RECORD
 
 #: The top-level keys a folder's config may hold, by kind: what inference needs (``inference_config``).
 KEEP_KEYS = {'tokenizer': ('type', 'tokenizer', 'data_preprocessor', 'eval_prefix_lengths', 'recipe'),
@@ -75,14 +79,14 @@ def _regular_file(path: str) -> None:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         raise ModelFolderError(f'{path} is missing: a model folder holds {CONFIG_FILE}, {WEIGHTS_FILE}, '
-                               f'{META_FILE} and {CARD_FILE}. {REPUBLISH}') from None
+                               f'{MODEL_FOLDER_RECORD} and {CARD_FILE}. {REPUBLISH}') from None
     if stat.S_ISLNK(mode):
         raise ModelFolderError(f'{path} is a symbolic link (to {os.readlink(path)}); a model folder holds '
                                'its files themselves, so that their hashes cover what is loaded. Copy the '
                                'file in place of the link (cp -L) and load again.')
     if not stat.S_ISREG(mode):
         raise ModelFolderError(f'{path} is not a regular file (it is a folder, a device or a pipe); a model '
-                               f'folder holds only {CONFIG_FILE}, {WEIGHTS_FILE}, {META_FILE} and '
+                               f'folder holds only {CONFIG_FILE}, {WEIGHTS_FILE}, {MODEL_FOLDER_RECORD} and '
                                f'{CARD_FILE}. Move it out of the folder.')
 
 
@@ -123,29 +127,32 @@ def check_folder_files(folder: str, meta: Mapping[str, Any], verify: bool = True
     recorded = meta.get('files_sha256')
     if recorded is not None and not (isinstance(recorded, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in recorded.items())):
-        raise ModelFolderError(f'{osp.join(folder, META_FILE)}: files_sha256 must map file names to sha256 '
-                               f'strings. {REPUBLISH}')
+        raise ModelFolderError(f'{osp.join(folder, MODEL_FOLDER_RECORD)}: files_sha256 must map file names '
+                               f'to sha256 strings. {REPUBLISH}')
     names = dict(recorded) if recorded is not None else {WEIGHTS_FILE: meta.get('weights_sha256')}
     expected = {CONFIG_FILE, WEIGHTS_FILE, CARD_FILE} if recorded is not None else {CONFIG_FILE, WEIGHTS_FILE}
     for name in sorted(expected | set(names)):
-        if osp.basename(name) != name or name in ('', '.', '..', META_FILE):
-            raise ModelFolderError(f'{osp.join(folder, META_FILE)} records {name!r}, which is not a file of '
+        if osp.basename(name) != name or name in ('', '.', '..', MODEL_FOLDER_RECORD):
+            raise ModelFolderError(f'{osp.join(folder, MODEL_FOLDER_RECORD)} records {name!r}, which is not '
+                                   f'a file of '
                                    f'the folder itself. {REPUBLISH}')
         _regular_file(osp.join(folder, name))
     if recorded is not None:
-        extra = sorted(set(os.listdir(folder)) - set(names) - {META_FILE})
+        extra = sorted(set(os.listdir(folder)) - set(names) - {MODEL_FOLDER_RECORD})
         if extra:
             raise ModelFolderError(
-                f'{folder} holds {extra}, which its {META_FILE} does not record: every file of a model '
+                f'{folder} holds {extra}, which its {MODEL_FOLDER_RECORD} does not record: every file of a '
+                f'model '
                 f'folder is covered by a recorded sha256. Remove them (a model folder holds {CONFIG_FILE}, '
-                f'{WEIGHTS_FILE}, {CARD_FILE} and {META_FILE}), or publish the folder again.')
+                f'{WEIGHTS_FILE}, {CARD_FILE} and {MODEL_FOLDER_RECORD}), or publish the folder again.')
     if not verify:
         return
     for name, sha in sorted(names.items()):
         path = osp.join(folder, name)
         if sha256_of_file(path) != sha:
             error = SafetensorsError if name == WEIGHTS_FILE else ModelFolderError
-            raise error(f'{path} does not match the sha256 recorded in {META_FILE}: the file was changed or '
+            raise error(f'{path} does not match the sha256 recorded in {MODEL_FOLDER_RECORD}: the file was '
+                        f'changed or '
                         f'cut short after the folder was written. {REPUBLISH} (A folder you edited on '
                         'purpose must be saved again: from_pretrained(folder, verify=False), then '
                         'save_pretrained.)')
@@ -223,7 +230,8 @@ def read_folder_config(folder: str, kind: str) -> Dict[str, Any]:
         _check_value(path, where, key, value)
     model_type = {'tokenizer': 'TokenizerModel', 'generator': 'GeneratorModel'}[kind]
     if cfg.get('type') != model_type:
-        raise ModelFolderError(f'{path} configures type={cfg.get("type")!r}, but {META_FILE} says the folder '
+        raise ModelFolderError(f'{path} configures type={cfg.get("type")!r}, but {MODEL_FOLDER_RECORD} says '
+                               f'the folder '
                                f'holds a {kind} ({model_type}). {REPUBLISH}')
     extra = sorted(str(k) for k in cfg if k not in KEEP_KEYS[kind])
     if extra:

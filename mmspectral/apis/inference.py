@@ -18,7 +18,6 @@ use it in a few lines. Images go in and come out as uint8 arrays, PIL images or 
 suite runs these lines on a tiny one (tests/test_apis/test_inference_api.py).
 """
 import glob
-import json
 import numbers
 import os
 import os.path as osp
@@ -29,8 +28,8 @@ import torch
 import torch.nn as nn
 
 from mmspectral.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
-from mmspectral.datasets.token_dataset import META_FILE
-from mmspectral.fileio import SAME_ARCHITECTURE, load_state_dict_checked, read_state_dict, trust_files
+from mmspectral.fileio import (SAME_ARCHITECTURE, load_state_dict_checked, read_state_dict, token_class_names,
+                               trust_files)
 from mmspectral.models.algorithms import GeneratorModel, TokenizerModel
 from mmspectral.models.tokenizers.loading import load_tokenizer
 from mmspectral.registry import MODELS
@@ -151,17 +150,12 @@ def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
 def _class_names(cfg) -> tuple:
     """The class names recorded with the generator's training tokens (tools/extract_tokens.py),
     if readable."""
-    data_root = cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root')
-    meta = osp.join(data_root, META_FILE) if data_root else None
-    if meta is None or not osp.isfile(meta):
-        return ()
-    with open(meta) as f:
-        return tuple(json.load(f).get('classes', ()))
+    return token_class_names(cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root'))
 
 
 def add_sampling_args(parser) -> None:
     """The sampling options every sampling tool takes; unset ones keep the config's ``model.sampling``.
-    Each is checked as it is parsed; ``--num-tokens`` against the model by ``model.check_sampling``."""
+    Each is checked as it is parsed; ``--num-tokens`` against the model by ``model.sampling_options``."""
     parser.add_argument('--cfg', type=non_negative_float, default=None,
                         help='guidance weight >= 0 (default: the config)')
     parser.add_argument('--cfg-schedule', choices=['linear', 'constant'], default=None)

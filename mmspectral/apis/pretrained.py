@@ -31,13 +31,14 @@ from mmspectral.models.tokenizers.loading import settle_value_range
 from mmspectral.models.utils import persistent_tensors
 from mmspectral.registry import MODELS
 from mmspectral.version import __version__
-from .folder_checks import (CARD_FILE, CONFIG_FILE, KEEP_KEYS, MAX_META_BYTES, META_FILE, WEIGHTS_FILE,
-                            ModelFolderError, check_config_fits_weights, check_folder_files,
+from .folder_checks import (CARD_FILE, CONFIG_FILE, KEEP_KEYS, MAX_META_BYTES, META_FILE, MODEL_FOLDER_RECORD,
+                            WEIGHTS_FILE, ModelFolderError, check_config_fits_weights, check_folder_files,
                             read_folder_config, read_json_data)
 from .setup_env import register_all_modules
 
 __all__ = ['save_pretrained', 'from_pretrained', 'is_model_folder', 'read_folder_meta', 'inference_config',
-           'CONFIG_FILE', 'WEIGHTS_FILE', 'META_FILE', 'CARD_FILE', 'FOLDER_FORMAT', 'ModelFolderError']
+           'CONFIG_FILE', 'WEIGHTS_FILE', 'MODEL_FOLDER_RECORD', 'META_FILE', 'CARD_FILE', 'FOLDER_FORMAT',
+           'ModelFolderError']
 
 FOLDER_FORMAT = 1
 KINDS = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}
@@ -46,14 +47,15 @@ KINDS = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}
 def is_model_folder(path: str) -> bool:
     """Whether ``path`` is a folder written by :func:`save_pretrained` (one whose record is a link or no file
     counts too, so that loading it says what is wrong with it)."""
-    return osp.isdir(path) and osp.lexists(osp.join(path, META_FILE))
+    return osp.isdir(path) and osp.lexists(osp.join(path, MODEL_FOLDER_RECORD))
 
 
 def read_folder_meta(folder: str) -> Dict[str, Any]:
     """The folder's ``mmspectral_model.json``, checked for a format this version reads."""
-    path = osp.join(folder, META_FILE)
+    path = osp.join(folder, MODEL_FOLDER_RECORD)
     if not osp.lexists(path):
-        raise FileNotFoundError(f'{folder} is not a model folder: it has no {META_FILE}. Make one with '
+        raise FileNotFoundError(f'{folder} is not a model folder: it has no {MODEL_FOLDER_RECORD}. Make one '
+                                f'with '
                                 'mmspectral.apis.save_pretrained or tools/model_converters/publish_model.py.')
     meta = read_json_data(path, 'a model folder\'s record', limit=MAX_META_BYTES)
     if not isinstance(meta, dict):
@@ -161,7 +163,7 @@ def save_pretrained(model: nn.Module, folder: str, config: Optional[Mapping] = N
     # written last, so that it covers every other file: a folder changed afterwards is refused on loading
     meta['files_sha256'] = {name: sha256_of_file(osp.join(folder, name))
                             for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)}
-    write_json(osp.join(folder, META_FILE), meta)
+    write_json(osp.join(folder, MODEL_FOLDER_RECORD), meta)
     return sha
 
 
@@ -238,7 +240,7 @@ def model_card(cfg: Mapping, meta: Mapping, card: Mapping, name: str = 'FOLDER')
     lines = [f'# {title}', '', card.get('summary', f'A trained {kind} of mmspectral (SpectralAR).'), '',
              '## What it is', '', f'- Network: {_describe(cfg)}', _parameters(meta),
              f'- Files: `{CONFIG_FILE}` (config, data only), `{WEIGHTS_FILE}` (weights, safetensors'
-             + (', generator and tokenizer' if kind == 'generator' else '') + f'), `{META_FILE}`.',
+             + (', generator and tokenizer' if kind == 'generator' else '') + f'), `{MODEL_FOLDER_RECORD}`.',
              f"- sha256 of `{WEIGHTS_FILE}`: `{meta['weights_sha256']}`",
              f"- Written by mmspectral {meta['mmspectral_version']} on {meta['created']}"]
     if meta.get('class_names'):

@@ -1,5 +1,4 @@
 """Token ids extracted once by ``tools/extract_tokens.py``, memory-mapped (DATASETS)."""
-import json
 import os.path as osp
 from typing import List, Mapping, Optional, Sequence, Union
 
@@ -9,58 +8,14 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
 from mmengine.structures import BaseDataElement
 
-from mmspectral.fileio import file_identity
+from mmspectral.fileio.token_folder import (EXTRACT_HINT, TOKEN_FOLDER_META, read_token_meta, shard_paths,
+                                            token_meta_problems)
 from mmspectral.registry import DATASETS, GENERATORS, TRANSFORMS
 from mmspectral.utils.build import effective_arguments
 
-META_FILE = 'meta.json'
-
-
-def shard_paths(root: str, rank: int, world_size: int) -> dict:
-    """The files of one extraction shard: token ids, labels, and the done-marks that make it resumable."""
-    stem = osp.join(root, f'shard{rank:03d}-of-{world_size:03d}')
-    return dict(tokens=stem + '_tokens.npy', labels=stem + '_labels.npy', done=stem + '_done.npy')
-
-
-def _load_meta(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _tokenizer_mismatch(meta: Mapping, root: str, checkpoint: Optional[str]) -> Optional[str]:
-    """Why the tokens of ``root`` do not come from the tokenizer checkpoint that will decode them, if so.
-
-    Compares the size, then the SHA-256, of the file recorded at extraction with ``checkpoint``'s (tokens
-    extracted before the record existed cannot be checked).
-    """
-    if not checkpoint or 'checkpoint_sha256' not in meta:
-        return None
-    path = osp.expanduser(str(checkpoint))
-    if not osp.isfile(path):
-        return None  # the path checks report a missing file
-    same = osp.getsize(path) == meta.get('checkpoint_size') and \
-        file_identity(path)['sha256'] == meta['checkpoint_sha256']
-    if same:
-        return None
-    return (f'the tokens in {root!r} were extracted with the tokenizer checkpoint {meta.get("checkpoint")} '
-            f'(sha256 {meta["checkpoint_sha256"][:12]}...), but model.tokenizer_checkpoint={checkpoint!r} is '
-            'another file: the generator would learn one tokenizer\'s tokens and decode them with another. '
-            'Extract the tokens again with that checkpoint, or point model.tokenizer_checkpoint at the one '
-            'that made them.')
-
-
-def read_meta(root: str) -> dict:
-    path = osp.join(root, META_FILE)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{root!r} holds no extracted tokens ({META_FILE} missing). Run '
-                                'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT '
-                                '--out <this folder> first.')
-    meta = _load_meta(path)
-    if not meta.get('complete'):
-        raise RuntimeError(f'The token extraction in {root!r} is unfinished ({meta.get("done", "?")} of '
-                           f'{meta.get("num_images", "?")} images). Run the same tools/extract_tokens.py '
-                           'command again: it continues where it stopped.')
-    return meta
+#: Names this module had before the format moved to :mod:`mmspectral.fileio.token_folder`.
+META_FILE = TOKEN_FOLDER_META
+read_meta = read_token_meta
 
 
 @TRANSFORMS.register_module()
@@ -93,7 +48,7 @@ class TokenDataset(BaseDataset):
                  expected_num_tokens: Optional[int] = None, expected_vocab_size: Optional[int] = None,
                  pipeline: Sequence = (dict(type='PackTokenInputs'),), test_mode: bool = False,
                  lazy_init: bool = False, indices=None, serialize_data: bool = True, max_refetch: int = 1000):
-        self.meta = read_meta(data_root)
+        self.meta = read_token_meta(data_root)
         for key, want in (('num_tokens', expected_num_tokens), ('vocab_size', expected_vocab_size)):
             if want is not None and self.meta[key] != want:
                 raise ValueError(f'Tokens in {data_root!r} have {key}={self.meta[key]} but the model expects '
@@ -116,14 +71,14 @@ class TokenDataset(BaseDataset):
         and tokens of another tokenizer than ``cfg``'s generator expects (the config checks call this)."""
         problems = []
         root = osp.expanduser(str(ds.get('data_root') or ''))
-        meta_path = osp.join(root, META_FILE)
+        meta_path = osp.join(root, TOKEN_FOLDER_META)
         if not osp.isfile(meta_path):
-            what = 'does not exist' if not osp.isdir(root) else f'holds no extracted tokens (no {META_FILE})'
-            problems.append(f'{where}.data_root={root!r} {what}. Extract the tokens first: '
-                            'tools/extract_tokens.py TOKENIZER_CONFIG CHECKPOINT --out <this folder>.')
+            what = 'does not exist' if not osp.isdir(root) else \
+                f'holds no extracted tokens (no {TOKEN_FOLDER_META})'
+            problems.append(f'{where}.data_root={root!r} {what}. Extract the tokens first: {EXTRACT_HINT}.')
             return problems
         try:
-            meta = _load_meta(meta_path)
+            meta = read_token_meta(root, require_complete=False)
         except (OSError, ValueError) as exc:
             problems.append(f'{where}: {meta_path} is unreadable ({exc}). Extract the tokens again.')
             return problems
@@ -136,19 +91,10 @@ class TokenDataset(BaseDataset):
         if isinstance(generator, Mapping):
             gen_cls = GENERATORS.get(generator['type']) if isinstance(generator.get('type'), str) else None
             gen = effective_arguments(gen_cls, generator) if gen_cls is not None else dict(generator)
-        for key, expected in (('num_tokens', 'expected_num_tokens'), ('vocab_size', 'expected_vocab_size')):
-            for want, owner in ((ds.get(expected), f'{where}.{expected}'),
-                                (gen.get(key), f'model.generator.{key}')):
-                if isinstance(want, int) and key in meta and meta[key] != want:
-                    problems.append(f'{where}: the tokens in {root!r} have {key}={meta[key]} but '
-                                    f'{owner}={want}: they were extracted with another tokenizer. Extract '
-                                    'them again with the tokenizer of this config, '
-                                    f'or set {owner}={meta[key]}.')
+        expected = {key: ((ds.get(f'expected_{key}'), f'{where}.expected_{key}'),
+                          (gen.get(key), f'model.generator.{key}')) for key in ('num_tokens', 'vocab_size')}
         checkpoint = model.get('tokenizer_checkpoint') if isinstance(model, Mapping) else None
-        problem = _tokenizer_mismatch(meta, root, checkpoint)
-        if problem:
-            problems.append(f'{where}: {problem}')
-        return problems
+        return problems + token_meta_problems(meta, root, where, expected, checkpoint)
 
     def _open(self):
         # Opened lazily in each worker process: memory maps do not survive pickling.

@@ -312,14 +312,6 @@ class _Checker:
                     tok = args
         if tok is None or not all(k in tok for k in ('num_tokens', 'codebook_size', 'image_size')):
             return
-        generator = model.get('generator')
-        if isinstance(generator, Mapping):
-            gen = effective_arguments(_resolve(generator.get('type'), 'generator'), generator)
-            for key, theirs in (('num_tokens', tok['num_tokens']), ('vocab_size', tok['codebook_size'])):
-                if key in gen and gen[key] != theirs:
-                    self.add(f'model.generator.{key}={gen[key]} but the tokenizer (model.tokenizer) has '
-                             f'{key}={theirs}. Set model.generator.{key}={theirs}, or use the tokenizer the '
-                             'tokens came from.')
         model_cls = _resolve(model.get('type'), 'model')
         if getattr(model_cls, '__name__', '') != 'TokenizerModel' and not model.get('encode_on_the_fly'):
             return  # the model reads tokens, not images

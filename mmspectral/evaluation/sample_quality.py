@@ -21,7 +21,7 @@ from .functional import progression_steps, psnr
 from .generative import (InceptionV3FID, evaluate_feature_sets, features_from_npz,
                          frechet_distance_from_features, precision_recall)
 from .generative.statistics import FeatureSet
-from .metrics.generation import balanced_labels
+from .protocol import balanced_samples
 
 __all__ = ['class_balanced_samples', 'probe_quality', 'inception_quality', 'generator_quality',
            'progression_quality', 'PROBE_REAL_SEED']
@@ -34,19 +34,17 @@ PROBE_REAL_SEED = 7
 @torch.no_grad()
 def class_balanced_samples(model, per_class: int, batch_size: int = 50, seed: int = 0,
                            num_classes: Optional[int] = None, **sampling) -> tuple:
-    """``per_class`` samples of every class, as tools/sample.py draws them (batch b uses seed ``seed + b``).
+    """``per_class`` samples of every class under the protocol of :mod:`.protocol` (batch b: seed
+    ``seed + b``).
 
     Returns images (M, 3, H, W) in [0, 1] and labels (M,), in label order.
     """
     num_classes = num_classes or model.gen.num_classes
-    labels = torch.from_numpy(balanced_labels(num_classes, per_class))
-    device = next(model.gen.parameters()).device
-    images = []
-    for b, start in enumerate(range(0, len(labels), batch_size)):
-        batch = labels[start:start + batch_size].to(device)
-        out = model.sample(batch, seed=seed + b, **sampling)
+    images, labels = [], []
+    for batch, out in balanced_samples(model, num_classes, per_class, batch_size, seed, **sampling):
         images.append(out['images'].float().cpu())
-    return torch.cat(images), labels
+        labels.append(torch.from_numpy(batch.labels))
+    return torch.cat(images), torch.cat(labels)
 
 
 def _unit(images: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:

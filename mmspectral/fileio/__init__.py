@@ -13,6 +13,8 @@ from .safetensors_io import (SafetensorsError, load_safetensors, read_safetensor
                              sha256_of_file)
 from .state_dict import (SAME_ARCHITECTURE, StateDictDiff, diff_state_dict, load_state_dict_checked,
                          read_state_dict)
+from .token_folder import (TOKEN_FOLDER_META, read_token_meta, shard_paths, token_class_names,
+                           token_meta_problems, write_token_meta)
 from .weights import CheckpointLoadError, checkpoint_defect, is_trusted, load_torch_file, trust_files
 
 __all__ = ['atomic_write', 'atomic_write_path', 'write_json', 'write_report', 'TMP_SUFFIX', 'load_torch_file',
@@ -21,4 +23,5 @@ __all__ = ['atomic_write', 'atomic_write_path', 'write_json', 'write_report', 'T
            'read_state_dict', 'load_state_dict_checked', 'SAME_ARCHITECTURE', 'to_plain', 'from_plain',
            'PROVENANCE_FILE', 'ProvenanceError', 'claim_folder', 'file_identity', 'save_safetensors',
            'load_safetensors', 'read_safetensors_shapes', 'sha256_of_file', 'SafetensorsError', 'sniff',
-           'scan_imports', 'PickleImport']
+           'scan_imports', 'PickleImport', 'TOKEN_FOLDER_META', 'read_token_meta', 'write_token_meta',
+           'shard_paths', 'token_meta_problems', 'token_class_names']

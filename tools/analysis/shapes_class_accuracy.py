@@ -23,6 +23,7 @@ from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
 from mmspectral.evaluation.embedded_classifier import (accuracy, reconstruction_fidelity,  # noqa: E402
                                                        render_batch)
+from mmspectral.evaluation.protocol import balanced_labels, balanced_samples  # noqa: E402
 from mmspectral.evaluation.sample_quality import progression_quality  # noqa: E402
 from mmspectral.fileio import write_json  # noqa: E402
 
@@ -57,7 +58,7 @@ def main():
     args = parse_args()
     model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
     options = sampling_options(args)
-    model.check_sampling(options, 'the sampling options')  # before the classifier and the reconstructions
+    model.sampling_options(options, 'the sampling options')  # before the classifier and the reconstructions
     tokenizer = model.tokenizer
     size, num_classes = tokenizer.image_size, model.gen.num_classes
     class_set = args.class_set or class_set_of(getattr(model, 'class_names', None) or ())
@@ -72,19 +73,17 @@ def main():
     recon_acc = accuracy(classifier, recons, labels)
     fidelity = reconstruction_fidelity(recons, images, masks, tokenizer.patch_size)
 
-    # Class-balanced samples; batch b uses seed + b, as tools/sample.py.
-    wanted = torch.arange(num_classes).repeat_interleave(args.per_class)
-    starts = range(0, len(wanted), args.batch_size)
-    tokens = torch.cat([model.sample(wanted[i:i + args.batch_size], decode=False,
-                                     seed=args.seed + b,
-                                     **options)['tokens'] for b, i in enumerate(starts)])
+    # Class-balanced samples under the protocol of mmspectral/evaluation/protocol.py (batch b: seed + b).
+    wanted = torch.from_numpy(balanced_labels(num_classes, args.per_class))
+    tokens = torch.cat([out['tokens'] for _, out in balanced_samples(
+        model, num_classes, args.per_class, args.batch_size, args.seed, decode=False, **options)])
     samples = decode(model, tokens, args.batch_size)
     sample_acc = accuracy(classifier, samples, wanted)
     progression = progression_quality(model, tokens, images, args.batch_size)
     result = dict(real_images=real_acc, tokenizer_reconstructions=recon_acc, generated_samples=sample_acc,
                   per_class=args.per_class, num_classes=num_classes, class_set=class_set,
                   chance=1.0 / num_classes, reconstruction_fidelity=fidelity, progression=progression,
-                  sampling={**model.sampling, **options}, seed=args.seed)
+                  sampling=model.sampling_options(options), seed=args.seed)
     print('class accuracy of the ShapesClassifier: real images {:.1%}, tokenizer reconstructions {:.1%}, '
           'generated samples {:.1%} (chance {:.1%})'.format(real_acc, recon_acc, sample_acc,
                                                             1.0 / num_classes),

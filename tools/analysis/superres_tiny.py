@@ -117,7 +117,7 @@ def main(argv=None):
     print(md)
     summary = {k: v for k, v in result.items() if k not in ('images', 'labels')}
     summary.update(commit=_commit(), generator=generator, probe=probe, seed=args.seed,
-                   sample_seed=args.sample_seed, sampling={k: v for k, v in model.sampling.items()})
+                   sample_seed=args.sample_seed, sampling=dict(model.sampling))
     write_report(args.work_dir, 'superres', md, summary)
     figure(result, osp.join(args.work_dir, 'superres.png'), args.examples)
     return summary

@@ -351,10 +351,11 @@ def token_readouts(gen, tokens: dict) -> dict:
 @torch.no_grad()
 def gap_readouts(model, gen, tokens: dict, classifier, per_class: int) -> dict:
     from mmspectral.evaluation.generative import frechet_distance_from_features
+    from mmspectral.models.generators import make_rng
     num_classes = gen.num_classes
     wanted = torch.arange(num_classes).repeat_interleave(per_class)
     model.generator = gen
-    rng = torch.Generator().manual_seed(0)
+    rng = make_rng(0)  # one RNG across the batches, as the run that wrote results.md
     samples = batched(lambda lab: model.sample(lab, cfg_scale=0.0, top_k=0, top_p=0.0, temperature=1.0,
                                                rng=rng)['images'], wanted)
     feats = batched(classifier.features, samples.clamp(0, 1))

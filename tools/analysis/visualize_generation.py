@@ -90,7 +90,7 @@ def main():
     args = parse_args()
     model = init_generator(args.config, args.checkpoint, args.device, args.cfg_options)
     options = sampling_options(args)
-    model.check_sampling(options, 'the sampling options')  # before anything is drawn or written
+    model.sampling_options(options, 'the sampling options')  # before anything is drawn or written
     num_classes = model.gen.num_classes
     names = class_names(model, num_classes)
     classes = args.progression_classes

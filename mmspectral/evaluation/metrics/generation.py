@@ -27,6 +27,7 @@ from mmspectral.registry import METRICS
 from ..generative import (BaseFeatureExtractor, FeatureSet, build_feature_extractor, feature_statistics,
                           features_from_npz, frechet_distance, frechet_distance_from_features,
                           inception_score, precision_recall)
+from ..protocol import balanced_labels, balanced_samples
 
 __all__ = ['ReconstructionFIDMetric', 'GenerationMetric', 'frechet_distance_to']
 
@@ -179,18 +180,6 @@ class ReconstructionFIDMetric(_FeatureMetricMixin, BaseMetric):
         return metrics
 
 
-def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
-    """0, 0, ..., 1, 1, ...: exactly ``per_class`` samples of every class (the order of tools/sample.py)."""
-    return np.repeat(np.arange(num_classes), per_class)
-
-
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device('cpu')
-
-
 @METRICS.register_module()
 class GenerationMetric(_FeatureMetricMixin, BaseMetric):
     """gFID, Inception Score and precision / recall of class-balanced samples of a generator.
@@ -269,24 +258,19 @@ class GenerationMetric(_FeatureMetricMixin, BaseMetric):
         rank, world = get_dist_info()
         num_classes = self.num_classes or model.gen.num_classes
         labels = balanced_labels(num_classes, self.per_class)
-        starts = range(0, len(labels), self.batch_size)
-        device = _model_device(model)
+        num_batches = -(-len(labels) // self.batch_size)
         keys = ('pool', 'logits') if 'is' in self.metrics else ('pool', )
         self.results.clear()
         start_time = time.time()
-        for b, start in enumerate(starts):
-            if b % world != rank:
-                continue
-            idx = np.arange(start, min(start + self.batch_size, len(labels)))
-            out = model.sample(torch.as_tensor(labels[idx], device=device), decode=True, seed=self.seed + b,
-                               **self.sampling)
+        for batch, out in balanced_samples(model, num_classes, self.per_class, self.batch_size, self.seed,
+                                           rank, world, decode=True, **self.sampling):
             feats = self._features(out['images'], keys)
-            for j, i in enumerate(idx):
+            for j, i in enumerate(batch.indices):
                 self.results.append(dict(index=int(i), label=int(labels[i]),
                                          **{key: value[j] for key, value in feats.items()}))
         self._num_samples = len(labels)
         print_log(f'GenerationMetric: {len(labels)} samples ({self.per_class} per class, {num_classes} '
-                  f'classes) in {len(starts)} batches over {world} rank(s); this rank: '
+                  f'classes) in {num_batches} batches over {world} rank(s); this rank: '
                   f'{len(self.results)} in {time.time() - start_time:.1f} s.', logger='current')
 
     def evaluate(self, size: int) -> dict:

@@ -12,13 +12,34 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel, is_model_wrapper
 
-from mmspectral.registry import GENERATORS, MODELS
+from mmspectral.registry import GENERATORS, MODELS, TOKENIZERS
 from mmspectral.utils import build_component
-from mmspectral.utils.build import UnknownArgumentError, accepted_arguments, unknown_argument_message
+from mmspectral.utils.build import (UnknownArgumentError, accepted_arguments, effective_arguments,
+                                    unknown_argument_message)
 from ..generators import SAMPLING_OPTIONS, check_sampling_options, generate_tokens
 from ..tokenizers.loading import adopt_value_range, load_tokenizer, tokenizer_value_range
 from ..utils import keep_out_of_checkpoints
 from .applications import GenerationApplicationsMixin
+
+
+def size_mismatches(generator: Mapping, tokenizer: Mapping) -> List[tuple]:
+    """``(key, generator's value, tokenizer's value)`` for each of ``num_tokens`` and ``vocab_size`` (the
+    tokenizer's ``codebook_size``) on which a generator and the tokenizer it decodes with disagree; keys
+    either side does not give are not compared."""
+    out = []
+    for key, theirs in (('num_tokens', tokenizer.get('num_tokens')),
+                        ('vocab_size', tokenizer.get('codebook_size'))):
+        mine = generator.get(key)
+        if mine is not None and theirs is not None and mine != theirs:
+            out.append((key, mine, theirs))
+    return out
+
+
+def _registered(registry, name):
+    try:
+        return registry.get(name) if isinstance(name, str) else name
+    except Exception:  # a scoped name of a package that is not installed
+        return None
 
 
 def position_bins(num_tokens: int, num_bins: int) -> List[range]:
@@ -66,17 +87,31 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         self.tokenizer_checkpoint = tokenizer_checkpoint  # recorded with what it decodes (tools/sample.py)
         if tokenizer is not None:
             self.tokenizer = keep_out_of_checkpoints(load_tokenizer(tokenizer, tokenizer_checkpoint))
-            for key, mine, theirs in (('num_tokens', self.generator.num_tokens, self.tokenizer.num_tokens),
-                                      ('vocab_size', self.generator.vocab_size, self.tokenizer.vocab_size)):
-                if mine != theirs:
-                    raise ValueError(f'The generator has {key}={mine} but the tokenizer has {key}={theirs}; '
-                                     f'set generator.{key}={theirs} '
-                                     '(or use the tokenizer the tokens came from).')
+            for key, mine, theirs in size_mismatches(
+                    dict(num_tokens=self.generator.num_tokens, vocab_size=self.generator.vocab_size),
+                    dict(num_tokens=self.tokenizer.num_tokens, codebook_size=self.tokenizer.vocab_size)):
+                raise ValueError(f'The generator has {key}={mine} but the tokenizer has {key}={theirs}; '
+                                 f'set generator.{key}={theirs} '
+                                 '(or use the tokenizer the tokens came from).')
         if encode_on_the_fly and self.tokenizer is None:
             raise ValueError('encode_on_the_fly=True needs tokenizer=... and tokenizer_checkpoint=...')
         self.encode_on_the_fly = encode_on_the_fly
         self.bins = position_bins(self.generator.num_tokens, num_position_bins)
         self.sampling = self.sampling_options(sampling or {}, where='model.sampling', defaults=False)
+
+    @classmethod
+    def check_config(cls, args: Mapping, where: str = 'model', cfg: Optional[Mapping] = None) -> List[str]:
+        """The problems of a GeneratorModel config found before anything is built (the config checks call
+        this): a generator whose ``num_tokens`` / ``vocab_size`` differ from its tokenizer's. Each token
+        folder the config reads checks its own agreement (``TokenDataset.check_config``)."""
+        gen, tok = args.get('generator'), args.get('tokenizer')
+        if not isinstance(gen, Mapping) or not isinstance(tok, Mapping):
+            return []
+        gen_args = effective_arguments(_registered(GENERATORS, gen.get('type')), gen)
+        tok_args = effective_arguments(_registered(TOKENIZERS, tok.get('type')), tok)
+        return [f'{where}.generator.{key}={mine} but the tokenizer ({where}.tokenizer) has {key}={theirs}. '
+                f'Set {where}.generator.{key}={theirs}, or use the tokenizer the tokens came from.'
+                for key, mine, theirs in size_mismatches(gen_args, tok_args)]
 
     @property
     def codec(self):
