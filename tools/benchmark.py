@@ -119,7 +119,7 @@ def _train_speed(cfg, model, batch_size: int, iters: int, device: torch.device) 
     from mmengine.registry import DefaultScope
     from mmengine.structures import BaseDataElement
 
-    from mmspectral.utils.timing import measure
+    from mmspectral.analysis.speed import measure
     gen = model.gen
     with DefaultScope.overwrite_default_scope('mmspectral'):
         wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
@@ -140,8 +140,8 @@ def _train_speed(cfg, model, batch_size: int, iters: int, device: torch.device) 
 
 def _sampling_speed(model, batch_size: int, iters: int, device: torch.device) -> dict:
     """Generator sampling and tokenizer decoding, timed apart."""
+    from mmspectral.analysis.speed import measure
     from mmspectral.models.generators import make_rng
-    from mmspectral.utils.timing import measure
     gen = model.gen
     labels = torch.arange(batch_size, device=device) % gen.num_classes
     rng = make_rng(0)
@@ -207,7 +207,7 @@ def to_csv(rows) -> str:
 def main(argv=None):
     args = parse_args(argv)
     from mmspectral.allocator import freed_memory_kept, keep_freed_memory
-    from mmspectral.utils.timing import wait_until_idle
+    from mmspectral.analysis.speed import wait_until_idle
     device = torch.device(args.device)
     print(f'# batch {args.batch_size} (sampling), {args.train_batch_size} (training), {device}, '
           f'torch {torch.__version__}, {torch.get_num_threads()} threads')

@@ -54,7 +54,7 @@ def test_proxy_codes_recipe_targets_the_teachers_codes_of_the_low_pass_image():
     k = torch.tensor([1, 3, 8, 2])
     model.tokenizer.sample_prefix_lengths = lambda b, device=None, generator=None: k
     data = model.data_preprocessor(batch(), True)
-    losses = model.generator_losses(data['inputs'])
+    losses = model.autoencoder_losses(data['inputs'])
     assert set(losses) >= {'loss_proxy_ce', 'loss_commit', 'loss_codebook'}
     expected = lowpass(data['inputs'], model.tokenizer.freq_schedule.omega(k)).clamp(0, 1)
     assert torch.allclose(seen[0], expected, atol=1e-5)
@@ -155,5 +155,5 @@ def test_perceptual_network_stays_out_of_checkpoints():
     # nothing missing: the frozen net keeps its own weights
     result = fresh.load_state_dict(state, strict=True)
     assert not result.missing_keys
-    losses = model.generator_losses(model.data_preprocessor(batch(2), True)['inputs'])
+    losses = model.autoencoder_losses(model.data_preprocessor(batch(2), True)['inputs'])
     assert losses['loss_perceptual'] > 0

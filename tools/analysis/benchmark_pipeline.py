@@ -29,12 +29,12 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmspectral.analysis.speed import measure_alternating, wait_until_idle  # noqa: E402
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.cli import output_folder, positive_int  # noqa: E402
 from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.models.generators import generate_tokens  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.utils.timing import measure_alternating, wait_until_idle  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/spectralar/spectralar-d16_64tok_8xb96-333k_in1k-256.py'
 

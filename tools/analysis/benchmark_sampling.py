@@ -21,88 +21,21 @@ path (the same bf16 model on the default kernels, ``pack_weights=False``).
 """
 import argparse
 import copy
-import resource
 import statistics
-import time
 from functools import partial
 
 import torch
 
+from mmspectral.analysis.speed import (matmul_peak, measure_alternating, sampling_flops, step_weight_bytes,
+                                       stream_bandwidth, time_sampling, wait_until_idle)
 from mmspectral.apis import register_all_modules
 from mmspectral.cli import positive_int
 from mmspectral.models import SpectralARGenerator
 from mmspectral.models.generators import generate_tokens
-from mmspectral.models.layers.packed_linear import packed_linears
-from mmspectral.utils.timing import cpu_busy_seconds, measure_alternating, wait_until_idle
 
 PRESETS = {'d16': dict(depth=16),
            'd16-p4': dict(depth=16, attn_mask=dict(type='BlockCausalMask', block_size=4)),
            'd20': dict(depth=20), 'd24': dict(depth=24), 'd30': dict(depth=30)}
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a square matmul whose operands stay in cache: the machine's practical peak."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        a @ b
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / min(times) / 1e9
-
-
-def stream_bandwidth(device: torch.device, dtype: torch.dtype, mib: int = 512, repeats: int = 5) -> float:
-    """GB/s at which a 2-row linear layer reads a weight matrix far larger than the caches.
-
-    One sampling step at a small batch reads every weight once and does little else, so this rate bounds it:
-    seconds per step >= weight bytes / bandwidth (the 'floor' column). The layer runs the way sampling runs
-    it: with the oneDNN-packed weight for fp32 on the CPU, the default kernel otherwise.
-    """
-    cols = 4096
-    rows = mib * 2 ** 20 // (cols * torch.tensor([], dtype=dtype).element_size())
-    layer = torch.nn.Linear(cols, rows, bias=False).to(device=device, dtype=dtype).eval()
-    x = torch.randn(2, cols, device=device, dtype=dtype)
-    cache = {}
-    times = []
-    with torch.no_grad(), packed_linears(layer, cache, rows=2):
-        layer(x)
-        for _ in range(repeats):
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            layer(x)
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return layer.weight.numel() * layer.weight.element_size() / min(times) / 1e9
-
-
-def step_weight_bytes(model: SpectralARGenerator, bytes_per_weight: int) -> int:
-    """Bytes of the weights one sampling step reads: the blocks' qkv, proj, fc1, fc2 and the head (not AdaLN,
-    which runs once per image)."""
-    c, v = model.width, model.vocab_size
-    return bytes_per_weight * (model.depth * 12 * c * c + c * v)
-
-
-def sampling_flops(model: SpectralARGenerator, batch: int, guided: bool, cached: bool) -> float:
-    """Floating-point operations of one ``generate`` call (multiply-add = 2)."""
-    c, n, p, v = model.width, model.num_tokens, model.block_size, model.vocab_size
-    rows = batch * (2 if guided else 1)
-    per_token_matmul = 2 * model.depth * 12 * c * c + 2 * c * v  # qkv, proj, fc1, fc2; head
-    adaln = 2 * rows * (model.depth * 6 * c * c + 2 * c * c)  # once per image
-    total = adaln
-    for step in range(n // p):
-        end = (step + 1) * p
-        new = p if cached else end  # positions computed in this step
-        total += rows * new * per_token_matmul
-        total += rows * model.depth * 2 * 2 * new * end * c  # q.k and attention-weighted v
-    return total
 
 
 def for_dtype(model, dtype: str, bf16_mode: str = 'weights'):
@@ -116,28 +49,6 @@ def for_dtype(model, dtype: str, bf16_mode: str = 'weights'):
     if bf16_mode == 'autocast':
         return model, True
     return copy.deepcopy(model).to(torch.bfloat16), False
-
-
-def run(model, labels, options, autocast, repeats, device):
-    """Median seconds of ``generate`` (after a warm-up), peak memory in MiB, foreign CPU seconds."""
-    def once():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            generate_tokens(model, labels, **options)
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-
-    once()
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-    foreign = cpu_busy_seconds()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() if device.type == 'cuda'
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 20
-    return statistics.median(times), peak, cpu_busy_seconds() - foreign
 
 
 def dtype_ratio(models: dict, batch: int, repeats: int, device) -> dict:
@@ -208,8 +119,8 @@ def main():
                     labels = torch.randint(0, 1000, (batch,), device=device)
                     options = dict(cfg_scale=1.5 if guided else 0.0, cfg_schedule='linear', top_k=900,
                                    top_p=0.96, use_cache=cached, seed=0)
-                    seconds, peak_mib, foreign = run(sampler, labels, options, autocast, args.repeats,
-                                                     device)
+                    seconds, peak_mib, foreign = time_sampling(sampler, labels, options, autocast,
+                                                               args.repeats, device)
                     flops = sampling_flops(model, batch, guided, cached) / batch
                     rate = flops / (seconds / batch) / 1e9
                     # The slower of reading the weights once per step and doing the FLOPs at matmul peak.

@@ -36,12 +36,12 @@ from mmengine.optim import build_optim_wrapper
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmspectral.analysis.speed import measure_alternating, wait_until_idle  # noqa: E402
 from mmspectral.apis import load_config, register_all_modules  # noqa: E402
 from mmspectral.cli import output_folder, positive_int  # noqa: E402
 from mmspectral.fileio import write_report  # noqa: E402
 from mmspectral.models.utils import persistent_tensors  # noqa: E402
 from mmspectral.registry import MODELS  # noqa: E402
-from mmspectral.utils.timing import measure_alternating, wait_until_idle  # noqa: E402
 
 CONFIGS = {'mmspectral TiTok': 'configs/titok/titok-b_64tok_8xb32-1000k_in1k-256_stage1.py',
            'mmspectral SpectralAR': 'configs/spectralar/spectralar-b_64tok_8xb32-1000k_in1k-256_stage1.py'}
@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
 
         def step(model=model, params=params, opt=opt):
             with amp():
-                losses = model.generator_losses(images)  # the B-64 configs take images in [0, 1]
+                losses = model.autoencoder_losses(images)  # the B-64 configs take images in [0, 1]
             sum(v for k, v in losses.items() if k.startswith('loss_')).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

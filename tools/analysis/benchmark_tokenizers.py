@@ -18,10 +18,10 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
 
+from mmspectral.analysis.speed import measure, wait_until_idle  # noqa: E402
 from mmspectral.apis import register_all_modules  # noqa: E402
 from mmspectral.cli import positive_int  # noqa: E402
 from mmspectral.models import TokenizerModel  # noqa: E402
-from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
 
 
 def build(kind: str, args, device):
@@ -54,7 +54,7 @@ def measure_tokenizer(kind: str, options: dict) -> dict:
 
     def step():
         with autocast():
-            losses = model.generator_losses(images)
+            losses = model.autoencoder_losses(images)
         loss = sum(v for k, v in losses.items() if k.startswith('loss_'))
         loss.backward()
         opt.step()

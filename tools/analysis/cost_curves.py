@@ -20,21 +20,15 @@ Waits for an idle machine before each figure and reports the CPU time other proc
 """
 import argparse
 import os.path as osp
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-
-from benchmark_sampling import (matmul_peak, run, sampling_flops, step_weight_bytes,  # noqa: E402
-                                stream_bandwidth)
-
-from mmspectral.apis import register_all_modules  # noqa: E402
-from mmspectral.cli import output_folder, positive_int  # noqa: E402
-from mmspectral.fileio import write_report  # noqa: E402
-from mmspectral.models import SpectralARGenerator, TokenizerModel  # noqa: E402
-from mmspectral.utils.timing import measure, wait_until_idle  # noqa: E402
+from mmspectral.analysis.speed import (matmul_peak, measure, sampling_flops, step_weight_bytes,
+                                       stream_bandwidth, time_sampling, wait_until_idle)
+from mmspectral.apis import register_all_modules
+from mmspectral.cli import output_folder, positive_int
+from mmspectral.fileio import write_report
+from mmspectral.models import SpectralARGenerator, TokenizerModel
 
 
 def parse_args(argv=None):
@@ -71,7 +65,7 @@ def sampling_curve(args, device) -> list:
                 wait_until_idle()
             labels = torch.randint(0, 1000, (b,), device=device)
             options = dict(cfg_scale=1.5, cfg_schedule='linear', top_k=900, top_p=0.96, seed=0)
-            seconds, _, foreign = run(model, labels, options, bf16, args.repeats, device)
+            seconds, _, foreign = time_sampling(model, labels, options, bf16, args.repeats, device)
             flops = sampling_flops(model, b, True, True)
             stream = n * step_weight_bytes(model, 2 if bf16 else 4) / bandwidth / 1e9 / b
             compute = flops / peak / 1e9 / b
@@ -108,7 +102,7 @@ def tokenizer_curve(args, device) -> list:
             tokens = tok.encode(images)
 
         def step():
-            losses = model.generator_losses(images)
+            losses = model.autoencoder_losses(images)
             sum(v for k, v in losses.items() if k.startswith('loss_')).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -156,9 +156,13 @@ class TokenizerModel(BaseModel):
         return self.gan_loss.module if is_model_wrapper(self.gan_loss) else self.gan_loss
 
     # ------------------------------------------------------------------ losses
-    def generator_losses(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """All generator-side losses of one batch (``loss_*`` are back-propagated, the rest is logged)."""
+    def autoencoder_losses(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """All losses of the autoencoder (the GAN's generator side) of one batch (``loss_*`` are
+        back-propagated, the rest is logged)."""
         return self.losses_and_disc_inputs(images)[0]
+
+    #: the name this method had ("generator" is also the AR model and an RNG elsewhere); kept for callers
+    generator_losses = autoencoder_losses
 
     def losses_and_disc_inputs(self, images: torch.Tensor) -> Tuple[Dict[str, torch.Tensor],
                                                                     Dict[str, torch.Tensor]]:
@@ -230,7 +234,7 @@ class TokenizerModel(BaseModel):
 
     def forward(self, inputs: torch.Tensor, data_samples: Optional[list] = None, mode: str = 'tensor'):
         if mode == 'loss':
-            return self.generator_losses(inputs)
+            return self.autoencoder_losses(inputs)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
