@@ -28,15 +28,12 @@ import io
 import multiprocessing
 import os
 import os.path as osp
-import sys
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
+import torch
+from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
-
-from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int  # noqa: E402
-from mmspectral.fileio import atomic_write, write_json  # noqa: E402
+from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int
+from mmspectral.fileio import atomic_write, write_json
 
 COLUMNS = (
     ('model', 'model', '{}'),
@@ -232,6 +229,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from mmspectral.allocator import keep_freed_memory
-    keep_freed_memory()  # freed memory is reused without new page faults (mmspectral/allocator.py)
-    main()
+    from mmspectral.launch import run
+    run(main)  # freed memory kept first (mmspectral/launch.py)

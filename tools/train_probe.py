@@ -18,21 +18,17 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere inside the repository
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from mmspectral.cli import existing_file, output_file, output_problem, positive_int  # noqa: E402
-from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import load_shapes_classifier  # noqa: E402
-from mmspectral.evaluation.generative.npz_io import check_images, npz_arrays  # noqa: E402
-from mmspectral.evaluation.sample_quality import probe_quality  # noqa: E402
-from mmspectral.fileio import write_json  # noqa: E402
+from mmspectral.cli import existing_file, output_file, output_problem, positive_int
+from mmspectral.datasets import EMBEDDED_CLASS_SETS
+from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier, load_shapes_classifier
+from mmspectral.evaluation.generative.npz_io import check_images, npz_arrays
+from mmspectral.evaluation.sample_quality import probe_quality
+from mmspectral.fileio import write_json
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:

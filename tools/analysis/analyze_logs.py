@@ -18,12 +18,10 @@ import statistics
 import sys
 from typing import Dict, List
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-
-from mmspectral.cli import output_file  # noqa: E402
+from mmspectral.cli import output_file
+from mmspectral.launch import prepare
 
 
 def scalar_files(run: str) -> List[str]:
@@ -137,6 +135,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    prepare(plots=True)  # figures to files, whatever display there is
     {'plot_curve': plot_curve, 'cal_train_time': cal_train_time}[args.task](args)
 
 

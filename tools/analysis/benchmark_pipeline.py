@@ -27,14 +27,12 @@ import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from mmspectral.analysis.speed import measure_alternating, wait_until_idle  # noqa: E402
-from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.cli import output_folder, positive_int  # noqa: E402
-from mmspectral.fileio import write_report  # noqa: E402
-from mmspectral.models.generators import generate_tokens  # noqa: E402
-from mmspectral.registry import MODELS  # noqa: E402
+from mmspectral.analysis.speed import measure_alternating, wait_until_idle
+from mmspectral.apis import load_config, register_all_modules
+from mmspectral.cli import output_folder, positive_int
+from mmspectral.fileio import write_report
+from mmspectral.models.generators import generate_tokens
+from mmspectral.registry import MODELS
 
 DEFAULT_CONFIG = 'configs/spectralar/spectralar-d16_64tok_8xb96-333k_in1k-256.py'
 
@@ -182,6 +180,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    from mmspectral.allocator import keep_freed_memory
-    keep_freed_memory()  # freed memory is reused without new page faults (mmspectral/allocator.py)
-    main()
+    from mmspectral.launch import run
+    run(main)  # freed memory kept first (mmspectral/launch.py)

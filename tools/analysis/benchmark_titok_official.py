@@ -34,14 +34,12 @@ import tempfile
 import torch
 from mmengine.optim import build_optim_wrapper
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from mmspectral.analysis.speed import measure_alternating, wait_until_idle  # noqa: E402
-from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.cli import output_folder, positive_int  # noqa: E402
-from mmspectral.fileio import write_report  # noqa: E402
-from mmspectral.models.utils import persistent_tensors  # noqa: E402
-from mmspectral.registry import MODELS  # noqa: E402
+from mmspectral.analysis.speed import measure_alternating, wait_until_idle
+from mmspectral.apis import load_config, register_all_modules
+from mmspectral.cli import output_folder, positive_int
+from mmspectral.fileio import write_report
+from mmspectral.models.utils import persistent_tensors
+from mmspectral.registry import MODELS
 
 CONFIGS = {'mmspectral TiTok': 'configs/titok/titok-b_64tok_8xb32-1000k_in1k-256_stage1.py',
            'mmspectral SpectralAR': 'configs/spectralar/spectralar-b_64tok_8xb32-1000k_in1k-256_stage1.py'}
@@ -191,6 +189,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    from mmspectral.allocator import keep_freed_memory
-    keep_freed_memory()  # freed memory is reused without new page faults (mmspectral/allocator.py)
-    main()
+    from mmspectral.launch import run
+    run(main)  # freed memory kept first (mmspectral/launch.py)

@@ -118,6 +118,5 @@ def main():
 
 
 if __name__ == '__main__':
-    from mmspectral.allocator import keep_freed_memory
-    keep_freed_memory()  # freed memory is reused without new page faults (mmspectral/allocator.py)
-    main()
+    from mmspectral.launch import run
+    run(main)  # freed memory kept first (mmspectral/launch.py)

@@ -17,17 +17,14 @@ import argparse
 import os
 import os.path as osp
 import subprocess
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from the repo
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mmspectral.apis import init_generator  # noqa: E402
-from mmspectral.cli import non_negative_int, output_folder, positive_int  # noqa: E402
-from mmspectral.evaluation.superres import SUPERRES_SEED, superres_ground_truth  # noqa: E402
-from mmspectral.fileio import write_report  # noqa: E402
+from mmspectral.apis import init_generator
+from mmspectral.cli import non_negative_int, output_folder, positive_int
+from mmspectral.evaluation.superres import SUPERRES_SEED, superres_ground_truth
+from mmspectral.fileio import write_report
 
 
 def parse_args(argv=None):

@@ -13,17 +13,16 @@ import os
 import os.path as osp
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mmspectral.apis import register_all_modules  # noqa: E402
-from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int  # noqa: E402
-from mmspectral.datasets import EMBEDDED_CLASS_SETS, render_shape  # noqa: E402
-from mmspectral.datasets.transforms import LoadImage, ResizeShorter  # noqa: E402
-from mmspectral.spectral import UniformFreqSchedule, build_freq_schedule, dct2, lowpass  # noqa: E402
+from mmspectral.apis import register_all_modules
+from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int
+from mmspectral.datasets import EMBEDDED_CLASS_SETS, render_shape
+from mmspectral.datasets.transforms import LoadImage, ResizeShorter
+from mmspectral.launch import prepare
+from mmspectral.spectral import UniformFreqSchedule, build_freq_schedule, dct2, lowpass
 
 
 def default_photo() -> str:
@@ -115,6 +114,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    prepare(plots=True)  # figures to files, whatever display there is
     register_all_modules(init_default_scope=False)
     schedule = build_freq_schedule(dict(type=args.schedule), args.num_tokens, args.image_size)
     if args.embedded_class is not None:

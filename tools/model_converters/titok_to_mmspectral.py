@@ -18,7 +18,6 @@ stage 2).
 import argparse
 import os.path as osp
 import re
-import sys
 from collections import OrderedDict
 from typing import Dict, Tuple
 
@@ -82,7 +81,6 @@ def main():
     parser.add_argument('--no-legacy', action='store_true',
                         help='the checkpoint was trained with is_legacy: False (a correct token projection)')
     args = parser.parse_args()
-    sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
     from mmspectral.engine import load_torch_file
     official = load_torch_file(args.src)
     official = official.get('state_dict', official)
