@@ -51,7 +51,7 @@ def main(argv=None) -> str:
         raise SystemExit(f'{args.config} has no model.tokenizer; pass a tokenizer (or generator) config.')
     with torch.device('meta'):  # only the schedule is needed: no weights allocated
         tok = build_component(tok_cfg.to_dict(), TOKENIZERS)
-    schedule = tok.freq_schedule
+    has_bands = tok.cutoffs() is not None  # the tokenizer's prefix <-> band mapping
     n = tok.num_tokens
     prefixes = args.prefixes or sorted({min(2 ** i, n) for i in range(n.bit_length() + 1)})
     bad = [k for k in prefixes if not 1 <= k <= n]
@@ -63,17 +63,17 @@ def main(argv=None) -> str:
     import random
     random.seed(args.seed)
     count = min(args.num_images, len(dataset))
-    cols = 1 + (len(prefixes) if schedule is not None else 0)
+    cols = 1 + (len(prefixes) if has_bands else 0)
     fig, axes = plt.subplots(count, cols, figsize=(1.5 * cols, 1.55 * count), squeeze=False)
     for row in range(count):
         item = dataset[row]
         image = item['inputs'].float() / 255.0  # (3, H, W), what the data preprocessor receives
         panels = [('pipeline output', image)]
-        if schedule is not None:
-            if image.shape[-1] != schedule.image_size:
+        if has_bands:
+            if image.shape[-1] != tok.image_size:
                 raise SystemExit(f'The pipeline gives {image.shape[-1]} px images but the schedule is for '
-                                 f'{schedule.image_size} px; check the config\'s image_size.')
-            panels += [(f'k={k}, w={schedule.omega(k)}', lowpass(image[None], schedule.omega(k))[0])
+                                 f'{tok.image_size} px; check the config\'s image_size.')
+            panels += [(f'k={k}, w={tok.cutoff(k)}', lowpass(image[None], tok.cutoff(k))[0])
                        for k in prefixes]
         label = getattr(item['data_samples'], 'gt_label', None)
         for col, (title, panel) in enumerate(panels):
