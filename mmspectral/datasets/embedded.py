@@ -18,7 +18,7 @@ safe. Every image is a pure function of ``(seed, index, class set)``: any size, 
 """
 import os
 import os.path as osp
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -232,6 +232,11 @@ class EmbeddedShapesDataset(BaseDataset):
     """
 
     METAINFO = dict(classes=CLASSES)
+
+    @staticmethod
+    def output_size(args) -> Optional[int]:
+        """The side of the images a config of this dataset yields (for the config checks)."""
+        return args.get('image_size')
 
     def __init__(self, num_samples: int = 5000, image_size: int = 32, seed: int = 0, num_classes: int = 10,
                  class_set: str = 'fine', cache_images: bool = False, pipeline: Sequence = (),

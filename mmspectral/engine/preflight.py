@@ -30,6 +30,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
 from torch.utils.data import DataLoader
 
+from mmspectral.datasets.transforms import output_size_rule
 from mmspectral.fileio import (SAME_ARCHITECTURE, CheckpointLoadError, diff_state_dict, read_state_dict,
                                trust_files)
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
@@ -313,7 +314,9 @@ class _Checker:
         if tok is None or not all(k in tok for k in ('num_tokens', 'codebook_size', 'image_size')):
             return
         model_cls = _resolve(model.get('type'), 'model')
-        if getattr(model_cls, '__name__', '') != 'TokenizerModel' and not model.get('encode_on_the_fly'):
+        reads_images = getattr(model_cls, 'reads_images', None)
+        if not (reads_images(effective_arguments(model_cls, model)) if reads_images is not None
+                else model.get('encode_on_the_fly')):
             return  # the model reads tokens, not images
         for section in _SPLITS:
             loader = self.cfg[section] if section in self.sections else None
@@ -325,19 +328,21 @@ class _Checker:
 
 
 def _image_size(dataset: Any) -> Optional[int]:
-    """The side of the square images a dataset config yields, where the config tells it."""
+    """The side of the square images a dataset config yields, where the config tells it: the last transform
+    of its pipeline that declares an output size (a crop), else the dataset's own (``output_size``)."""
     if not isinstance(dataset, Mapping):
         return None
     size = None
     for step in dataset.get('pipeline') or ():
-        if isinstance(step, Mapping) and step.get('type') in ('RandomCrop', 'CenterCrop'):
-            crop = step.get('crop_size')
-            crop = tuple(crop) if isinstance(crop, (list, tuple)) else (crop, crop)
-            size = crop[0] if len(crop) == 2 and crop[0] == crop[1] else None
+        cls = _resolve(step.get('type'), 'pipeline') if isinstance(step, Mapping) else None
+        rule = output_size_rule(cls) if cls is not None else None
+        if rule is not None:
+            size = rule(effective_arguments(cls, step))
     if size is None:
         cls = _resolve(dataset.get('type'), 'dataset')
-        if getattr(cls, '__name__', '') == 'EmbeddedShapesDataset':
-            size = effective_arguments(cls, dataset).get('image_size')
+        rule = output_size_rule(cls) if cls is not None else None
+        if rule is not None:
+            size = rule(effective_arguments(cls, dataset))
     return size if isinstance(size, int) else None
 
 

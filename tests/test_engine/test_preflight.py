@@ -264,3 +264,21 @@ def test_optimizer_and_size_values_are_checked_before_the_run(tmp_path):
     with pytest.raises(ValueError, match='codebook_size=1: it must be an integer of at least 2'):
         build_component(dict(type='TiTokTokenizer', width=16, depth=1, num_heads=2, image_size=32,
                              patch_size=16, num_tokens=4, token_size=4, codebook_size=1), TOKENIZERS)
+
+
+@pytest.mark.parametrize('crop', ["dict(type='RandomCrop', crop_size=48)",
+                                  "dict(type='CenterCrop', crop_size=48)",
+                                  "dict(type='CenterCrop', crop_size=(48, 48))"])
+def test_a_crop_of_another_size_is_found_through_the_transforms_declared_output_size(tmp_path, crop):
+    """Crops declare the side they give (``output_size``; mmcv's centre crop through a rule kept by class),
+    so the check names no transform; a later crop wins over the dataset's own size."""
+    body = (f"train_dataloader = dict(dataset=dict(pipeline=[{crop}, dict(type='PackImageInputs')]))")
+    text = problems(config(tmp_path, TOKENIZER_CFG, body))
+    assert 'train_dataloader.dataset gives 48x48 images but model.tokenizer.image_size=64' in text
+
+
+def test_a_generator_that_encodes_images_on_the_fly_has_its_image_size_checked(generator_cfg):
+    text = problems(generator_cfg("model = dict(encode_on_the_fly=True)\n"
+                                  "train_dataloader = dict(dataset=dict(type='EmbeddedShapesDataset', "
+                                  "image_size=32, _delete_=True))"))
+    assert 'train_dataloader.dataset gives 32x32 images but model.tokenizer.image_size=64' in text

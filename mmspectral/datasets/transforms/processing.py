@@ -2,7 +2,7 @@
 
 Centre crop and horizontal flip come from mmcv (``CenterCrop``, ``RandomFlip``).
 """
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -52,6 +52,13 @@ class ResizeShorter(BaseTransform):
         return f'{type(self).__name__}(size={self.size}, interpolation={self.interpolation!r})'
 
 
+def crop_output_size(args) -> Optional[int]:
+    """The side of the square crop a crop transform's ``crop_size`` asks for (None: not square)."""
+    crop = args.get('crop_size')
+    crop = tuple(crop) if isinstance(crop, (list, tuple)) else (crop, crop)
+    return crop[0] if len(crop) == 2 and crop[0] == crop[1] and isinstance(crop[0], int) else None
+
+
 @TRANSFORMS.register_module()
 class RandomCrop(BaseTransform):
     """Crop a random ``(height, width)`` window; the image must be at least that large.
@@ -62,6 +69,8 @@ class RandomCrop(BaseTransform):
 
     def __init__(self, crop_size: Union[int, Tuple[int, int]]) -> None:
         self.crop_size = _pair(crop_size)
+
+    output_size = staticmethod(crop_output_size)  # for the config checks
 
     def transform(self, results: dict) -> dict:
         img = results['img']

@@ -69,6 +69,12 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
             ``ImageDataPreprocessor`` with the tokenizer's value range.
     """
 
+    @staticmethod
+    def reads_images(args) -> bool:
+        """Whether a config of this model trains on images (for the config checks): with
+        ``encode_on_the_fly``; otherwise it reads token folders."""
+        return bool(args.get('encode_on_the_fly'))
+
     def __init__(self, generator: dict, tokenizer: Optional[dict] = None,
                  tokenizer_checkpoint: Optional[str] = None, encode_on_the_fly: bool = False,
                  num_position_bins: int = 8, sampling: Optional[dict] = None,

@@ -82,6 +82,11 @@ class TokenizerModel(BaseModel):
         data_preprocessor: defaults to ``ImageDataPreprocessor`` with the tokenizer's ``value_range``.
     """
 
+    @staticmethod
+    def reads_images(args) -> bool:
+        """Whether a config of this model trains on images (for the config checks): always."""
+        return True
+
     def __init__(self, tokenizer: dict, recipe: str = 'pixel', pixel_loss_weight: float = 1.0,
                  quantizer_loss_weight: float = 1.0, perceptual_loss: Optional[dict] = None,
                  perceptual_loss_weight: float = 0.1, gan_loss: Optional[dict] = None,
