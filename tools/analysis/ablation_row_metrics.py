@@ -21,19 +21,16 @@ progression's ``lowpass_targets`` are a reference only, never this tokenizer's t
 """
 import argparse
 import json
-import os
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import torch
+from mmengine.config import DictAction
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from mmspectral.apis import init_generator  # noqa: E402
-from mmspectral.cli import existing_file, output_file, positive_int  # noqa: E402
-from mmspectral.evaluation import band_psnr, position_perplexity  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import reconstruction_fidelity, render_batch  # noqa: E402
-from mmspectral.evaluation.sample_quality import probe_quality, progression_quality  # noqa: E402
-from mmspectral.fileio import write_json  # noqa: E402
+from mmspectral.apis import init_generator
+from mmspectral.cli import existing_file, output_file, positive_int
+from mmspectral.evaluation import band_psnr, position_perplexity
+from mmspectral.evaluation.embedded_classifier import reconstruction_fidelity, render_batch
+from mmspectral.evaluation.sample_quality import probe_quality, progression_quality
+from mmspectral.fileio import write_json
 
 BAND_EDGES = (0, 2, 4, 8, 16, 32, 64)
 

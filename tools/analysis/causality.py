@@ -22,24 +22,20 @@ import os.path as osp
 import sys
 import time
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-import matplotlib  # noqa: E402
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_maps, load_images,  # noqa: E402
+from mmspectral.analysis import (best_single_r2, encode_learned_tokens, frame_maps, load_images,
                                  luminance_elements, pairwise_r2, raster_tokens, scale_tokens, sequence_r2,
                                  spectral_tokens, split_indices)
-from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.cli import bounded, existing_path, non_negative_int, output_folder, positive_int  # noqa: E402
-from mmspectral.datasets import EMBEDDED_CLASS_SETS  # noqa: E402
-from mmspectral.fileio import write_json  # noqa: E402
-from mmspectral.models.tokenizers.loading import load_tokenizer, settle_value_range  # noqa: E402
-from mmspectral.spectral import build_freq_schedule  # noqa: E402
+from mmspectral.apis import load_config, register_all_modules
+from mmspectral.cli import bounded, existing_path, non_negative_int, output_folder, positive_int
+from mmspectral.datasets import EMBEDDED_CLASS_SETS
+from mmspectral.fileio import write_json
+from mmspectral.launch import prepare
+from mmspectral.models.tokenizers.loading import load_tokenizer, settle_value_range
+from mmspectral.spectral import build_freq_schedule
 
 SEQUENCES = ('raster', 'scale', 'scale-cumulative', 'spectral', 'spectral-cumulative')
 ESTIMATORS = {'best1': 'best single earlier element', 'pca': 'least squares on the top {d} principal axes'}
@@ -221,6 +217,7 @@ def markdown_table(results, estimator: str, columns, max_j: int) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    prepare(plots=True)  # figures to files, whatever display there is
     register_all_modules(init_default_scope=False)
     torch.manual_seed(0)
     sides, omegas = cutoffs(args, args.image_size)

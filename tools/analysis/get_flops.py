@@ -17,20 +17,17 @@ which dominate at these sequence lengths (at most 321 positions). Compare them w
 they count the same way.
 """
 import argparse
-import os
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.print_helper import complexity_stats_table
+from mmengine.config import DictAction
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-from mmengine.analysis import FlopAnalyzer  # noqa: E402
-from mmengine.analysis.print_helper import complexity_stats_table  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.apis.pretrained import inference_config  # noqa: E402
-from mmspectral.cli import existing_file, positive_int  # noqa: E402
-from mmspectral.registry import MODELS  # noqa: E402
+from mmspectral.apis import load_config, register_all_modules
+from mmspectral.apis.pretrained import inference_config
+from mmspectral.cli import existing_file, positive_int
+from mmspectral.registry import MODELS
 
 
 class Encode(nn.Module):

@@ -10,22 +10,18 @@ held-out real images (the ceiling), the tokenizer's reconstructions of real vali
 tokens (what the tokenizer can deliver to a generator at best), and class-balanced generated samples.
 """
 import argparse
-import os
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import torch
+from mmengine.config import DictAction
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
-from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int  # noqa: E402
-from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import load_or_train_shapes_classifier  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import (accuracy, reconstruction_fidelity,  # noqa: E402
-                                                       render_batch)
-from mmspectral.evaluation.protocol import balanced_labels, balanced_samples  # noqa: E402
-from mmspectral.evaluation.sample_quality import progression_quality  # noqa: E402
-from mmspectral.fileio import write_json  # noqa: E402
+from mmspectral.apis import add_sampling_args, init_generator, sampling_options
+from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int
+from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of
+from mmspectral.evaluation.embedded_classifier import (accuracy, load_or_train_shapes_classifier,
+                                                       reconstruction_fidelity, render_batch)
+from mmspectral.evaluation.protocol import balanced_labels, balanced_samples
+from mmspectral.evaluation.sample_quality import progression_quality
+from mmspectral.fileio import write_json
 
 
 def parse_args():

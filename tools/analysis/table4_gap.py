@@ -34,11 +34,9 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOKENIZER_CONFIGS = {

@@ -12,18 +12,14 @@ import argparse
 import os
 import os.path as osp
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import matplotlib.pyplot as plt
+import torch
+from mmengine.config import DictAction
+from torchvision.utils import make_grid
 
-import matplotlib  # noqa: E402
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
-
-from mmspectral.apis import add_sampling_args, init_generator, sampling_options  # noqa: E402
-from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int  # noqa: E402
+from mmspectral.apis import add_sampling_args, init_generator, sampling_options
+from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int
+from mmspectral.launch import prepare
 
 
 def parse_args():
@@ -88,6 +84,7 @@ def progression_figure(model, classes, seed: int, names, **options):
 
 def main():
     args = parse_args()
+    prepare(plots=True)  # figures to files, whatever display there is
     model = init_generator(args.config, args.checkpoint, args.device, args.cfg_options)
     options = sampling_options(args)
     model.sampling_options(options, 'the sampling options')  # before anything is drawn or written

@@ -11,21 +11,17 @@ reconstruct; without a schedule, TiTok tokens, only the image is drawn). Titles 
 import argparse
 import os
 
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from mmengine.config import DictAction
 
-import matplotlib  # noqa: E402
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from mmspectral.apis import load_config, register_all_modules  # noqa: E402
-from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int  # noqa: E402
-from mmspectral.registry import DATASETS, TOKENIZERS  # noqa: E402
-from mmspectral.spectral import lowpass  # noqa: E402
-from mmspectral.utils import build_component  # noqa: E402
+from mmspectral.apis import load_config, register_all_modules
+from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int
+from mmspectral.launch import prepare
+from mmspectral.registry import DATASETS, TOKENIZERS
+from mmspectral.spectral import lowpass
+from mmspectral.utils import build_component
 
 
 def parse_args(argv=None):
@@ -44,6 +40,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> str:
     args = parse_args(argv)
+    prepare(plots=True)  # figures to files, whatever display there is
     register_all_modules()
     cfg = load_config(args.config, args.cfg_options)
     tok_cfg = cfg.model.get('tokenizer')
