@@ -40,4 +40,5 @@ def test_sampling_cost_model_counts_what_each_mode_computes():
     assert sampling_flops(gen, 8, False, True) == 2 * cached
     seconds, peak_mib, foreign = time_sampling(gen, torch.tensor([0, 1]), dict(seed=0, cfg_scale=1.5), False,
                                                2, torch.device('cpu'))
-    assert seconds > 0 and peak_mib > 0 and foreign >= 0
+    # other processes' CPU seconds: a difference of two /proc readings, which may round below zero
+    assert seconds > 0 and peak_mib > 0 and foreign > -1
