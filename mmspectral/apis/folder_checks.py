@@ -134,17 +134,16 @@ def check_folder_files(folder: str, meta: Mapping[str, Any], verify: bool = True
     for name in sorted(expected | set(names)):
         if osp.basename(name) != name or name in ('', '.', '..', MODEL_FOLDER_RECORD):
             raise ModelFolderError(f'{osp.join(folder, MODEL_FOLDER_RECORD)} records {name!r}, which is not '
-                                   f'a file of '
-                                   f'the folder itself. {REPUBLISH}')
+                                   f'a file of the folder itself. {REPUBLISH}')
         _regular_file(osp.join(folder, name))
     if recorded is not None:
         extra = sorted(set(os.listdir(folder)) - set(names) - {MODEL_FOLDER_RECORD})
         if extra:
             raise ModelFolderError(
                 f'{folder} holds {extra}, which its {MODEL_FOLDER_RECORD} does not record: every file of a '
-                f'model '
-                f'folder is covered by a recorded sha256. Remove them (a model folder holds {CONFIG_FILE}, '
-                f'{WEIGHTS_FILE}, {CARD_FILE} and {MODEL_FOLDER_RECORD}), or publish the folder again.')
+                f'model folder is covered by a recorded sha256. Remove them (a model folder holds '
+                f'{CONFIG_FILE}, {WEIGHTS_FILE}, {CARD_FILE} and {MODEL_FOLDER_RECORD}), or publish the '
+                'folder again.')
     if not verify:
         return
     for name, sha in sorted(names.items()):
@@ -152,9 +151,8 @@ def check_folder_files(folder: str, meta: Mapping[str, Any], verify: bool = True
         if sha256_of_file(path) != sha:
             error = SafetensorsError if name == WEIGHTS_FILE else ModelFolderError
             raise error(f'{path} does not match the sha256 recorded in {MODEL_FOLDER_RECORD}: the file was '
-                        f'changed or '
-                        f'cut short after the folder was written. {REPUBLISH} (A folder you edited on '
-                        'purpose must be saved again: from_pretrained(folder, verify=False), then '
+                        f'changed or cut short after the folder was written. {REPUBLISH} (A folder you '
+                        'edited on purpose must be saved again: from_pretrained(folder, verify=False), then '
                         'save_pretrained.)')
     if recorded is None:
         warnings.warn(f'{folder} was written before model folders recorded the sha256 of every file: only '
@@ -231,8 +229,7 @@ def read_folder_config(folder: str, kind: str) -> Dict[str, Any]:
     model_type = {'tokenizer': 'TokenizerModel', 'generator': 'GeneratorModel'}[kind]
     if cfg.get('type') != model_type:
         raise ModelFolderError(f'{path} configures type={cfg.get("type")!r}, but {MODEL_FOLDER_RECORD} says '
-                               f'the folder '
-                               f'holds a {kind} ({model_type}). {REPUBLISH}')
+                               f'the folder holds a {kind} ({model_type}). {REPUBLISH}')
     extra = sorted(str(k) for k in cfg if k not in KEEP_KEYS[kind])
     if extra:
         raise ModelFolderError(f'{path} holds the keys {extra}; a {kind} folder\'s config holds only what '

@@ -55,8 +55,8 @@ def read_folder_meta(folder: str) -> Dict[str, Any]:
     path = osp.join(folder, MODEL_FOLDER_RECORD)
     if not osp.lexists(path):
         raise FileNotFoundError(f'{folder} is not a model folder: it has no {MODEL_FOLDER_RECORD}. Make one '
-                                f'with '
-                                'mmspectral.apis.save_pretrained or tools/model_converters/publish_model.py.')
+                                'with mmspectral.apis.save_pretrained or '
+                                'tools/model_converters/publish_model.py.')
     meta = read_json_data(path, 'a model folder\'s record', limit=MAX_META_BYTES)
     if not isinstance(meta, dict):
         raise ModelFolderError(f'{path} holds a {type(meta).__name__}, not a record (a JSON object); write '

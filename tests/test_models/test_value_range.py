@@ -92,6 +92,10 @@ def test_an_older_generator_config_adopts_its_range(legacy):
         current = GeneratorModel(generator=gen, tokenizer=dict(TINY, value_range=(-1.0, 1.0)),
                                  encode_on_the_fly=True)
     assert current.data_preprocessor.value_range == (-1.0, 1.0)
+    # a preprocessor the config names without a range is given the tokenizer's
+    named = GeneratorModel(generator=gen, tokenizer=dict(TINY, value_range=(-1.0, 1.0)),
+                           encode_on_the_fly=True, data_preprocessor=dict(type='ImageDataPreprocessor'))
+    assert named.data_preprocessor.value_range == (-1.0, 1.0)
 
 
 def test_settle_moves_legacy_keys_onto_the_tokenizer_and_leaves_current_configs_alone():

@@ -17,7 +17,8 @@ from mmspectral.utils import build_component
 from mmspectral.utils.build import (UnknownArgumentError, accepted_arguments, effective_arguments,
                                     unknown_argument_message)
 from ..generators import SAMPLING_OPTIONS, check_sampling_options, generate_tokens
-from ..tokenizers.loading import adopt_value_range, load_tokenizer, tokenizer_value_range
+from ..tokenizers.loading import (adopt_value_range, load_tokenizer, range_of, tokenizer_value_range,
+                                  with_value_range)
 from ..utils import keep_out_of_checkpoints
 from .applications import GenerationApplicationsMixin
 
@@ -82,11 +83,11 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         tokenizer, value_range = adopt_value_range(tokenizer, {
             'model.image_value_range': image_value_range,
-            'model.data_preprocessor.value_range': (data_preprocessor or {}).get('value_range')
-            if isinstance(data_preprocessor, Mapping) else None})
+            'model.data_preprocessor.value_range': range_of(data_preprocessor)})
         if data_preprocessor is None:
-            data_preprocessor = dict(type='ImageDataPreprocessor', value_range=value_range) \
-                if encode_on_the_fly else dict(type='BaseDataPreprocessor')
+            data_preprocessor = dict(type='ImageDataPreprocessor') if encode_on_the_fly else \
+                dict(type='BaseDataPreprocessor')
+        data_preprocessor = with_value_range(data_preprocessor, value_range)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.generator = build_component(generator, GENERATORS)
         self.tokenizer = None

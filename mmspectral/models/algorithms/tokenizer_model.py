@@ -12,7 +12,7 @@ Three recipes:
 With spectral supervision, every target is ``lowpass(image, w_k)`` for the sample's prefix length k
 (Algorithm 1); without, the full image.
 """
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +24,8 @@ from mmengine.structures import BaseDataElement
 from mmspectral.registry import MODELS, TOKENIZERS
 from mmspectral.spectral import lowpass
 from mmspectral.utils import build_component
-from mmspectral.utils.build import accepted_arguments
 from mmspectral.utils.value_range import to_unit
-from ..data_preprocessor import ImageDataPreprocessor
-from ..tokenizers.loading import adopt_value_range, tokenizer_value_range
+from ..tokenizers.loading import adopt_value_range, range_of, tokenizer_value_range, with_value_range
 
 RECIPES = ('pixel', 'proxy_codes', 'decoder_finetune')
 
@@ -39,25 +37,6 @@ def default_eval_prefixes(num_tokens: int) -> List[int]:
         ks.append(k)
         k *= 2
     return ks + [num_tokens]
-
-
-def _range_of(component) -> Optional[Sequence[float]]:
-    """The ``value_range`` a component config (or a built component) sets, if any."""
-    if isinstance(component, Mapping):
-        return component.get('value_range')
-    return getattr(component, 'value_range', None)
-
-
-def _with_range(component, value_range):
-    """A config of a component that takes the tokenizer's value range (the image preprocessor, a perceptual
-    loss), with it set; anything else as it is."""
-    if not isinstance(component, Mapping):
-        return component
-    kind = component.get('type')
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
-    takes = isinstance(cls, type) and (issubclass(cls, ImageDataPreprocessor)
-                                       or 'value_range' in (accepted_arguments(cls) or ()))
-    return dict(component, value_range=tuple(value_range)) if takes else component
 
 
 @MODELS.register_module()
@@ -93,10 +72,10 @@ class TokenizerModel(BaseModel):
                  proxy_teacher: Optional[dict] = None, eval_prefix_lengths: Optional[Sequence[int]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         tokenizer, value_range = adopt_value_range(tokenizer, {
-            'model.data_preprocessor.value_range': _range_of(data_preprocessor),
-            'model.perceptual_loss.value_range': _range_of(perceptual_loss)})
+            'model.data_preprocessor.value_range': range_of(data_preprocessor),
+            'model.perceptual_loss.value_range': range_of(perceptual_loss)})
         preprocessor = data_preprocessor or dict(type='ImageDataPreprocessor')
-        super().__init__(data_preprocessor=_with_range(preprocessor, value_range), init_cfg=init_cfg)
+        super().__init__(data_preprocessor=with_value_range(preprocessor, value_range), init_cfg=init_cfg)
         if recipe not in RECIPES:
             raise ValueError(f'Unknown tokenizer recipe {recipe!r}; use one of {RECIPES}.')
         self.recipe = recipe
@@ -104,7 +83,7 @@ class TokenizerModel(BaseModel):
         self.pixel_loss_weight = pixel_loss_weight
         self.quantizer_loss_weight = quantizer_loss_weight
         self.perceptual_loss_weight = perceptual_loss_weight
-        self.perceptual_loss = build_component(_with_range(perceptual_loss, value_range), MODELS)
+        self.perceptual_loss = build_component(with_value_range(perceptual_loss, value_range), MODELS)
         self.gan_loss = build_component(gan_loss, MODELS)
         self.proxy_teacher = build_component(proxy_teacher, MODELS)
         head = self.tokenizer.decoder_head

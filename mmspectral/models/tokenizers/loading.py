@@ -1,15 +1,17 @@
 """Loading a trained tokenizer out of a TokenizerModel checkpoint (for token extraction and decoding), and
 settling a model config's value range on its tokenizer."""
 import warnings
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 from mmspectral.fileio import SAME_ARCHITECTURE, load_state_dict_checked, read_state_dict
-from mmspectral.registry import TOKENIZERS
+from mmspectral.registry import MODELS, TOKENIZERS
 from mmspectral.utils import build_component
+from mmspectral.utils.build import accepted_arguments
 from mmspectral.utils.value_range import UNIT_RANGE, check_value_range
+from ..data_preprocessor import ImageDataPreprocessor
 
 #: Where a model config held the tokenizer's value range before the tokenizer owned it, by model type.
 LEGACY_VALUE_RANGE_KEYS = {'TokenizerModel': (('data_preprocessor', 'value_range'),
@@ -53,6 +55,25 @@ def adopt_value_range(tokenizer: Union[Mapping, nn.Module, None], others: Mappin
                              'model.tokenizer.value_range only: the data preprocessor and the perceptual '
                              'loss take it from there.')
     return tokenizer, own
+
+
+def range_of(component) -> Optional[Sequence[float]]:
+    """The ``value_range`` a component config (or a built component) sets, if any."""
+    if isinstance(component, Mapping):
+        return component.get('value_range')
+    return getattr(component, 'value_range', None)
+
+
+def with_value_range(component, value_range):
+    """A config of a component that takes the tokenizer's value range (the image preprocessor, a perceptual
+    loss), with it set; anything else as it is."""
+    if not isinstance(component, Mapping):
+        return component
+    kind = component.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    takes = isinstance(cls, type) and (issubclass(cls, ImageDataPreprocessor)
+                                       or 'value_range' in (accepted_arguments(cls) or ()))
+    return dict(component, value_range=tuple(value_range)) if takes else component
 
 
 def settle_value_range(model_cfg: Mapping) -> dict:
