@@ -30,8 +30,7 @@ def main():
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['test_dataloader']))
     from mmspectral.apis import (build_runner, default_work_dir, load_config, register_all_modules,
                                  trust_from_args)
-    from mmspectral.engine import (ConfigCheckError, check_config, check_runner_checkpoint,
-                                   shutdown_distributed)
+    from mmspectral.engine import ConfigCheckError, shutdown_distributed
     register_all_modules(init_default_scope=False)
     cfg = trust_from_args(load_config(args.config, args.cfg_options), args)
     cfg.launcher = args.launcher
@@ -44,12 +43,10 @@ def main():
                        'configs under configs/ for examples).')
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    try:
-        check_config(cfg, mode='test')
+    try:  # the config, then that the checkpoint fits the model, are checked before any data is read
+        runner = build_runner(cfg, mode='test')
     except ConfigCheckError as exc:
         sys.exit(str(exc))  # the message, without a traceback, and exit status 1
-    runner = build_runner(cfg)
-    check_runner_checkpoint(runner)  # the checkpoint fits the model, before any data is read
     runner.test()
     shutdown_distributed()
 

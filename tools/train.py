@@ -46,9 +46,8 @@ def main():
     set_omp_wait_policy(config_data_workers(args.config, args.cfg_options, ['train_dataloader']))
     from mmspectral.apis import (build_runner, default_work_dir, load_config, register_all_modules,
                                  trust_from_args)
-    from mmspectral.engine import (ConfigCheckError, WorkDirBusyError, WorkDirInUseError, check_config,
-                                   check_dist_timeout, check_runner_checkpoint, dist_timeout,
-                                   shutdown_distributed)
+    from mmspectral.engine import (ConfigCheckError, WorkDirBusyError, WorkDirInUseError, check_dist_timeout,
+                                   dist_timeout, shutdown_distributed)
     register_all_modules(init_default_scope=False)
     cfg = trust_from_args(load_config(args.config, args.cfg_options), args)
     try:  # before anything is written
@@ -84,15 +83,10 @@ def main():
         cfg.start_over = True
     if args.skip_checks:
         cfg.skip_checks = True
-    else:
-        try:
-            check_config(cfg, mode='train')
-        except ConfigCheckError as exc:
-            sys.exit(str(exc))  # the message, without a traceback, and exit status 1
-    runner = build_runner(cfg)
-    if not args.skip_checks:
-        check_runner_checkpoint(runner)  # the checkpoint to load fits the model, before any data is read
-        runner.checks_done = True  # both checks ran: SpectralRunner.train need not repeat them
+    try:  # the config, then the checkpoint to load, are checked before any data is read
+        runner = build_runner(cfg, mode='train')
+    except ConfigCheckError as exc:
+        sys.exit(str(exc))  # the message, without a traceback, and exit status 1
     try:
         runner.train()
     except (WorkDirBusyError, WorkDirInUseError) as exc:

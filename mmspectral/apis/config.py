@@ -94,11 +94,26 @@ def default_work_dir(config_path: str) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
-def build_runner(cfg: Config):
-    """Build the config's Runner (``runner_type``, default ``SpectralRunner``),
-    with helpful registry errors."""
+def build_runner(cfg: Config, mode: str = 'train'):
+    """Build the config's Runner (``runner_type``, default ``SpectralRunner``), checked, with helpful registry
+    errors. This is where the checks run, once, for the tools and for Python alike.
+
+    Before anything is built, :func:`mmspectral.engine.check_config` reads the sections a ``mode`` run uses
+    ('train': the model, the training split and the validation split when it is complete; 'test': the model
+    and the test split; 'model': the model only) and raises one ``ConfigCheckError`` listing every problem.
+    Once the Runner is built, before it reads any data, the checkpoint it is about to load (``load_from``,
+    or the newest one for ``resume``) must fit the model (``CheckpointLoadError`` otherwise). A config with
+    ``skip_checks=True`` (tools/train.py ``--skip-checks``) builds without either.
+    """
+    from mmspectral.engine import check_config, check_runner_checkpoint
     register_all_modules(init_default_scope=False)
     if 'runner_type' not in cfg:
         cfg.runner_type = 'SpectralRunner'
+    checked = not cfg.get('skip_checks', False)
+    if checked:
+        check_config(cfg, mode=mode)
     with registry_hints():
-        return RUNNERS.build(cfg)
+        runner = RUNNERS.build(cfg)
+    if checked:
+        check_runner_checkpoint(runner)
+    return runner

@@ -6,7 +6,8 @@ into one :class:`ConfigCheckError`, each saying what is wrong and what to do:
 * top-level keys that are close misspellings of keys the Runner reads (it ignores unknown keys silently), and
   MMCV 1.x keys that MMEngine never reads;
 * config keys that the class named by ``type`` does not take (with the closest valid argument names);
-* weight and checkpoint files named in the config that do not exist, and URLs (nothing is downloaded);
+* files named by the arguments a component declares in ``path_arguments`` (weights, checkpoints, reference
+  statistics; :mod:`.component_checks`) that do not exist, and URLs (nothing is downloaded);
 * data roots of the splits the run uses that do not exist or hold no images / no extracted tokens;
 * tokenizers: an image size not divisible by the patch size, a frequency schedule that does not fit the number
   of tokens and the image size, a dataset whose image size differs from the tokenizer's;
@@ -33,12 +34,13 @@ from torch.utils.data import DataLoader
 from mmspectral.datasets.transforms import output_size_rule
 from mmspectral.fileio import (SAME_ARCHITECTURE, CheckpointLoadError, diff_state_dict, read_state_dict,
                                trust_files)
-from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FREQ_SCHEDULES, FUNCTIONS, GENERATORS,
+from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FEATURE_EXTRACTORS, FREQ_SCHEDULES,
+                                 FUNCTIONS, GENERATORS,
                                  HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
                                  PARAM_SCHEDULERS, QUANTIZERS, STRATEGIES, TOKENIZERS, TRANSFORMS,
                                  VISBACKENDS, VISUALIZERS, WEIGHT_INITIALIZERS, explain_missing_key)
-from mmspectral.utils.build import (accepted_arguments, effective_arguments, named_arguments,
-                                    unknown_argument_message)
+from mmspectral.utils.build import accepted_arguments, effective_arguments, unknown_argument_message
+from .component_checks import extra_kwargs_accepted, path_arguments
 from .dist import dist_timeout
 from .resume import find_latest_checkpoint
 
@@ -61,15 +63,8 @@ _LEGACY_KEYS = {
     'resume_from': 'load_from=PATH with resume=True (or tools/train.py --resume PATH)',
     'total_iters': 'train_cfg.max_iters',
 }
-# Keys that name a file to read; checked where they hold a string.
-_PATH_KEYS = {'load_from', 'tokenizer_checkpoint', 'pretrained', 'weights_path', 'vgg_weights_path',
-              'lpips_weights_path', 'inception_weights', 'weights', 'checkpoint', 'reference'}
-_PATH_HINTS = {
-    'tokenizer_checkpoint': ' It is the checkpoint of a trained tokenizer: train one first (tools/train.py '
-                            'TOKENIZER_CONFIG) or point the key at yours.',
-    'load_from': ' It must be a checkpoint written by tools/train.py.',
-}
-_DEFAULT_HINT = (' Check the path; mmspectral never downloads weights (docs/faq.md says where each file '
+_LOAD_FROM_HINT = 'It must be a checkpoint written by tools/train.py.'
+_DEFAULT_HINT = ('Check the path; mmspectral never downloads weights (docs/faq.md says where each file '
                  'comes from).')
 _DATALOADER_KEYS = {'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn',
                     'num_batch_per_epoch', 'disable_subprocess_warning'}
@@ -84,7 +79,8 @@ _CONTEXT_REGISTRIES = {
     'optim_wrapper': OPTIM_WRAPPERS, 'param_scheduler': PARAM_SCHEDULERS, 'default_hooks': HOOKS,
     'custom_hooks': HOOKS, 'val_evaluator': METRICS, 'test_evaluator': METRICS, 'visualizer': VISUALIZERS,
     'vis_backends': VISBACKENDS, 'train_cfg': LOOPS, 'val_cfg': LOOPS, 'test_cfg': LOOPS,
-    'model_wrapper_cfg': MODEL_WRAPPERS, 'init_cfg': WEIGHT_INITIALIZERS, 'strategy': STRATEGIES}
+    'model_wrapper_cfg': MODEL_WRAPPERS, 'init_cfg': WEIGHT_INITIALIZERS, 'strategy': STRATEGIES,
+    'extractor': FEATURE_EXTRACTORS}
 _ALL_LOOKUP = tuple(dict.fromkeys(_CONTEXT_REGISTRIES.values()))
 _SPLITS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -142,30 +138,6 @@ def _resolve(type_: Any, context: str) -> Any:
             found = None
         if found is not None:
             return found
-    return None
-
-
-def _kwargs_accepted(cls: Any, node: Mapping) -> Optional[frozenset]:
-    """What a class that takes ``**kwargs`` accepts, where it can be told; None where it cannot.
-
-    A class says so with an ``extra_kwargs`` attribute (the names its ``**kwargs`` may hold; mmspectral's
-    CheckpointHook: none, since they go to ``save_checkpoint``, which gets every argument already). For
-    MMEngine's ``EMAHook`` they go to its ``ema_type`` class; for ``MMSeparateDistributedDataParallel``, to
-    DDP.
-    """
-    if not inspect.isclass(cls):
-        return None
-    extra = getattr(cls, 'extra_kwargs', None)
-    if extra is not None:
-        return named_arguments(cls) | frozenset(extra)
-    names = [c.__name__ for c in cls.__mro__]
-    if 'EMAHook' in names:
-        ema_cls = _resolve(node.get('ema_type', 'ExponentialMovingAverage'), 'model')
-        ema = accepted_arguments(ema_cls) if ema_cls is not None else None
-        return None if ema is None else named_arguments(cls) | (ema - {'model'})
-    if 'MMSeparateDistributedDataParallel' in names:
-        from torch.nn.parallel import DistributedDataParallel
-        return named_arguments(cls) | (named_arguments(DistributedDataParallel) - {'module'})
     return None
 
 
@@ -232,7 +204,7 @@ class _Checker:
                 continue
             accepted = accepted_arguments(cls) if cls is not None else None
             if accepted is None and cls is not None:  # it takes **kwargs: where do they go?
-                accepted = _kwargs_accepted(cls, node)
+                accepted = extra_kwargs_accepted(cls, node, _resolve)
             if accepted is None:  # an unknown type is reported, with close matches, by the registry
                 continue
             name = getattr(cls, '__name__', str(node['type']))
@@ -266,22 +238,22 @@ class _Checker:
     # ------------------------------------------------------------------ files
     def check_paths(self, section: str) -> None:
         if section == 'load_from':
-            self.check_path('load_from', 'load_from', self.cfg['load_from'])
+            self.check_path('load_from', self.cfg['load_from'], _LOAD_FROM_HINT)
             return
-        for path, _, node in _walk(self.cfg[section], section, section):
-            for key, value in node.items():
-                if key in _PATH_KEYS:
-                    self.check_path(f'{path}.{key}', key, value)
+        for path, context, node in _walk(self.cfg[section], section, section):
+            cls = _resolve(node['type'], context) if 'type' in node else None
+            for key, hint in path_arguments(cls).items():
+                if key in node:
+                    self.check_path(f'{path}.{key}', node[key], hint or _DEFAULT_HINT)
 
-    def check_path(self, where: str, key: str, value: Any) -> None:
+    def check_path(self, where: str, value: Any, hint: str) -> None:
         if not isinstance(value, str) or not value:
             return
         if '://' in value:
             self.add(f'{where}={value!r} would be downloaded, and mmspectral never downloads at run time. '
                      'Download the file yourself and give its local path.')
         elif not osp.isfile(osp.expanduser(value)):
-            self.add(f'{where}={value!r}: no such file (relative paths start from {os.getcwd()}).'
-                     + _PATH_HINTS.get(key, _DEFAULT_HINT))
+            self.add(f'{where}={value!r}: no such file (relative paths start from {os.getcwd()}). {hint}')
 
     # ------------------------------------------------------------------ data
     def check_dataset(self, dataset: Any, where: str) -> None:

@@ -34,7 +34,6 @@ from mmspectral.registry import MODEL_WRAPPERS, RUNNERS, registry_hints
 from .checkpoint import atomic_write_path, trust_files
 from .dist import init_distributed, set_tf32
 from .heartbeat import collectives_watched
-from .preflight import check_config, check_runner_checkpoint
 from .resume import ExactResumeMixin
 
 __all__ = ['SpectralRunner', 'RegistryHintsLoopsMixin']
@@ -172,15 +171,8 @@ class SpectralRunner(RegistryHintsLoopsMixin, ExactResumeMixin, Runner):
         with atomic_write_path(osp.join(out_dir, filename)) as tmp:
             super().save_checkpoint(osp.dirname(tmp), osp.basename(tmp), None, **kwargs)
 
-    #: Set by a tool that has run the config and checkpoint checks itself (tools/train.py), so that ``train``
-    #: does not run them a second time.
-    checks_done = False
-
     def train(self) -> torch.nn.Module:
-        if not self.cfg.get('skip_checks', False) and not self.checks_done:
-            # Also for runners built from Python: bad input is reported before any data is read.
-            check_config(self.cfg, mode='train')
-            check_runner_checkpoint(self)
+        # the config and checkpoint checks ran when mmspectral.apis.build_runner built this runner
         with registry_hints(), collectives_watched(self):
             model = super().train()
         self.report_skipped_images()

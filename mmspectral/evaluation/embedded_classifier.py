@@ -203,6 +203,9 @@ class ShapesProbe(BaseFeatureExtractor):
         device: where it runs.
     """
 
+    #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
+    path_arguments = {'checkpoint': 'It is a probe saved by `python tools/train_probe.py --out PATH`.'}
+
     def __init__(self, checkpoint: Optional[str] = None, device='cpu') -> None:
         super().__init__(device)
         if checkpoint is None:

@@ -140,6 +140,43 @@ model = dict(perceptual_loss=dict(type='ConvNeXtPerceptualLoss', weights_path='n
     assert "model.perceptual_loss.weights_path='no/convnext.pth': no such file" in text
 
 
+def test_files_are_checked_where_a_component_declares_them(tmp_path):
+    """Paths are found through the classes' ``path_arguments`` (and component_checks.py for MMEngine's), not a
+    list of key names: a declared key anywhere is checked with its hint, an undeclared one is left alone."""
+    from mmengine.model import BaseModule
+
+    from mmspectral.registry import MODELS
+
+    @MODELS.register_module(force=True)
+    class DeclaresItsFile(BaseModule):
+        path_arguments = {'table': 'It is the table made by my_tool.py.'}
+
+        def __init__(self, table=None, notes=None, init_cfg=None):
+            super().__init__(init_cfg)
+
+    try:
+        text = problems(config(tmp_path, TOKENIZER_CFG, """
+model = dict(perceptual_loss=dict(type='LPIPSLoss', vgg_weights_path='no/vgg.pth', lpips_weights_path=None),
+             extra_part=dict(type='DeclaresItsFile', table='no/table.npz', notes='no/notes.txt',
+                             init_cfg=dict(type='Pretrained', checkpoint='no/init.pth')))
+val_evaluator = dict(extractor=dict(type='ShapesProbe', checkpoint='http://x/probe.pth'))
+""", name='paths.py'), 'model')
+    finally:
+        MODELS.module_dict.pop('DeclaresItsFile')
+    assert "model.perceptual_loss.vgg_weights_path='no/vgg.pth': no such file" in text
+    assert "It is torchvision's vgg16-397923af.pth" in text
+    assert "model.extra_part.table='no/table.npz': no such file" in text and 'made by my_tool.py' in text
+    assert "model.extra_part.init_cfg.checkpoint='no/init.pth': no such file" in text
+    assert 'notes' not in text  # not declared: not a path
+    assert 'lpips_weights_path' not in text  # None: the loss decides what that means
+    assert "'http://x/probe.pth'" not in text  # the evaluator is not a section of a 'model' check
+    text = problems(config(tmp_path, TOKENIZER_CFG, """
+val_evaluator = dict(extractor=dict(type='ShapesProbe', checkpoint='http://x/probe.pth'))
+val_cfg = dict(type='ValLoop')
+""", name='probe.py'))
+    assert "val_evaluator.extractor.checkpoint='http://x/probe.pth' would be downloaded" in text
+
+
 def test_data_roots(tmp_path, image_root, generator_cfg):
     def folder(split, root):
         return (f"{split} = dict(dataset=dict(_delete_=True, type='ImageFolderDataset', "

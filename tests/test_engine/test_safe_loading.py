@@ -110,9 +110,8 @@ def test_runner_refuses_it_before_and_when_loading(tmp_path, evil, how, skip_che
         options = dict(resume=True, load_from=None)
     else:
         options = dict(load_from=runner_style, resume=how == 'resume_path')
-    runner = autoencoder_runner(work, skip_checks=skip_checks, **options)
-    with pytest.raises(CheckpointLoadError) as info:
-        runner.train()
+    with pytest.raises(CheckpointLoadError) as info:  # when the runner is built, or else when it loads
+        autoencoder_runner(work, skip_checks=skip_checks, **options).train()
     refused(info, marker)
 
 

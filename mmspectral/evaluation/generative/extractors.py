@@ -179,6 +179,9 @@ class InceptionV3FID(BaseFeatureExtractor):
         seed: seed of that random network.
     """
 
+    #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
+    path_arguments = {'weights': 'It is pt_inception-2015-12-05-6726825d.pth (docs/evaluation.md).'}
+
     def __init__(self, weights: Optional[str] = None, device: Union[str, torch.device] = 'cpu',
                  allow_random_init: bool = False, seed: int = 0) -> None:
         super().__init__(device)

@@ -52,6 +52,11 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class _FeatureMetricMixin:
     """Lazily built extractor and cached reference features, shared by the two metrics."""
 
+    #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
+    path_arguments = {'inception_weights': 'It is pt_inception-2015-12-05-6726825d.pth (docs/evaluation.md).',
+                      'reference': 'It is an npz of reference images or statistics (tools/eval_fid.py '
+                                   '--save-ref-stats; docs/evaluation.md).'}
+
     def _init_features(self, extractor: ExtractorCfg, inception_weights: Optional[str],
                        reference: Optional[str], use_reference_stats: bool, batch_size: int) -> None:
         if extractor is not None and inception_weights is not None:

@@ -70,6 +70,10 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
             ``ImageDataPreprocessor`` with the tokenizer's value range.
     """
 
+    #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
+    path_arguments = {'tokenizer_checkpoint': 'It is the checkpoint of a trained tokenizer: train one first '
+                                              '(tools/train.py TOKENIZER_CONFIG) or point the key at yours.'}
+
     @staticmethod
     def reads_images(args) -> bool:
         """Whether a config of this model trains on images (for the config checks): with

@@ -114,6 +114,9 @@ class ConvNeXtPerceptualLoss(_FrozenNetLoss):
             For tests only.
     """
 
+    #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
+    path_arguments = {'weights_path': "It is torchvision's convnext_small-0c510722.pth (docs/faq.md)."}
+
     def __init__(self, weights_path: Optional[str] = None, value_range: Sequence[float] = (0.0, 1.0),
                  input_size: int = 224, reduction: str = 'mean', allow_random_init: bool = False) -> None:
         super().__init__()
@@ -173,6 +176,10 @@ class LPIPSLoss(_FrozenNetLoss):
         allow_random_init: build the networks whose path is None with random weights (the heads non-negative,
             as the trained ones are) instead of raising. For tests only.
     """
+
+    #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
+    path_arguments = {'vgg_weights_path': "It is torchvision's vgg16-397923af.pth (docs/faq.md).",
+                      'lpips_weights_path': "It is the lpips package's weights/v0.1/vgg.pth (docs/faq.md)."}
 
     def __init__(self, vgg_weights_path: Optional[str] = None, lpips_weights_path: Optional[str] = None,
                  value_range: Sequence[float] = (0.0, 1.0), reduction: str = 'mean',

@@ -223,6 +223,9 @@ class MaskGITVQGAN(nn.Module):
             proxy-code head (stage 2). The encoder's keys in the weights file are then skipped.
     """
 
+    #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
+    path_arguments = {'pretrained': 'It is maskgit-vqgan-imagenet-f16-256.bin (docs/faq.md).'}
+
     def __init__(self, hidden_channels: int = 128, channel_mult: Sequence[int] = (1, 1, 2, 2, 4),
                  num_res_blocks: int = 2, z_channels: int = 256, codebook_size: int = 1024,
                  in_channels: int = 3, norm_groups: int = 32, pretrained: Optional[str] = None,
