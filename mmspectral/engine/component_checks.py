@@ -5,7 +5,7 @@ mmspectral's components say it themselves, as class attributes the config checks
 * ``path_arguments``: ``{argument: hint}`` for the arguments that name a file to read (a weight file, a
   checkpoint, reference statistics). The checks refuse a URL and a path that does not exist, and add the hint
   (say where the file comes from; an empty hint gives the general one).
-* ``extra_kwargs``: the names a class that takes ``**kwargs`` accepts there (mmspectral's CheckpointHook: none).
+* ``extra_kwargs``: the names a class that takes ``**kwargs`` accepts there (CheckpointHook: none).
 * ``check_config(args, where, cfg) -> list of problems`` (models, datasets, tokenizers) and the output
   sizes datasets and transforms declare (:func:`mmspectral.datasets.transforms.output_size_rule`).
 
