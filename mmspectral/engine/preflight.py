@@ -35,10 +35,10 @@ from mmspectral.datasets.transforms import output_size_rule
 from mmspectral.fileio import (SAME_ARCHITECTURE, CheckpointLoadError, diff_state_dict, read_state_dict,
                                trust_files)
 from mmspectral.registry import (ATTN_MASKS, DATA_SAMPLERS, DATASETS, FEATURE_EXTRACTORS, FREQ_SCHEDULES,
-                                 FUNCTIONS, GENERATORS,
-                                 HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS, OPTIMIZERS,
-                                 PARAM_SCHEDULERS, QUANTIZERS, STRATEGIES, TOKENIZERS, TRANSFORMS,
-                                 VISBACKENDS, VISUALIZERS, WEIGHT_INITIALIZERS, explain_missing_key)
+                                 FUNCTIONS, GENERATORS, HOOKS, LOOPS, METRICS, MODEL_WRAPPERS, MODELS,
+                                 OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS, QUANTIZERS, STRATEGIES,
+                                 TOKENIZERS, TRANSFORMS, VISBACKENDS, VISUALIZERS, WEIGHT_INITIALIZERS,
+                                 explain_missing_key)
 from mmspectral.utils.build import accepted_arguments, effective_arguments, unknown_argument_message
 from .component_checks import extra_kwargs_accepted, path_arguments
 from .dist import dist_timeout
