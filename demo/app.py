@@ -7,6 +7,9 @@ tokenizer's reconstructions and spectral variations of an image.
 own tokenizer is used otherwise), as ``bash tools/quickstart.sh`` writes them, or written by
 ``tools/model_converters/publish_model.py``. Runs on a CPU. Needs Gradio (``pip install -r
 requirements/demo.txt``; the test command's set-up installs it).
+
+Its start-up (:func:`main`) sets the passive OpenMP policy before torch loads (mmspectral/launch.py), so torch
+and the package are imported where they are used.
 """
 import argparse
 import os
@@ -16,17 +19,9 @@ import sys
 import threading
 from typing import Iterator, List, Optional
 
-os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
-os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import numpy as np  # loads no OpenMP runtime: the policy can still be chosen
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mmspectral.apis import (from_batch, init_generator, init_tokenizer, is_model_folder,  # noqa: E402
-                             reconstruct, variations)
-from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of  # noqa: E402
-from mmspectral.datasets.transforms import CorruptImageError, ImageTooLargeError, decode_image  # noqa: E402
-from mmspectral.evaluation.embedded_classifier import render_batch  # noqa: E402
+from mmspectral.launch import prepare
 
 MISSING = ('No model folders in {path}: run `bash tools/quickstart.sh` first (about 10 minutes on 2 CPU '
            'cores; it writes work_dirs/quickstart/models/{{tokenizer,generator}}), or pass --models FOLDER '
@@ -39,6 +34,7 @@ MAX_UPLOAD_PIXELS = 40_000_000
 
 def load_models(path: str):
     """(generator, tokenizer or None) of a models folder; a clear error when they are missing."""
+    from mmspectral.apis import init_generator, init_tokenizer, is_model_folder
     gen_dir, tok_dir = osp.join(path, 'generator'), osp.join(path, 'tokenizer')
     if not is_model_folder(gen_dir):
         raise FileNotFoundError(MISSING.format(path=path))
@@ -50,6 +46,7 @@ def load_models(path: str):
 def load_upload(path: str, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
     """An uploaded image file -> RGB uint8 ``(H, W, 3)``. Its size is read from its header first: an image
     of more than ``max_pixels`` raises :class:`ImageTooLargeError` before it is decoded."""
+    from mmspectral.datasets.transforms import decode_image
     with open(path, 'rb') as f:
         data = f.read()
     return decode_image(data, osp.basename(path), max_pixels=max_pixels)
@@ -63,6 +60,9 @@ def enlarge(image: np.ndarray, side: int = 256) -> np.ndarray:
 
 def stream_sample(model, label: int, num_tokens: int, seed: int) -> Iterator[tuple]:
     """Sample tokens for ``label`` and yield ``(k, image)`` after every step, as the tokens arrive."""
+    import torch
+
+    from mmspectral.apis import from_batch
     steps: 'queue.Queue' = queue.Queue()
     done = object()
 
@@ -91,6 +91,11 @@ def stream_sample(model, label: int, num_tokens: int, seed: int) -> Iterator[tup
 def build_demo(generator, tokenizer=None):
     """The Gradio Blocks app around a generator (and a tokenizer for the reconstruction tab)."""
     import gradio as gr
+
+    from mmspectral.apis import from_batch, reconstruct, variations
+    from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of
+    from mmspectral.datasets.transforms import CorruptImageError, ImageTooLargeError
+    from mmspectral.evaluation.embedded_classifier import render_batch
     codec = tokenizer if tokenizer is not None else generator
     names = list(generator.class_names) or [str(c) for c in range(generator.gen.num_classes)]
     n = generator.gen.num_tokens
@@ -172,6 +177,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # Before torch loads: the passive OpenMP policy (the sampling thread runs beside the server's threads)
+    prepare(passive=True)
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+    import torch
     try:
         import gradio  # noqa: F401
     except ImportError:

@@ -15,14 +15,18 @@ from .omp import set_omp_wait_policy
 __all__ = ['prepare', 'run']
 
 
-def prepare(data_workers: int = 0, plots: bool = False) -> Optional[str]:
+def prepare(data_workers: int = 0, *, passive: bool = False, plots: bool = False) -> Optional[str]:
     """Set what must be set before torch (and matplotlib's pyplot) load: the OpenMP wait policy for
     ``data_workers`` data-loader workers and, with ``plots``, matplotlib's file-only backend (Agg; a display
-    backend chosen by ``MPLBACKEND`` wins). Returns the OpenMP policy in force."""
+    backend chosen by ``MPLBACKEND`` wins). Returns the OpenMP policy in force.
+
+    ``passive=True`` asks for the passive policy whatever the workers: the web demo (its sampling thread
+    beside the server's threads) and tools/analysis/benchmark_tokenizers.py (as its published figures were
+    measured). A policy the user set (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``) wins either way."""
     if plots and 'MPLBACKEND' not in os.environ:
         import matplotlib
         matplotlib.use('Agg')
-    return set_omp_wait_policy(data_workers)
+    return set_omp_wait_policy(max(data_workers, 1) if passive else data_workers)
 
 
 def run(main: Callable[[], Any]) -> Any:

@@ -15,6 +15,11 @@ for key in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'MPLBACKEND'):
 from mmspectral.launch import prepare, run
 assert 'torch' not in sys.modules
 assert prepare(data_workers=0) is None and 'OMP_WAIT_POLICY' not in os.environ
+os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'
+assert prepare(passive=True) == 'ACTIVE'  # the user's choice wins
+del os.environ['OMP_WAIT_POLICY']
+assert prepare(passive=True) == 'PASSIVE'
+del os.environ['OMP_WAIT_POLICY']
 assert prepare(data_workers=2, plots=True) == 'PASSIVE'
 import matplotlib
 assert matplotlib.get_backend().lower() == 'agg'

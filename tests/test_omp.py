@@ -41,7 +41,8 @@ def test_workers_are_read_from_the_config_and_its_overrides(tmp_path):
     assert config_data_workers(str(tmp_path / 'missing.py'), None, ['train_dataloader']) == 1
 
 
-@pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py'])
+@pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py', 'tools/extract_tokens.py', 'demo/app.py',
+                                  'tools/analysis/benchmark_tokenizers.py'])
 def test_tools_load_torch_only_after_choosing(tool, repo_root, subprocess_env):
     """The policy only takes effect if it is set before torch (and its OpenMP runtime) loads."""
     code = ('import importlib.util, sys\n'

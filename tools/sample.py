@@ -41,7 +41,7 @@ def image_path(out: str, index: int, label: int) -> str:
     return osp.join(out, 'images', f'{index:06d}_{label:04d}.png')
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Class-balanced sampling to PNG + npz.')
     parser.add_argument('config', type=existing_file,
                         help='generator config (a GeneratorModel with a tokenizer)')
@@ -65,20 +65,11 @@ def parse_args():
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     add_trust_arg(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
-    return parser.parse_args()
-
-
-def check_args(args) -> None:
-    """Refuse impossible counts before any model is loaded."""
-    for name in ('per_class', 'batch_size', 'num_classes'):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise SystemExit(f'--{name.replace("_", "-")} must be at least 1, got {value}.')
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'{args.checkpoint}: no such checkpoint file.')
+    args = parser.parse_args(argv)  # counts, files and folders are checked here, before any model loads
     if args.super_resolve and args.num_tokens is not None:
-        raise SystemExit('--super-resolve up-samples full samples (Table 3); drop --num-tokens, '
-                         'or sample the truncated generations without --super-resolve.')
+        parser.error('--super-resolve up-samples full samples (Table 3); drop --num-tokens, '
+                     'or sample the truncated generations without --super-resolve.')
+    return args
 
 
 def provenance(args, model, options: dict, num_classes: int) -> dict:
@@ -92,9 +83,8 @@ def provenance(args, model, options: dict, num_classes: int) -> dict:
                 precision='bf16' if args.bf16 else 'fp32')
 
 
-def main():
-    args = parse_args()
-    check_args(args)
+def main(argv=None) -> None:
+    args = parse_args(argv)
     register_all_modules()
     rank, world, device = setup_worker(args.launcher, args.device)
     model = init_generator(args.config, args.checkpoint, device, args.cfg_options, args.trust_checkpoint)

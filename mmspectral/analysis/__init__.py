@@ -1,4 +1,5 @@
-"""Measurements on images and token sequences (no MMEngine): the causality study of section 4.2."""
+"""Measurements on images and token sequences: the causality study of section 4.2 (:mod:`.causality`), the
+Table 4 experiment (:mod:`.table4`), speed (:mod:`.speed`)."""
 from .causality import (best_single_r2, encode_learned_tokens, frame_maps, heldout_r2, load_images,
                         luminance_elements, pairwise_r2, raster_tokens, scale_tokens, sequence_r2,
                         spectral_tokens, split_indices)

@@ -5,7 +5,6 @@ The hostile folders here are made as an attacker would: a folder saved by ``save
 ``config.json`` (and other files) changed and the hashes in ``mmspectral_model.json`` recomputed, so that each
 check is shown to hold on its own and not only because the hashes no longer match."""
 import copy
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -13,6 +12,7 @@ import warnings
 
 import pytest
 import torch
+from cli import load_cli
 
 TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
@@ -67,11 +67,7 @@ def config_of(folder):
 
 
 def demo_loader():
-    app = osp.join(REPO_ROOT, 'demo', 'app.py')
-    spec = importlib.util.spec_from_file_location('mmspectral_demo_app', app)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.load_models
+    return load_cli('demo/app.py').load_models
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The demo's upload loader (demo/app.py load_upload), without a browser: an upload's size is read from its
 header, and one of more than MAX_UPLOAD_PIXELS is refused before it is decoded."""
-import importlib.util
 import os.path as osp
 import struct
 import zlib
@@ -8,6 +7,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from cli import load_cli
 
 from mmspectral.datasets.transforms import CorruptImageError, ImageTooLargeError, loading
 
@@ -16,10 +16,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 @pytest.fixture(scope='module')
 def app():
-    spec = importlib.util.spec_from_file_location('demo_app', osp.join(REPO_ROOT, 'demo', 'app.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # imports no Gradio: build_demo does
-    return module
+    return load_cli('demo/app.py')  # imports no Gradio: build_demo does
 
 
 def bilevel_png(path, width, height):

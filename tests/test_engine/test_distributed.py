@@ -339,12 +339,13 @@ def test_fsdp_two_processes_equal_one_and_write_one_checkpoint(setup, reference,
 # Under torchrun, in one pair of processes: resume the FSDP run above from iter_4, train with
 # state_dict_cfg='local' (one shard file per rank), and convert those shards to one file with the converter.
 DRIVER = textwrap.dedent("""
-    import importlib.util
     import sys
 
     from mmspectral.apis import build_runner, load_config, register_all_modules
 
     tmp, root = sys.argv[1:3]
+    sys.path.insert(0, f'{root}/tests')
+    from cli import run_cli  # noqa: E402
     register_all_modules(init_default_scope=False)
 
 
@@ -357,12 +358,8 @@ DRIVER = textwrap.dedent("""
     train('resumed', {'resume': True, 'load_from': f'{tmp}/fsdp/iter_4.pth', 'train_dataloader.batch_size': 2,
                       'train_cfg.max_iters': 8, 'optim_wrapper.accumulative_counts': 2})
     train('local', {'strategy.state_dict_cfg': 'local', 'train_dataloader.batch_size': 4})
-    tool = f'{root}/tools/model_converters/fsdp_to_single.py'
-    spec = importlib.util.spec_from_file_location('fsdp_to_single', tool)
-    converter = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(converter)
-    converter.main([f'{tmp}/tiny_fsdp.py', f'{tmp}/local/iter_4.pth', f'{tmp}/local_weights.pth',
-                    '--launcher', 'pytorch'])
+    run_cli('tools/model_converters/fsdp_to_single.py', [f'{tmp}/tiny_fsdp.py', f'{tmp}/local/iter_4.pth',
+                                                         f'{tmp}/local_weights.pth', '--launcher', 'pytorch'])
 """)
 
 

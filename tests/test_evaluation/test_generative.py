@@ -1,7 +1,6 @@
 """Generative metrics: FID / IS / precision-recall against independent computations and known answers, the
 FID Inception network's structure and weight loading, npz I/O, and tools/eval_fid.py end to end (random
 weights)."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from cli import run_cli
 from torchvision.models import inception_v3
 from torchvision.models.inception import InceptionA
 
@@ -36,11 +36,9 @@ TINY_DEFAULTS = {
 }
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('eval_fid', os.path.join(REPO, 'tools', 'eval_fid.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def eval_fid(argv):
+    """tools/eval_fid.py's command line, in this process."""
+    return run_cli('tools/eval_fid.py', argv)
 
 
 @pytest.fixture(scope='module')
@@ -305,23 +303,22 @@ def test_statistics_file_round_trip_and_adm_reference(tmp_path):
 # --- tools/eval_fid.py --------------------------------------------------------------------------------------
 
 def test_eval_fid_end_to_end_with_random_inception(tmp_path, subprocess_env):
-    tool = load_tool()
     rng = np.random.default_rng(10)
     a = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     b = np.clip(a.astype(int) // 2 + rng.integers(0, 60, a.shape), 0, 255).astype(np.uint8)
     for name, arr in (('a', a), ('b', b)):
         np.savez(str(tmp_path / f'{name}.npz'), arr_0=arr, labels=np.zeros(len(arr)))
     common = ['--random-weights-for-tests', '--batch-size', '4', '--device', 'cpu']
-    same = tool.main([str(tmp_path / 'a.npz'), '--ref', str(tmp_path / 'a.npz'), '--out',
-                      str(tmp_path / 'aa.json'), '--save-stats', str(tmp_path / 'ref_a.npz')] + common)
+    same = eval_fid([str(tmp_path / 'a.npz'), '--ref', str(tmp_path / 'a.npz'), '--out',
+                     str(tmp_path / 'aa.json'), '--save-stats', str(tmp_path / 'ref_a.npz')] + common)
     written = json.loads((tmp_path / 'aa.json').read_text())
     assert written['fid'] == pytest.approx(same['fid'])
     assert written['extractor'] == 'InceptionV3FID' and 'random' in written['weights']
     assert abs(same['fid']) < 1e-6 and abs(same['sfid']) < 1e-6
     assert same['precision'] == 1.0 and same['recall'] == 1.0 and same['inception_score'] >= 1.0
-    diff = tool.main([str(tmp_path / 'b.npz'), '--ref', str(tmp_path / 'ref_a.npz'), '--out',
-                      str(tmp_path / 'ba.json'), '--save-sample-stats', str(tmp_path / 'stats_b.npz')]
-                     + common)
+    diff = eval_fid([str(tmp_path / 'b.npz'), '--ref', str(tmp_path / 'ref_a.npz'), '--out',
+                     str(tmp_path / 'ba.json'), '--save-sample-stats', str(tmp_path / 'stats_b.npz')]
+                    + common)
     assert diff['fid'] > 1e4 * max(abs(same['fid']), 1e-9) and diff['fid'] > 1e-3 and diff['sfid'] > 1e-3
     ref, smp = load_feature_set(str(tmp_path / 'ref_a.npz')), load_feature_set(str(tmp_path / 'stats_b.npz'))
     assert diff['fid'] == pytest.approx(frechet_distance_from_features(smp.pool, ref.pool), rel=1e-9)
@@ -337,13 +334,12 @@ def test_eval_fid_end_to_end_with_random_inception(tmp_path, subprocess_env):
 
 
 def test_eval_fid_missing_weights_and_a_user_extractor(tmp_path):
-    tool = load_tool()
     images = np.random.default_rng(11).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
     np.savez(str(tmp_path / 's.npz'), arr_0=images)
     np.savez(str(tmp_path / 'r.npz'), arr_0=images[::-1].copy())
     with pytest.raises(MissingFeatureWeightsError, match=WEIGHTS_FILE):
-        tool.main([str(tmp_path / 's.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
-                   str(tmp_path / 'missing.pth'), '--device', 'cpu'])
+        eval_fid([str(tmp_path / 's.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
+                  str(tmp_path / 'missing.pth'), '--device', 'cpu'])
 
     @FEATURE_EXTRACTORS.register_module(name='_MeanColourExtractor')
     class _MeanColourExtractor(BaseFeatureExtractor):
@@ -351,8 +347,8 @@ def test_eval_fid_missing_weights_and_a_user_extractor(tmp_path):
             return dict(pool=torch.cat([images.mean((2, 3)), images.std((2, 3))], 1))
 
     try:
-        metrics = tool.main([str(tmp_path / 's.npz'), '--ref', str(tmp_path / 'r.npz'), '--extractor',
-                             '_MeanColourExtractor', '--device', 'cpu', '--out', str(tmp_path / 'm.json')])
+        metrics = eval_fid([str(tmp_path / 's.npz'), '--ref', str(tmp_path / 'r.npz'), '--extractor',
+                            '_MeanColourExtractor', '--device', 'cpu', '--out', str(tmp_path / 'm.json')])
     finally:
         FEATURE_EXTRACTORS.module_dict.pop('_MeanColourExtractor')
     assert abs(metrics['fid']) < 1e-8  # same images in another order
@@ -363,5 +359,5 @@ def test_eval_fid_missing_weights_and_a_user_extractor(tmp_path):
     # a bad samples file is refused before any feature (of the reference either) is computed
     np.savez(str(tmp_path / 'float.npz'), arr_0=images.astype(np.float32) / 255)
     with pytest.raises(NpzFormatError, match='float32'):
-        tool.main([str(tmp_path / 'float.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
-                   str(tmp_path / 'missing.pth'), '--device', 'cpu'])
+        eval_fid([str(tmp_path / 'float.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
+                  str(tmp_path / 'missing.pth'), '--device', 'cpu'])

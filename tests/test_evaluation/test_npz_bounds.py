@@ -1,5 +1,4 @@
 """Hostile npz files: every header is checked before anything is read or allocated (docs/reliability.md)."""
-import importlib.util
 import io
 import os
 import time
@@ -8,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from cli import run_cli
 
 from mmspectral.evaluation.generative import npz_io
 from mmspectral.evaluation.generative.npz_io import (NpzFormatError, iter_npz_images, load_feature_set,
@@ -17,11 +17,9 @@ from mmspectral.evaluation.generative.statistics import FeatureSet
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('eval_fid', os.path.join(REPO, 'tools', 'eval_fid.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def eval_fid(argv):
+    """tools/eval_fid.py's command line, in this process."""
+    return run_cli('tools/eval_fid.py', argv)
 
 
 def forged_npz(path, members, compress=zipfile.ZIP_STORED):
@@ -112,17 +110,16 @@ def test_a_corrupt_member_names_the_file(tmp_path):
 
 
 def test_eval_fid_refuses_too_few_images_before_any_feature_pass(tmp_path):
-    tool = load_tool()
     images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
     np.savez(str(tmp_path / 's.npz'), arr_0=images)
     np.savez(str(tmp_path / 'r.npz'), arr_0=np.concatenate([images, images]))
     # The weights file is missing: a check that came after building the network would report that instead.
     with pytest.raises(NpzFormatError) as err:
-        tool.main([str(tmp_path / 's.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
-                   str(tmp_path / 'missing.pth'), '--device', 'cpu'])
+        eval_fid([str(tmp_path / 's.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
+                  str(tmp_path / 'missing.pth'), '--device', 'cpu'])
     message = str(err.value)
     assert str(tmp_path / 's.npz') in message and '3 images' in message and 'at least 4' in message
     bomb = forged_npz(tmp_path / 'bomb.npz', dict(arr_0=((10**6, 256, 256, 3), np.uint8, b'\0' * 64)))
     with pytest.raises(NpzFormatError, match='truncated'):
-        tool.main([str(tmp_path / 'r.npz'), '--ref', bomb, '--inception-weights',
-                   str(tmp_path / 'missing.pth'), '--device', 'cpu'])
+        eval_fid([str(tmp_path / 'r.npz'), '--ref', bomb, '--inception-weights',
+                  str(tmp_path / 'missing.pth'), '--device', 'cpu'])

@@ -1,12 +1,12 @@
 """Super-resolution against ground truth (mmspectral.evaluation.superres, tools/analysis/superres_tiny.py) on
 a tiny random generator of the quick start's configs: the input is the down-sampled render, each method's
 figures are measured against the render, and the tool writes its table, JSON and figure."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 import torch
+from cli import run_cli
 
 from mmspectral.models.algorithms import GeneratorModel
 
@@ -107,13 +107,10 @@ def test_tool_writes_table_json_and_figure(tiny):
     from mmspectral.apis import save_pretrained
     folder = str(tiny['work'] / 'models' / 'generator')
     save_pretrained(tiny['model'], folder)
-    path = osp.join(REPO_ROOT, 'tools', 'analysis', 'superres_tiny.py')
-    spec = importlib.util.spec_from_file_location('superres_tiny', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     out = tiny['work'] / 'out'
-    summary = tool.main(['--quickstart-dir', str(tiny['work']), '--work-dir', str(out), '--per-class', '1',
-                         '--cutoffs', '32', '--probe', tiny['probe'], '--batch-size', '5', '--examples', '3'])
+    summary = run_cli('tools/analysis/superres_tiny.py', [
+        '--quickstart-dir', str(tiny['work']), '--work-dir', str(out), '--per-class', '1', '--cutoffs', '32',
+        '--probe', tiny['probe'], '--batch-size', '5', '--examples', '3'])
     assert summary['generator'] == folder and summary['commit']
     with open(out / 'superres.json') as f:
         saved = json.load(f)
@@ -122,4 +119,5 @@ def test_tool_writes_table_json_and_figure(tiny):
     assert 'PSNR w64-128 (dB)' in table and '| patch w<=32 | 13 (w <= 32) |' in table
     assert Image.open(out / 'superres.png').size == (5 * 132, 3 * 132)  # render, input, 3 methods
     with pytest.raises(SystemExit, match='run bash tools/quickstart.sh first'):
-        tool.main(['--quickstart-dir', str(tiny['work'] / 'absent'), '--work-dir', str(out)])
+        run_cli('tools/analysis/superres_tiny.py',
+                ['--quickstart-dir', tiny['work'] / 'absent', '--work-dir', out])

@@ -1,8 +1,6 @@
 """tools/analysis/ablation_tiny.sh end to end at toy length: one row, the per-seed folders, the tokenizer's
 own ceiling next to its samples, and the summary table."""
-import importlib.util
 import json
-import os.path as osp
 import subprocess
 import sys
 
@@ -10,24 +8,17 @@ import pytest
 import torch
 
 
-def row_metrics(repo_root):
-    path = osp.join(repo_root, 'tools', 'analysis', 'ablation_row_metrics.py')
-    spec = importlib.util.spec_from_file_location('ablation_row_metrics', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_position_perplexity_counts_the_codes_each_position_uses(repo_root):
+def test_position_perplexity_counts_the_codes_each_position_uses():
+    from mmspectral.evaluation import position_perplexity
     ids = torch.stack([torch.zeros(8, dtype=torch.long), torch.arange(8), torch.arange(8) % 2], 1)  # (8, 3)
-    assert row_metrics(repo_root).position_perplexity(ids, 16) == pytest.approx([1.0, 8.0, 2.0], rel=1e-5)
+    assert position_perplexity(ids, 16) == pytest.approx([1.0, 8.0, 2.0], rel=1e-5)
 
 
-def test_low_pass_images_of_a_row_without_spectral_supervision_are_labelled_as_not_its_targets(repo_root):
+def test_low_pass_images_of_a_row_without_spectral_supervision_are_labelled_as_not_its_targets():
     """The TiTok-tokens and nested rows have a schedule, so the progression compares their prefixes with
     low-pass images; the JSON says these were never the row's targets."""
+    from mmspectral.analysis.ablation import label_targets as label
     from mmspectral.models import NestedSpectralTokenizer
-    label = row_metrics(repo_root).label_targets
     tiny = dict(arch='B', width=32, depth=1, num_heads=2, image_size=32, patch_size=16, num_tokens=4,
                 token_size=4, codebook_size=16, freq_schedule=dict(type='UniformFreqSchedule'))
     for supervised, targets in ((True, 'lowpass'), (False, 'full_image')):

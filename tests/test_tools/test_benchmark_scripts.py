@@ -1,24 +1,22 @@
 """The benchmark scripts run end to end at toy sizes (their figures come from full runs: docs/results.md)."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
+from cli import run_cli
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_GENERATOR = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', 'analysis', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def analysis_cli(name, argv):
+    """tools/analysis/<name>.py's command line, in this process."""
+    return run_cli(f'tools/analysis/{name}.py', argv)
 
 
 def test_cost_curves_write_table_figure_and_floors_that_scale_as_they_should(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    out = load('cost_curves').main([
+    out = analysis_cli('cost_curves', [
         '--tokens', '16', '64', '--batch-sizes', '1', '2', '--depth', '1', '--resolutions', '128', '256',
         '--tokenizer-width', '64', '--tokenizer-depth', '1', '--tokenizer-batch', '1', '--no-wait',
         '--out', str(tmp_path)])
@@ -43,7 +41,7 @@ def test_pipeline_benchmark_times_sampling_and_decoding_in_both_dtypes(tmp_path,
     monkeypatch.chdir(REPO)
     args = ['--config', TINY_GENERATOR, '--batch-size', '2', '--repeats', '1', '--no-wait',
             '--out', str(tmp_path)]
-    out = load('benchmark_pipeline').main(args)
+    out = analysis_cli('benchmark_pipeline', args)
     assert [row['dtype'] for row in out['rows']] == ['fp32', 'bf16']
     for row in out['rows']:
         assert row['total'] == pytest.approx(row['sampling'] + row['decoding']) and row['decoding'] > 0
@@ -56,4 +54,4 @@ def test_pipeline_benchmark_times_sampling_and_decoding_in_both_dtypes(tmp_path,
                                                  'bytedance/1d-tokenizer')])
 def test_side_by_side_benchmarks_name_the_missing_peer_checkout(tmp_path, script, flag, repo):
     with pytest.raises(FileNotFoundError, match=f'not a checkout of {repo}.*downloads nothing'):
-        load(script).main([flag, str(tmp_path / 'nothing_here'), '--out', str(tmp_path / 'out')])
+        analysis_cli(script, [flag, str(tmp_path / 'nothing_here'), '--out', str(tmp_path / 'out')])

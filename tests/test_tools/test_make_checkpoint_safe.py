@@ -5,7 +5,6 @@ The payload's unpickling (os.system) writes a marker file; the tool must list ``
 (``posix.system``) from the pickle's opcodes and leave the marker absent, write nothing, and convert only a
 file whose imports are plain data, or, with the flag, the file the user vouches for.
 """
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -15,6 +14,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from cli import run_cli
 from mmengine.logging import HistoryBuffer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,22 +29,14 @@ class System:
         return os.system, (f'touch {shlex.quote(self.marker)}', )
 
 
-@pytest.fixture(scope='module')
-def tool():
-    spec = importlib.util.spec_from_file_location('make_checkpoint_safe', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
-def run(tool, capsys):
+def run(capsys):
     """``(exit status, stdout, stderr)`` of the tool's main, in this process."""
 
     def call(args):
         rc, message = 0, ''
         try:
-            tool.main([str(a) for a in args])
+            run_cli('tools/model_converters/make_checkpoint_safe.py', args)
         except SystemExit as exc:
             rc, message = (1, exc.code) if isinstance(exc.code, str) else (exc.code or 0, '')
         out = capsys.readouterr()

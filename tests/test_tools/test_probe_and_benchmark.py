@@ -1,5 +1,4 @@
 """The EmbeddedShapes probe (tools/train_probe.py, the ShapesProbe extractor) and tools/benchmark.py."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -8,17 +7,21 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli import run_cli
 
 from mmspectral.evaluation.embedded_classifier import render_batch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def _load_tool(repo_root, name):
-    spec = importlib.util.spec_from_file_location(name.replace('/', '_'), osp.join(repo_root, 'tools', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def train_probe(argv):
+    """tools/train_probe.py's command line, in this process."""
+    return run_cli('tools/train_probe.py', argv)
+
+
+def eval_fid(argv):
+    """tools/eval_fid.py's command line, in this process."""
+    return run_cli('tools/eval_fid.py', argv)
 
 
 def _write_npz(path, images: torch.Tensor, labels) -> str:
@@ -31,21 +34,19 @@ def _write_npz(path, images: torch.Tensor, labels) -> str:
 def probe(tmp_path_factory):
     """A probe trained briefly at 32 px (the test's own file)."""
     path = str(tmp_path_factory.mktemp('probe') / 'probe_32px.pth')
-    tool = _load_tool(REPO_ROOT, 'train_probe.py')
-    result = tool.main(['--out', path, '--image-size', '32', '--steps', '120'])
+    result = train_probe(['--out', path, '--image-size', '32', '--steps', '120'])
     assert result['probe_real_accuracy'] > 0.7
     return path
 
 
 def test_probe_tells_real_samples_from_wrong_classes_and_noise(probe, tmp_path, repo_root):
-    tool = _load_tool(repo_root, 'train_probe.py')
     images, labels = render_batch(range(100), 32, seed=11)
     real_npz = _write_npz(tmp_path / 'real.npz', images, labels)
-    real = tool.main(['--out', probe, '--image-size', '32', '--samples', real_npz])
-    wrong = tool.main(['--out', probe, '--image-size', '32', '--samples',
-                       _write_npz(tmp_path / 'wrong.npz', images, (labels + 1) % 10)])
-    noise = tool.main(['--out', probe, '--image-size', '32', '--samples',
-                       _write_npz(tmp_path / 'noise.npz', torch.rand_like(images), labels)])
+    real = train_probe(['--out', probe, '--image-size', '32', '--samples', real_npz])
+    wrong = train_probe(['--out', probe, '--image-size', '32', '--samples',
+                         _write_npz(tmp_path / 'wrong.npz', images, (labels + 1) % 10)])
+    noise = train_probe(['--out', probe, '--image-size', '32', '--samples',
+                         _write_npz(tmp_path / 'noise.npz', torch.rand_like(images), labels)])
     assert real['class_accuracy'] > 0.7 and wrong['class_accuracy'] < 0.3
     assert real['probe_fd'] < 0.2 * noise['probe_fd']
     assert real['probe_recall'] > noise['probe_recall'] and real['probe_precision'] > noise['probe_precision']
@@ -53,33 +54,32 @@ def test_probe_tells_real_samples_from_wrong_classes_and_noise(probe, tmp_path, 
         assert json.load(f)['class_accuracy'] == real['class_accuracy']
     big, big_labels = render_batch(range(10), 48, seed=11)
     with pytest.raises(SystemExit, match='--image-size 48'):
-        tool.main(['--out', probe, '--samples', _write_npz(tmp_path / 'big.npz', big, big_labels)])
+        train_probe(['--out', probe, '--samples', _write_npz(tmp_path / 'big.npz', big, big_labels)])
     # Super-resolved samples (twice the size) are judged resized to the probe's input, as FID resizes to 299.
     double, double_labels = render_batch(range(100), 64, seed=11)
-    resized = tool.main(['--out', probe, '--resize', '--samples',
-                         _write_npz(tmp_path / 'double.npz', double, double_labels)])
+    resized = train_probe(['--out', probe, '--resize', '--samples',
+                           _write_npz(tmp_path / 'double.npz', double, double_labels)])
     assert resized['resized_from'] == 64 and resized['class_accuracy'] > 0.7
     assert resized['probe_fd'] < 0.2 * noise['probe_fd']
     with pytest.raises(ValueError, match="'fine' EmbeddedShapes classes, not the 'coarse' ones"):
-        tool.main(['--out', probe, '--class-set', 'coarse'])  # an existing probe of the other class set
+        train_probe(['--out', probe, '--class-set', 'coarse'])  # an existing probe of the other class set
 
 
 def test_shapes_probe_plugs_into_eval_fid(probe, tmp_path, repo_root):
-    tool = _load_tool(repo_root, 'eval_fid.py')
     a, la = render_batch(range(80), 32, seed=21)
     b, lb = render_batch(range(80), 32, seed=22)
     ref, same = _write_npz(tmp_path / 'a.npz', a, la), _write_npz(tmp_path / 'b.npz', b, lb)
     noise = _write_npz(tmp_path / 'n.npz', torch.rand_like(b), lb)
     common = ['--ref', ref, '--extractor', 'ShapesProbe', '--extractor-options', f'checkpoint={probe}',
               '--no-sfid']
-    close = tool.main([same, '--out', str(tmp_path / 'm1.json')] + common)
-    far = tool.main([noise, '--out', str(tmp_path / 'm2.json')] + common)
+    close = eval_fid([same, '--out', str(tmp_path / 'm1.json')] + common)
+    far = eval_fid([noise, '--out', str(tmp_path / 'm2.json')] + common)
     assert close['fid'] < 0.2 * far['fid']
     assert close['inception_score'] > far['inception_score']
     missing = str(tmp_path / 'none.pth')
     with pytest.raises(FileNotFoundError, match='train_probe.py'):
-        tool.main([same, '--ref', ref, '--extractor', 'ShapesProbe', '--extractor-options',
-                   f'checkpoint={missing}'])
+        eval_fid([same, '--ref', ref, '--extractor', 'ShapesProbe', '--extractor-options',
+                  f'checkpoint={missing}'])
 
 
 def test_benchmark_compares_configs_and_reports_quality(probe, tmp_path, repo_root, subprocess_env):

@@ -1,21 +1,16 @@
-"""tools/analysis/table4_gap.py: the pre-stated decision rule, the unigram rate, the generator loop."""
-import importlib.util
+"""Table 4 as an experiment (mmspectral.analysis.table4, run by tools/analysis/table4_gap.py): the pre-stated
+decision rule, the unigram rate, the generator loop."""
 import math
 import os.path as osp
 
 import pytest
 import torch
+from cli import run_cli
+
+from mmspectral.analysis import table4
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-@pytest.fixture(scope='module')
-def tool():
-    path = osp.join(REPO, 'tools/analysis/table4_gap.py')
-    spec = importlib.util.spec_from_file_location('table4_gap', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
 
 
 def records(shift, metric='fd_gap', tseeds=(0, 1), gseeds=(0, 1, 2), budgets=(100, 300), seed=0):
@@ -40,53 +35,53 @@ def cells(budgets=(100, 300)):
 
 
 @pytest.mark.parametrize('seed', range(4))
-def test_rule_supports_contradicts_or_is_inconclusive(tool, seed):
+def test_rule_supports_contradicts_or_is_inconclusive(seed):
     # Lower is better for fd_gap: a challenger lower in every pair is supported, higher in every pair
     # contradicted, whatever the noise.
-    better = tool.compare(records(lambda *_: -0.5, seed=seed), 'new', 'base', 'fd_gap', 'lower', cells())
+    better = table4.compare(records(lambda *_: -0.5, seed=seed), 'new', 'base', 'fd_gap', 'lower', cells())
     assert better['verdict'] == 'supported at tiny scale' and better['favour'] == 8 and better['against'] == 0
-    worse = tool.compare(records(lambda *_: 0.5, seed=seed), 'new', 'base', 'fd_gap', 'lower', cells())
+    worse = table4.compare(records(lambda *_: 0.5, seed=seed), 'new', 'base', 'fd_gap', 'lower', cells())
     assert worse['verdict'] == 'contradicted' and worse['against'] == 8
     # For a higher-is-better metric the same data reads the other way round.
-    flipped = tool.compare(records(lambda *_: -0.5, 'learnability', seed=seed), 'new', 'base', 'learnability',
-                           'higher', cells())
+    flipped = table4.compare(records(lambda *_: -0.5, 'learnability', seed=seed), 'new', 'base',
+                             'learnability', 'higher', cells())
     assert flipped['verdict'] == 'contradicted'
     # Half the cells each way: inconclusive.
-    split = tool.compare(records(lambda size, *_: -0.5 if size == 'S' else 0.5, seed=seed), 'new', 'base',
-                         'fd_gap', 'lower', cells())
+    split = table4.compare(records(lambda size, *_: -0.5 if size == 'S' else 0.5, seed=seed), 'new', 'base',
+                           'fd_gap', 'lower', cells())
     assert split['verdict'] == 'inconclusive' and split['favour'] == split['against'] == 4
 
 
-def test_a_cell_needs_five_of_six_pairs_and_ties_count_for_neither(tool):
+def test_a_cell_needs_five_of_six_pairs_and_ties_count_for_neither():
     # 4 of 6 pairs better in every cell: ties everywhere, inconclusive.
     two_worse = ((1, 1), (1, 2))
-    four = tool.compare(records(lambda size, data, budget, t, g: 1.0 if (t, g) in two_worse else -1.0),
-                        'new', 'base', 'fd_gap', 'lower', cells())
+    four = table4.compare(records(lambda size, data, budget, t, g: 1.0 if (t, g) in two_worse else -1.0),
+                          'new', 'base', 'fd_gap', 'lower', cells())
     assert {c['verdict'] for c in four['cells']} == {'tie'} and four['verdict'] == 'inconclusive'
-    five = tool.compare(records(lambda size, data, budget, t, g: -1.0 if (t, g) != (1, 2) else 1.0),
-                        'new', 'base', 'fd_gap', 'lower', cells())
+    five = table4.compare(records(lambda size, data, budget, t, g: -1.0 if (t, g) != (1, 2) else 1.0),
+                          'new', 'base', 'fd_gap', 'lower', cells())
     assert five['verdict'] == 'supported at tiny scale'
     # Exactly equal pairs (accuracies can tie) favour neither row.
-    tied = tool.compare(records(lambda *_: 0.0, 'acc_gap'), 'new', 'base', 'acc_gap', 'lower', cells())
+    tied = table4.compare(records(lambda *_: 0.0, 'acc_gap'), 'new', 'base', 'acc_gap', 'lower', cells())
     assert tied['favour'] == tied['against'] == 0 and tied['verdict'] == 'inconclusive'
     # A readout that is missing everywhere (NaN) is not measured, not a tie.
-    missing = tool.compare(records(lambda *_: float('nan'), 'learnability'), 'new', 'base', 'learnability',
-                           'higher', cells())
+    missing = table4.compare(records(lambda *_: float('nan'), 'learnability'), 'new', 'base',
+                             'learnability', 'higher', cells())
     assert missing['verdict'] == 'not measured' and {c['pairs'] for c in missing['cells']} == {0}
     # Unpaired records are not compared.
     lonely = [r for r in records(lambda *_: -1.0) if not (r['row'] == 'base' and r['tseed'] == 1)]
-    result = tool.compare(lonely, 'new', 'base', 'fd_gap', 'lower', cells())
+    result = table4.compare(lonely, 'new', 'base', 'fd_gap', 'lower', cells())
     assert {c['pairs'] for c in result['cells']} == {3}
 
 
-def test_unigram_rate_matches_direct_counting(tool):
+def test_unigram_rate_matches_direct_counting():
     gen = torch.Generator().manual_seed(0)
     train = torch.randint(0, 6, (400, 3), generator=gen)
     train_labels = torch.arange(400) % 2
     held = torch.randint(0, 6, (50, 3), generator=gen)
     held_labels = torch.arange(50) % 2
-    alpha, book = 0.5, tool.CODEBOOK
-    ce = tool.unigram_ce(train, train_labels, held, held_labels, num_classes=2, alpha=alpha)
+    alpha, book = 0.5, table4.CODEBOOK
+    ce = table4.unigram_ce(train, train_labels, held, held_labels, num_classes=2, alpha=alpha)
     for j in range(3):
         total = 0.0
         for i in range(50):
@@ -98,47 +93,47 @@ def test_unigram_rate_matches_direct_counting(tool):
     # the smallest one and costs almost nothing; codes uniform over 6 of the 512 cost about log(6) with a
     # larger one.
     fixed = train_labels[:, None] * 3 + torch.arange(3)
-    assert tool.unigram_alpha(fixed, train_labels, num_classes=2) == min(tool.UNIGRAM_ALPHAS)
-    assert sum(tool.unigram_ce(fixed, train_labels, fixed[:50], held_labels, num_classes=2)) < 0.01 * 3
-    uniform = sum(tool.unigram_ce(train, train_labels, held, held_labels, num_classes=2))
+    assert table4.unigram_alpha(fixed, train_labels, num_classes=2) == min(table4.UNIGRAM_ALPHAS)
+    assert sum(table4.unigram_ce(fixed, train_labels, fixed[:50], held_labels, num_classes=2)) < 0.01 * 3
+    uniform = sum(table4.unigram_ce(train, train_labels, held, held_labels, num_classes=2))
     assert 3 * math.log(6) < uniform < 3 * math.log(6) + 0.5
     with pytest.raises(ValueError, match='code'):
-        tool.unigram_ce(train + book, train_labels, held, held_labels, num_classes=2)
+        table4.unigram_ce(train + book, train_labels, held, held_labels, num_classes=2)
 
 
-def test_generator_loop_learns_and_reports_at_every_budget(tool):
+def test_generator_loop_learns_and_reports_at_every_budget():
     from mmspectral.apis import load_config, register_all_modules
     register_all_modules()
-    cfg = load_config(osp.join(REPO, tool.GENERATOR_CONFIGS['spectralar']))
-    args = tool.parse_args(['--budgets', '60', '120', '--warmup', '10', '--batch-size', '32'])
+    cfg = load_config(osp.join(REPO, GENERATOR_CONFIG))
     # Tokens that follow their class exactly: next-token cross-entropy must fall well below log(512).
     labels = torch.arange(256) % 10
     ids = (labels[:, None] * 7 + torch.arange(16) * 3) % 512
     seen = {}
-    tool.train_generator(cfg, tool.SIZES['S'], ids, labels, 0, args.budgets, args,
-                         lambda step, gen: seen.setdefault(step, tool.token_readouts(
-                             gen, dict(held_ids=ids[:50], held_labels=labels[:50]))))
+    table4.train_generator(cfg, table4.SIZES['S'], ids, labels, 0, [60, 120],
+                           lambda step, gen: seen.setdefault(step, table4.token_readouts(
+                               gen, dict(held_ids=ids[:50], held_labels=labels[:50]))),
+                           warmup=10, batch_size=32)
     assert sorted(seen) == [60, 120]
     assert sum(seen[120]['ce']) < sum(seen[60]['ce']) < 16 * math.log(512)
     assert seen[120]['acc'] > 0.5
-    with pytest.raises(SystemExit):
-        tool.parse_args(['--budgets', '10', '--warmup', '50'])
+    with pytest.raises(SystemExit):  # the command line refuses a budget inside the warm-up
+        run_cli('tools/analysis/table4_gap.py', ['--budgets', '10', '--warmup', '50'])
 
 
-def test_a_replaced_span_draws_from_its_class_unigram_and_keeps_the_rest(tool):
+def test_a_replaced_span_draws_from_its_class_unigram_and_keeps_the_rest():
     gen = torch.Generator().manual_seed(1)
     train = torch.randint(0, 8, (600, 4), generator=gen)
     train[:, 2] = torch.arange(600) % 2 * 5  # position 2: code 0 for class 0, code 5 for class 1
     labels = torch.arange(600) % 2
-    probs = tool.unigram_probs(train, labels, num_classes=2, alpha=0.001)
-    assert probs.shape == (2, 4, tool.CODEBOOK)
+    probs = table4.unigram_probs(train, labels, num_classes=2, alpha=0.001)
+    assert probs.shape == (2, 4, table4.CODEBOOK)
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 4, dtype=torch.float64))
     held = torch.full((4000, 4), 7)
     held_labels = torch.arange(4000) % 2
-    out = tool.replace_span(held, held_labels, probs, (1, 3), torch.Generator().manual_seed(0))
+    out = table4.replace_span(held, held_labels, probs, (1, 3), torch.Generator().manual_seed(0))
     assert (out[:, [0, 3]] == 7).all() and (held == 7).all()  # outside the span and the input untouched
     assert ((out[:, 2] == 0) == (held_labels == 0)).float().mean() > 0.99  # the class's own code
     # position 1: the class's empirical frequencies, within sampling error
     for c in (0, 1):
-        drawn = torch.bincount(out[held_labels == c, 1], minlength=tool.CODEBOOK).double() / 2000
+        drawn = torch.bincount(out[held_labels == c, 1], minlength=table4.CODEBOOK).double() / 2000
         assert (drawn[:8] - probs[c, 1, :8]).abs().max() < 0.04

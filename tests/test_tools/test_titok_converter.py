@@ -4,7 +4,6 @@ The reference below rebuilds the official TiTok module layout (nn.MultiheadAtten
 heads, the legacy (B, N, C) -> (B, C, N, 1) reshape) from the published architecture description, so that its
 state dict has the official key names and shapes.
 """
-import importlib.util
 import os
 from collections import OrderedDict
 
@@ -15,16 +14,9 @@ import torch.nn.functional as F
 
 from mmspectral.models import TiTokTokenizer
 from mmspectral.models.tokenizers.maskgit_vqgan import Decoder as MaskGITDecoder
+from mmspectral.models.tokenizers.titok_convert import convert_titok_state_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def load_converter():
-    path = os.path.join(REPO, 'tools', 'model_converters', 'titok_to_mmspectral.py')
-    spec = importlib.util.spec_from_file_location('titok_to_mmspectral', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class RefBlock(nn.Module):
@@ -122,14 +114,13 @@ class RefTiTok(nn.Module):
 
 
 def test_b64_official_layout_converts_without_missing_or_unexpected_keys():
-    converter = load_converter()
     with torch.device('meta'):
         official = RefTiTok().state_dict()
         ours = TiTokTokenizer(arch='B', decoder_head='proxy_codes', legacy_token_projection=True,
                               pixel_decoder=dict(type='MaskGITVQGAN', with_encoder=False,
                                                  allow_random_init=True))
     assert len(official) == 404  # the official TiTok-B-64 inference checkpoint's key count
-    converted, arch = converter.convert_titok_state_dict(official)
+    converted, arch = convert_titok_state_dict(official)
     result = ours.load_state_dict(converted, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
     assert arch == dict(width=768, depth=12, num_heads=12, image_size=256, patch_size=16, num_tokens=64,
@@ -138,12 +129,11 @@ def test_b64_official_layout_converts_without_missing_or_unexpected_keys():
 
 
 def test_converted_weights_compute_what_the_official_layout_computes(tmp_path):
-    converter = load_converter()
     torch.manual_seed(0)
     # Head dim 64, as in every TiTok size (the converter infers heads = width / 64).
     ref = RefTiTok(image=32, patch=8, width=128, depth=2, heads=2, tokens=8, token_size=4, codebook=32,
                    codes=16, maskgit=dict(hidden_channels=32, channel_mult=(1, 1, 1))).eval()
-    converted, arch = converter.convert_titok_state_dict(ref.state_dict())
+    converted, arch = convert_titok_state_dict(ref.state_dict())
     tok = TiTokTokenizer(**arch, legacy_token_projection=True,
                          pixel_decoder=dict(type='MaskGITVQGAN', hidden_channels=32, channel_mult=(1, 1, 1),
                                             z_channels=256, codebook_size=16, with_encoder=False,
@@ -181,4 +171,4 @@ def test_converter_script_writes_a_loadable_checkpoint(tmp_path, repo_root, subp
     assert ckpt['meta']['tokenizer_args']['legacy_token_projection'] is True
     assert all(k.startswith('tokenizer.') for k in ckpt['state_dict'])
     with pytest.raises(KeyError, match='does not look like a TiTok'):
-        load_converter().convert_titok_state_dict({'foo': torch.zeros(1)})
+        convert_titok_state_dict({'foo': torch.zeros(1)})

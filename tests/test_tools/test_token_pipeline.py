@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli import load_cli, run_cli
 from conftest import run_launch
 
 from mmspectral.datasets import TokenDataset
@@ -218,16 +219,13 @@ def test_applications(tokenizer_checkpoint):
         model.super_resolve(images, labels, mode='tiles')
 
 
-def test_tencrop_views_are_corner_and_centre_crops_and_their_flips(repo_root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('extract_tokens', f'{repo_root}/tools/extract_tokens.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_tencrop_views_are_corner_and_centre_crops_and_their_flips():
+    from mmspectral.apis.tokens import NUM_VARIANTS, augmented_views
     images = torch.rand(2, 3, 20, 20)
-    assert [v.shape for v in module.augmented_views(images, 'none')] == [images.shape]
-    flip = module.augmented_views(images, 'flip')
+    assert [v.shape for v in augmented_views(images, 'none')] == [images.shape]
+    flip = augmented_views(images, 'flip')
     assert torch.equal(flip[1], images.flip(-1))
-    views = module.augmented_views(images, 'tencrop', crop_range=1.2)  # enlarged to 24 px
+    views = augmented_views(images, 'tencrop', crop_range=1.2)  # enlarged to 24 px
     assert len(views) == 10 and all(v.shape == images.shape for v in views)
     up = torch.nn.functional.interpolate(images, size=(24, 24), mode='bicubic', antialias=True,
                                          align_corners=False)
@@ -236,25 +234,29 @@ def test_tencrop_views_are_corner_and_centre_crops_and_their_flips(repo_root):
     for crop, flipped in zip(views[:5], views[5:]):
         assert torch.equal(flipped, crop.flip(-1))
     assert len({tuple(v.flatten()[:8].tolist()) for v in views}) == 10  # ten different views
-    centre = module.augmented_views(images, 'tencrop', crop_range=1.0)[4]
+    centre = augmented_views(images, 'tencrop', crop_range=1.0)[4]
     assert torch.allclose(centre, images, atol=1e-5)  # no enlargement: the crops are the image itself
+    # the command line offers exactly these (it lists them before torch loads)
+    assert list(load_cli('tools/extract_tokens.py').AUGMENTS) == sorted(NUM_VARIANTS)
+    assert [len(augmented_views(images, a)) for a in sorted(NUM_VARIANTS)] == \
+        [NUM_VARIANTS[a] for a in sorted(NUM_VARIANTS)]
 
 
-def test_sample_tool_refuses_impossible_counts_before_loading(tmp_path, repo_root):
-    import importlib.util
-    from types import SimpleNamespace
-    spec = importlib.util.spec_from_file_location('sample_tool', f'{repo_root}/tools/sample.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_sample_tool_refuses_impossible_counts_before_loading(tmp_path, capsys, repo_root):
     ckpt = tmp_path / 'generator.pth'
-    ckpt.write_bytes(b'')  # never read: the counts are refused first
+    ckpt.write_bytes(b'')  # never read: the arguments are refused first
+    config = f'{repo_root}/configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
     good = dict(per_class=2, batch_size=4, num_classes=None, checkpoint=str(ckpt), super_resolve=None,
                 num_tokens=None)
-    tool.check_args(SimpleNamespace(**good))
-    for change, named in ((dict(per_class=0), '--per-class must be at least 1'),
-                          (dict(batch_size=-2), '--batch-size must be at least 1'),
-                          (dict(num_classes=0), '--num-classes must be at least 1'),
-                          (dict(checkpoint=str(tmp_path / 'absent.pth')), 'no such checkpoint file'),
+    for change, named in ((dict(per_class=0), '--per-class: must be an integer >= 1'),
+                          (dict(batch_size=-2), '--batch-size: must be an integer >= 1'),
+                          (dict(num_classes=0), '--num-classes: must be an integer >= 1'),
+                          (dict(checkpoint=str(tmp_path / 'absent.pth')), 'absent.pth'),
                           (dict(super_resolve='stride', num_tokens=4), 'drop --num-tokens')):
-        with pytest.raises(SystemExit, match=named):
-            tool.check_args(SimpleNamespace(**dict(good, **change)))
+        args = dict(good, **change)
+        argv = [config, args.pop('checkpoint'), '--out', tmp_path / 'out']
+        argv += [x for k, v in args.items() if v is not None for x in (f'--{k.replace("_", "-")}', v)]
+        with pytest.raises(SystemExit) as info:
+            run_cli('tools/sample.py', argv)
+        assert info.value.code == 2 and named in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()

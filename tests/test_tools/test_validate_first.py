@@ -1,6 +1,5 @@
 """Every tool checks all its arguments before it writes anything: a bad argument stops it with a message that
 names the argument, and its output folder (or file) is left as it was, so that the corrected command runs."""
-import importlib.util
 import os
 import os.path as osp
 import sys
@@ -8,18 +7,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli import load_cli
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location('tool_' + name.replace('/', '_')[:-3],
-                                                  osp.join(REPO_ROOT, 'tools', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def snapshot(path: str):
@@ -41,7 +33,7 @@ def snapshot(path: str):
 def run_tool(name: str, argv, monkeypatch, capsys):
     """Run ``tools/<name>`` in this process, as its command line would (its ``main`` reads ``sys.argv``);
     returns (the exception it stopped with, what it printed)."""
-    tool = load_tool(name)
+    tool = load_cli(f'tools/{name}')
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setattr(sys, 'argv', [name] + list(argv))
     with pytest.raises((SystemExit, ValueError, TypeError, FileNotFoundError)) as info:

@@ -25,6 +25,7 @@ import json
 import torch
 from mmengine.config import DictAction
 
+from mmspectral.analysis.ablation import label_targets
 from mmspectral.apis import init_generator
 from mmspectral.cli import existing_file, output_file, positive_int
 from mmspectral.evaluation import band_psnr, position_perplexity
@@ -33,19 +34,6 @@ from mmspectral.evaluation.sample_quality import probe_quality, progression_qual
 from mmspectral.fileio import write_json
 
 BAND_EDGES = (0, 2, 4, 8, 16, 32, 64)
-
-
-def label_targets(result: dict, tokenizer) -> dict:
-    """Name what the tokenizer's prefixes were trained towards, next to the low-pass images the progression
-    compares them with (a TiTok-tokens row has a schedule but never trained towards its low-pass images)."""
-    lowpass = bool(getattr(tokenizer, 'spectral_supervision', False))
-    result['prefix_targets'] = 'lowpass' if lowpass else 'full_image'
-    progression = result.get('progression') or {}
-    if 'lowpass_targets' in progression and not lowpass:
-        progression['lowpass_targets_note'] = (
-            'reference only: this tokenizer trained every prefix towards the whole image '
-            '(spectral_supervision=False), never towards these low-pass images')
-    return result
 
 
 def parse_args(argv=None):

@@ -36,7 +36,10 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from mmspectral.analysis.table4 import (CODEBOOK, SIZES, compare, replace_span, select, spread,
+                                        token_readouts, train_generator, unigram_alpha, unigram_ce,
+                                        unigram_probs)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOKENIZER_CONFIGS = {
@@ -55,7 +58,6 @@ STAGES = ('tokenizers', 'tokens', 'generators', 'reference', 'controls', 'summar
 # exploratory controls, added after the primary verdict was read (docs/design.md): held-out tokens whose
 # positions in the span are replaced by draws from the class-conditional unigram, decoded
 CONTROL_SPANS = {'unigram': (0, 16), 'early': (0, 8), 'late': (8, 16)}
-SIZES = {'S': dict(depth=1, width=64, num_heads=1), 'M': dict(depth=2, width=128, num_heads=2)}
 DATA = {'full': 10000, 'limited': 1000}
 CLASS_SET = 'coarse'
 IMAGE_SIZE = 64
@@ -63,7 +65,6 @@ NUM_HELD_OUT = 500          # validation seed 1, indices 0-499: the readouts
 FLOOR_OFFSET = 500          # indices 500-999: the second set of the FD noise floor
 MATCH_OFFSET, NUM_MATCH = 1000, 200  # indices 1000-1199: PSNR that picks the matched TiTok checkpoint
 TRAIN_SEED, HELD_OUT_SEED = 0, 1
-UNIGRAM_ALPHAS = (0.001, 0.01, 0.1, 0.5, 1.0)
 
 
 def parse_args(argv=None):
@@ -290,62 +291,6 @@ def load_tokens(args, row: str, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- generators
-def build_generator(cfg, size: dict, seed: int):
-    from mmspectral.registry import GENERATORS
-    torch.manual_seed(seed)
-    return GENERATORS.build(dict(cfg.model.generator.to_dict(), **size))
-
-
-def train_generator(cfg, size: dict, ids: torch.Tensor, labels: torch.Tensor, seed: int, budgets, args,
-                    on_budget, decay_to: float = None) -> None:
-    """AdamW (the config's optimiser and weight-decay groups) on ``ids`` / ``labels``; the learning rate warms
-    up linearly from 0.01x over ``args.warmup`` steps, then stays constant (``decay_to`` None) or decays
-    linearly to ``decay_to`` x at the last budget. ``on_budget(step, generator)`` is called at every
-    budget."""
-    import logging
-
-    from mmengine.logging import MMLogger
-    from mmengine.optim import build_optim_wrapper
-    gen = build_generator(cfg, size, seed)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # the constructor logs every parameter's decay group
-    try:
-        optim = build_optim_wrapper(gen, cfg.optim_wrapper.to_dict())
-    finally:
-        logger.setLevel(level)
-    base = [group['lr'] for group in optim.optimizer.param_groups]
-    rng = torch.Generator().manual_seed(seed)
-    order, cursor, last = torch.randperm(len(ids), generator=rng), 0, max(budgets)
-    for step in range(1, last + 1):
-        if step <= args.warmup:
-            factor = 0.01 + 0.99 * (step - 1) / args.warmup
-        elif decay_to is None:
-            factor = 1.0
-        else:
-            factor = 1.0 - (1.0 - decay_to) * (step - args.warmup) / max(last - args.warmup, 1)
-        for group, lr in zip(optim.optimizer.param_groups, base):
-            group['lr'] = lr * factor
-        if cursor + args.batch_size > len(order):
-            order, cursor = torch.randperm(len(ids), generator=rng), 0
-        batch = order[cursor:cursor + args.batch_size]
-        cursor += args.batch_size
-        gen.train()
-        logits = gen(ids[batch], labels[batch])
-        optim.update_params(F.cross_entropy(logits.transpose(1, 2), ids[batch]))
-        if step in budgets:
-            gen.eval()
-            on_budget(step, gen)
-
-
-@torch.no_grad()
-def token_readouts(gen, tokens: dict) -> dict:
-    ids, labels = tokens['held_ids'][:NUM_HELD_OUT], tokens['held_labels'][:NUM_HELD_OUT].long()
-    logits = gen(ids, labels)
-    ce = F.cross_entropy(logits.transpose(1, 2), ids, reduction='none')  # (B, N)
-    return dict(ce=ce.mean(0).tolist(), acc=float((logits.argmax(-1) == ids).float().mean()))
-
-
 @torch.no_grad()
 def gap_readouts(model, gen, tokens: dict, classifier, per_class: int) -> dict:
     from mmspectral.evaluation.generative import frechet_distance_from_features
@@ -389,12 +334,12 @@ def run_generators(args) -> None:
                         at = {}
 
                         def on_budget(step, gen):
-                            at[step] = dict(**token_readouts(gen, tokens),
+                            at[step] = dict(**token_readouts(gen, tokens, NUM_HELD_OUT),
                                             **gap_readouts(model, gen, tokens, classifier, args.per_class))
 
                         train_generator(cfg, SIZES[size], tokens['train_ids'][:count],
-                                        tokens['train_labels'][:count].long(), gseed, args.budgets, args,
-                                        on_budget)
+                                        tokens['train_labels'][:count].long(), gseed, args.budgets, on_budget,
+                                        warmup=args.warmup, batch_size=args.batch_size)
                         records.append(dict(size=size, data=data, seed=gseed, budgets=at))
                         write_json(path, records)
                         log(f'{row} seed {seed}, {size} {data} g{gseed}: fd_gap '
@@ -410,13 +355,10 @@ def run_reference(args) -> None:
         size = dict(depth=cfg.model.generator.depth)
         out = {}
         start = time.time()
-        old_warmup, args.warmup = args.warmup, 100
-        try:
-            train_generator(cfg, size, tokens['train_ids'], tokens['train_labels'].long(), 0,
-                            [args.reference_iters], args,
-                            lambda step, gen: out.update(token_readouts(gen, tokens)), decay_to=0.1)
-        finally:
-            args.warmup = old_warmup
+        train_generator(cfg, size, tokens['train_ids'], tokens['train_labels'].long(), 0,
+                        [args.reference_iters],
+                        lambda step, gen: out.update(token_readouts(gen, tokens, NUM_HELD_OUT)),
+                        warmup=100, batch_size=args.batch_size, decay_to=0.1)
         write_json(path, dict(out, depth=size['depth'], iters=args.reference_iters,
                               seconds=time.time() - start))
         log(f'{row} seed {seed}: reference generator, held-out NLL {sum(out["ce"]):.2f} nats per image '
@@ -424,46 +366,11 @@ def run_reference(args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- summary
-CODEBOOK = 512
 LABELS = {'titok': 'TiTok tokens', 'titok_matched': 'TiTok, matched PSNR', 'spectralar': 'SpectralAR',
           'fullfrac': 'SpectralAR, full_fraction 0.5'}
 COMPARISONS = (('spectralar', 'titok_matched', 'primary'), ('spectralar', 'titok', 'descriptive'),
                ('fullfrac', 'titok_matched', 'descriptive'))
 METRICS = (('fd_gap', 'lower'), ('acc_gap', 'lower'), ('learnability', 'higher'))
-
-
-def unigram_alpha(train_ids, train_labels, num_classes: int = 10) -> float:
-    """The additive smoothing of the unigram baseline: the one of ``UNIGRAM_ALPHAS`` whose unigram, fitted
-    on the first 90% of the training tokens, gives the last 10% the lowest cross-entropy (no held-out
-    data)."""
-    cut = int(0.9 * len(train_ids))
-    scores = {alpha: sum(unigram_ce(train_ids[:cut], train_labels[:cut], train_ids[cut:], train_labels[cut:],
-                                    num_classes, alpha)) for alpha in UNIGRAM_ALPHAS}
-    return min(scores, key=scores.get)
-
-
-def unigram_probs(train_ids, train_labels, num_classes: int = 10, alpha: float = None) -> torch.Tensor:
-    """``(num_classes, N, CODEBOOK)`` float64: the class-conditional unigram per position, estimated on the
-    training tokens with additive smoothing ``alpha`` (default: chosen by :func:`unigram_alpha`)."""
-    if alpha is None:
-        alpha = unigram_alpha(train_ids, train_labels, num_classes)
-    if int(train_ids.max()) >= CODEBOOK:
-        raise ValueError(f'token ids beyond the {CODEBOOK}-code book')
-    n = train_ids.shape[1]
-    counts = torch.zeros(num_classes, n, CODEBOOK, dtype=torch.float64)
-    pos = torch.arange(n).expand_as(train_ids)
-    counts.index_put_((train_labels.long()[:, None].expand_as(train_ids), pos, train_ids), torch.ones(
-        train_ids.shape, dtype=torch.float64), accumulate=True)
-    return (counts + alpha) / (counts.sum(-1, keepdim=True) + alpha * CODEBOOK)
-
-
-def replace_span(ids: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, span, rng) -> torch.Tensor:
-    """``ids`` with positions ``span[0] .. span[1] - 1`` replaced by independent draws from the unigram of
-    each row's class at that position (``probs`` from :func:`unigram_probs`)."""
-    out = ids.clone()
-    for pos in range(*span):
-        out[:, pos] = torch.multinomial(probs[labels.long(), pos], 1, generator=rng)[:, 0]
-    return out
 
 
 @torch.no_grad()
@@ -489,19 +396,6 @@ def run_controls(args) -> None:
             out[name] = dict(span=list(span), fd=fd, accuracy=accuracy)
         write_json(path, out)
         log(f'{row} seed {seed}: controls ' + ', '.join(f'{k} FD {v["fd"]:.2f}' for k, v in out.items()))
-
-
-def unigram_ce(train_ids, train_labels, held_ids, held_labels, num_classes: int = 10,
-               alpha: float = None) -> list:
-    """Held-out cross-entropy (nats) per position of a class-conditional unigram per position, estimated on
-    the training tokens with additive smoothing ``alpha`` (default: chosen by :func:`unigram_alpha`)."""
-    if int(held_ids.max()) >= CODEBOOK:
-        raise ValueError(f'token ids beyond the {CODEBOOK}-code book')
-    n = train_ids.shape[1]
-    probs = unigram_probs(train_ids, train_labels, num_classes, alpha)
-    held_pos = torch.arange(n).expand_as(held_ids)
-    ce = -probs[held_labels.long()[:, None].expand_as(held_ids), held_pos, held_ids].log()
-    return ce.mean(0).tolist()
 
 
 def collect(args) -> tuple:
@@ -546,52 +440,6 @@ def collect(args) -> tuple:
                                      learnability=gain / info['reference_gain'] if 'reference_gain' in info
                                      else float('nan')))
     return tokenizers, flat
-
-
-def select(flat, **keys):
-    return [r for r in flat if all(r[k] == v for k, v in keys.items())]
-
-
-def spread(values) -> str:
-    values = [v for v in values if v == v]
-    if not values:
-        return 'n/a'
-    return f'{np.mean(values):.2f} [{min(values):.2f}, {max(values):.2f}]'
-
-
-def compare(flat, challenger: str, base: str, metric: str, better: str, cells) -> dict:
-    """The pre-stated rule (docs/design.md): per cell the paired differences (positive: the challenger does
-    better); a cell favours the challenger when at least 5/6 of them are positive, the base when at least 5/6
-    are negative (an exact tie counts for neither)."""
-    out, favour, against = [], 0, 0
-    for size, data, budget in cells:
-        diffs = []
-        for r in select(flat, row=challenger, size=size, data=data, budget=budget):
-            twin = select(flat, row=base, size=size, data=data, budget=budget, tseed=r['tseed'],
-                          gseed=r['gseed'])
-            if twin:
-                d = twin[0][metric] - r[metric] if better == 'lower' else r[metric] - twin[0][metric]
-                if d == d:  # NaN where a readout is missing (learnability before the reference stage)
-                    diffs.append(d)
-        n = len(diffs)
-        positive, negative = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-        verdict = 'none' if not n else ('challenger' if positive >= -(-5 * n // 6) else
-                                        'base' if negative >= -(-5 * n // 6) else 'tie')
-        favour += verdict == 'challenger'
-        against += verdict == 'base'
-        out.append(dict(size=size, data=data, budget=budget, pairs=n, positive=positive, negative=negative,
-                        mean_diff=float(np.mean(diffs)) if n else float('nan'), verdict=verdict))
-    total = len(cells)
-    if not any(c['pairs'] for c in out):
-        verdict = 'not measured'
-    elif favour >= -(-2 * total // 3) and against <= max(1, total // 12):
-        verdict = 'supported at tiny scale'
-    elif against >= -(-2 * total // 3) and favour <= max(1, total // 12):
-        verdict = 'contradicted'
-    else:
-        verdict = 'inconclusive'
-    return dict(challenger=challenger, base=base, metric=metric, cells=out, favour=favour, against=against,
-                verdict=verdict)
 
 
 def summarize(args) -> dict:
