@@ -302,6 +302,18 @@ def generate(model, classes, num_tokens: Optional[int] = None, seed: Optional[in
     return from_batch(images, output)
 
 
+def _images_and_labels(model, tok, images: Any, classes) -> tuple:
+    """``(batch, labels, kind, single)``: the images as a batch of the tokenizer's size, and one label per
+    image (one class given for several images is repeated)."""
+    labels = _labels(model, classes)
+    batch, kind, single = to_batch(images, tok.image_size)
+    if len(labels) == 1 and len(batch) > 1:
+        labels = labels.repeat(len(batch))
+    if len(labels) != len(batch):
+        raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
+    return batch, labels, kind, single
+
+
 @torch.no_grad()
 def variations(model, images: Any, classes, keep: int, num: int = 4, seed: Optional[int] = None,
                output: Optional[str] = None, **sampling):
@@ -318,12 +330,7 @@ def variations(model, images: Any, classes, keep: int, num: int = 4, seed: Optio
         raise (ValueError if _is_int(num) else TypeError)(
             f'variations: num (variations per image) must be an integer >= 1, got {_what(num)}.')
     model.sampling_options(sampling, 'variations')
-    labels = _labels(model, classes)
-    batch, kind, single = to_batch(images, tok.image_size)
-    if len(labels) == 1 and len(batch) > 1:
-        labels = labels.repeat(len(batch))
-    if len(labels) != len(batch):
-        raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
+    batch, labels, kind, single = _images_and_labels(model, tok, images, classes)
     out = model.variations(batch.to(_device(model)), labels, keep=keep, num=num, seed=seed,
                            **sampling)  # (B, num, 3, H, W)
     result = [from_batch(v, output or kind) for v in out]
@@ -342,12 +349,7 @@ def super_resolve(model, images: Any, classes, mode: str = 'stride', seed: Optio
     if mode not in SUPER_RESOLVE_MODES:
         raise ValueError(f'super_resolve: mode must be one of {SUPER_RESOLVE_MODES}, got {mode!r}.')
     model.sampling_options(sampling, 'super_resolve')
-    labels = _labels(model, classes)
-    batch, kind, single = to_batch(images, tok.image_size)
-    if len(labels) == 1 and len(batch) > 1:
-        labels = labels.repeat(len(batch))
-    if len(labels) != len(batch):
-        raise ValueError(f'Pass one class, or one per image: {len(labels)} classes for {len(batch)} images.')
+    batch, labels, kind, single = _images_and_labels(model, tok, images, classes)
     out = model.super_resolve(batch.to(_device(model)), labels, mode=mode, seed=seed, **sampling)
     return from_batch(out, output or kind, single)
 

@@ -17,12 +17,6 @@ val_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='TokenDataset', variant='first', test_mode=True),
 )
-test_dataloader = dict(
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TokenDataset', variant='first', test_mode=True),
-)
+test_dataloader = val_dataloader  # a copy: a config that sets one split's data_root leaves the other's alone
 val_evaluator = dict(type='TokenPredictionMetric', num_bins=8)
-test_evaluator = dict(type='TokenPredictionMetric', num_bins=8)
+test_evaluator = val_evaluator
