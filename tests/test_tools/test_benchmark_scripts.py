@@ -1,6 +1,8 @@
 """The benchmark scripts run end to end at toy sizes (their figures come from full runs: docs/results.md)."""
 import json
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 from cli import run_cli
@@ -55,3 +57,26 @@ def test_pipeline_benchmark_times_sampling_and_decoding_in_both_dtypes(tmp_path,
 def test_side_by_side_benchmarks_name_the_missing_peer_checkout(tmp_path, script, flag, repo):
     with pytest.raises(FileNotFoundError, match=f'not a checkout of {repo}.*downloads nothing'):
         analysis_cli(script, [flag, str(tmp_path / 'nothing_here'), '--out', str(tmp_path / 'out')])
+
+
+def test_gpu_bench_without_a_gpu_writes_its_table_with_every_line_skipped(tmp_path):
+    analysis_cli('gpu_bench', ['--dry-run', '--out', str(tmp_path / 'table.md')])
+    table = (tmp_path / 'table.md').read_text()
+    assert table.startswith('# GPU check: no CUDA device') and '| sampling d16,' in table
+    assert table.count('skipped (no CUDA)') >= 6
+
+
+def test_sampling_benchmark_refuses_bad_sizes_before_building_anything(capsys):
+    with pytest.raises(SystemExit) as info:  # ImageNet-sized models: its runs are measured, not tested
+        analysis_cli('benchmark_sampling', ['--batch-sizes', '0', '--no-wait'])
+    assert info.value.code == 2 and '--batch-sizes: must be an integer >= 1' in capsys.readouterr().err
+
+
+def test_table3_tiny_names_the_missing_quick_start_before_any_work(tmp_path, subprocess_env):
+    env = dict(subprocess_env, MMSPECTRAL_USE_PYTHON=sys.executable, QUICKSTART_DIR=str(tmp_path / 'none'),
+               WORK_DIR=str(tmp_path / 'table3'))
+    proc = subprocess.run(['bash', 'tools/analysis/table3_tiny.sh'], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'iter_1000.pth is missing: run bash tools/quickstart.sh first' in proc.stderr
+    assert not (tmp_path / 'table3').exists()

@@ -72,7 +72,7 @@ def dtype_ratio(models: dict, batch: int, repeats: int, device) -> dict:
     return dict(fp32=fp32, bf16=bf16, ratio=bf16 / fp32, tokens_equal_reference=same)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--presets', nargs='+', default=['d16', 'd16-p4'], choices=sorted(PRESETS))
     parser.add_argument('--batch-sizes', nargs='+', type=positive_int, default=[1, 8, 32])
@@ -88,7 +88,7 @@ def main():
                              'ratio, and bf16 tokens against the bf16 reference path); empty to skip')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--no-wait', action='store_true')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     register_all_modules()
     device = torch.device(args.device)
     torch.manual_seed(0)
