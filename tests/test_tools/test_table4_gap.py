@@ -1,11 +1,13 @@
 """Table 4 as an experiment (mmspectral.analysis.table4, run by tools/analysis/table4_gap.py): the pre-stated
 decision rule, the unigram rate, the generator loop."""
+import json
 import math
+import os
 import os.path as osp
 
 import pytest
 import torch
-from cli import run_cli
+from cli import load_cli, run_cli
 
 from mmspectral.analysis import table4
 
@@ -137,3 +139,43 @@ def test_a_replaced_span_draws_from_its_class_unigram_and_keeps_the_rest():
     for c in (0, 1):
         drawn = torch.bincount(out[held_labels == c, 1], minlength=table4.CODEBOOK).double() / 2000
         assert (drawn[:8] - probs[c, 1, :8]).abs().max() < 0.04
+
+
+def test_jobs_run_side_by_side_with_a_share_of_the_threads_and_a_failure_stops_the_rest(tmp_path):
+    import sys
+    import time
+    tool = load_cli('tools/analysis/table4_gap.py')
+    code = ('import os, sys, time; open(sys.argv[1], "w").write(f"{os.environ.get(\'OMP_NUM_THREADS\')} '
+            '{time.time()}"); time.sleep(3)')
+    marks = [tmp_path / f'mark{i}' for i in range(3)]
+    tool.run_commands([([sys.executable, '-c', code, str(m)], str(tmp_path / 'logs' / f'{i}.log'), f'job {i}')
+                       for i, m in enumerate(marks)], jobs=2)
+    threads, started = zip(*(m.read_text().split() for m in marks))
+    assert set(threads) == {str(max(1, torch.get_num_threads() // 2))}
+    started = sorted(map(float, started))
+    assert started[1] - started[0] < 2.0 < started[2] - started[0]  # two at once, the third after one ended
+    failing = [sys.executable, '-c', 'import sys; print("bad input"); sys.exit(3)']
+    sleeper = [sys.executable, '-c', 'import time; time.sleep(60)']
+    start = time.time()
+    with pytest.raises(SystemExit, match=r'job B failed: see .*B\.log'):
+        tool.run_commands([(sleeper, str(tmp_path / 'A.log'), 'job A'),
+                           (failing, str(tmp_path / 'B.log'), 'job B')], jobs=2)
+    assert time.time() - start < 30  # the sleeper was stopped, not waited for
+    assert 'bad input' in (tmp_path / 'B.log').read_text()
+
+
+def test_records_of_worker_runs_are_gathered_in_grid_order(tmp_path):
+    tool = load_cli('tools/analysis/table4_gap.py')
+    args = tool.parse_args(['--work-dir', str(tmp_path), '--tokenizer-seeds', '0', '--sizes', 'S',
+                            '--generator-seeds', '1', '0'])
+    grid = [('S', data, g) for data in tool.DATA for g in (1, 0)]
+    for row in tool.ROWS:
+        for run in reversed(grid):  # written in another order than the grid's
+            path = tool.part_file(args, row, 0, *run)
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            with open(path, 'w') as f:
+                json.dump(dict(size=run[0], data=run[1], seed=run[2], budgets={}), f)
+    tool.run_generators(args)  # nothing left to train: every run has its record
+    for row in tool.ROWS:
+        with open(tool.generators_file(args, row, 0)) as f:
+            assert [(r['size'], r['data'], r['seed']) for r in json.load(f)] == grid

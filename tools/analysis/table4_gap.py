@@ -86,7 +86,16 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--warmup', type=int, default=50)
     parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs at a time in the tokenizers, generators and reference stages, each in its '
+                             'own process with the CPU threads shared out (2 cores, --jobs 2: one thread '
+                             'each). The published figures used 1; another thread count changes sums in '
+                             'their last bits, not the design')
+    parser.add_argument('--one', nargs='+', help=argparse.SUPPRESS)  # a worker of --jobs: one run
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.jobs < 1:
+        parser.error(f'--jobs must be at least 1, got {args.jobs}.')
     if min(args.budgets) <= args.warmup:
         parser.error(f'every budget must exceed --warmup ({args.warmup}); got {args.budgets}.')
     if args.num_train_images < DATA['limited']:
@@ -102,6 +111,45 @@ def log(msg: str) -> None:
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def run_commands(commands, jobs: int) -> None:
+    """Run ``(command, log file, what)`` items, at most ``jobs`` at a time. With ``jobs`` > 1 each gets an
+    equal share of the CPU threads (``OMP_NUM_THREADS``); with 1 the environment is left as it is. The first
+    that fails stops the others and the stage, naming its log (finished runs are kept: run again to go on)."""
+    env = None
+    if jobs > 1:
+        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, torch.get_num_threads() // jobs)))
+    pending, running = list(commands), []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                command, log_path, what = pending.pop(0)
+                os.makedirs(osp.dirname(log_path), exist_ok=True)
+                out = open(log_path, 'a')
+                log(f'{what}: started (log: {log_path})')
+                proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+                running.append((proc, out, log_path, what, time.time()))
+            time.sleep(0.2)
+            for item in list(running):
+                proc, out, log_path, what, start = item
+                if proc.poll() is None:
+                    continue
+                out.close()
+                running.remove(item)
+                if proc.returncode:
+                    raise SystemExit(f'{what} failed: see {log_path}')
+                log(f'{what}: {time.time() - start:.0f} s')
+    finally:
+        for proc, out, *_ in running:
+            proc.terminate()
+            proc.wait()
+            out.close()
+
+
+def worker_command(args, *one) -> list:
+    """This script run as a worker of ``--jobs``: the same arguments, one run (``--one KIND ...``)."""
+    return [sys.executable, osp.abspath(__file__), *args.argv, '--one', *map(str, one)]
 
 
 # ---------------------------------------------------------------------------------------------- tokenizers
@@ -124,7 +172,8 @@ def tokenizer_dir(args, row: str, seed: int) -> str:
 
 
 def train_tokenizers(args) -> None:
-    """One tools/train.py run per trained row and seed (seed 0 of every row first)."""
+    """One tools/train.py run per trained row and seed (seed 0 of every row first; ``--jobs`` at a time)."""
+    commands = []
     for seed in args.tokenizer_seeds:
         for row in TRAINED_ROWS:
             work = tokenizer_dir(args, row, seed)
@@ -142,13 +191,8 @@ def train_tokenizers(args) -> None:
                        f'param_scheduler.1.end={args.tokenizer_iters}',
                        f'default_hooks.checkpoint.interval={interval}',
                        f'default_hooks.checkpoint.max_keep_ckpts={keep}']
-            log(f'tokenizer {row}, seed {seed}: training ({work}.log)')
-            start = time.time()
-            with open(work + '.log', 'a') as out:
-                done = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-            if done.returncode:
-                raise SystemExit(f'Training the {row} tokenizer (seed {seed}) failed: see {work}.log')
-            log(f'tokenizer {row}, seed {seed}: {time.time() - start:.0f} s')
+            commands.append((command, work + '.log', f'training the {row} tokenizer (seed {seed})'))
+    run_commands(commands, args.jobs)
 
 
 # ---------------------------------------------------------------------------------------------- tokens
@@ -315,54 +359,92 @@ def generators_file(args, row: str, seed: int) -> str:
     return row_file(args, row, seed, 'generators.json')
 
 
+def generator_record(args, row: str, seed: int, size: str, data: str, gseed: int, loaded=None) -> dict:
+    """One small generator of the grid, trained and read out at every budget. ``loaded``: (classifier, codec
+    model, its config, tokens) of this tokenizer, when the caller holds them."""
+    if loaded is None:
+        loaded = (probe_of(args)[0], *load_codec(row, checkpoint_of(args, row, seed)),
+                  load_tokens(args, row, seed))
+    classifier, model, cfg, tokens = loaded
+    count, start, at = DATA[data], time.time(), {}
+
+    def on_budget(step, gen):
+        at[step] = dict(**token_readouts(gen, tokens, NUM_HELD_OUT),
+                        **gap_readouts(model, gen, tokens, classifier, args.per_class))
+
+    train_generator(cfg, SIZES[size], tokens['train_ids'][:count], tokens['train_labels'][:count].long(),
+                    gseed, args.budgets, on_budget, warmup=args.warmup, batch_size=args.batch_size)
+    log(f'{row} seed {seed}, {size} {data} g{gseed}: fd_gap '
+        + ' '.join(f'{at[b]["fd_gap"]:.2f}' for b in args.budgets) + f' ({time.time() - start:.0f} s)')
+    return dict(size=size, data=data, seed=gseed, budgets=at)
+
+
+def part_file(args, row: str, seed: int, size: str, data: str, gseed: int) -> str:
+    """Where a worker of ``--jobs`` leaves one generator's record."""
+    return row_file(args, row, seed, osp.join('generator_runs', f'{size}_{data}_g{gseed}.json'))
+
+
 def run_generators(args) -> None:
     from mmspectral.fileio import write_json
-    classifier, _ = probe_of(args)
+    grid = [(size, data, gseed) for size in args.sizes for data in DATA for gseed in args.generator_seeds]
+    if args.jobs > 1:  # the runs in worker processes first; their records are gathered below, in grid order
+        commands = []
+        for seed in args.tokenizer_seeds:
+            for row in ROWS:
+                path = generators_file(args, row, seed)
+                records = read_json(path) if osp.isfile(path) else []
+                done = {(r['size'], r['data'], r['seed']) for r in records}
+                commands += [(worker_command(args, 'generator', row, seed, *run),
+                              part_file(args, row, seed, *run)[:-len('.json')] + '.log',
+                              f'{row} seed {seed}, {" ".join(map(str, run))}') for run in grid
+                             if run not in done and not osp.isfile(part_file(args, row, seed, *run))]
+        run_commands(commands, args.jobs)
+    classifier = None
     for seed in args.tokenizer_seeds:
         for row in ROWS:
             path = generators_file(args, row, seed)
             records = read_json(path) if osp.isfile(path) else []
             done = {(r['size'], r['data'], r['seed']) for r in records}
-            model, cfg = load_codec(row, checkpoint_of(args, row, seed))
-            tokens = load_tokens(args, row, seed)
-            for size in args.sizes:
-                for data, count in DATA.items():
-                    for gseed in args.generator_seeds:
-                        if (size, data, gseed) in done:
-                            continue
-                        start = time.time()
-                        at = {}
-
-                        def on_budget(step, gen):
-                            at[step] = dict(**token_readouts(gen, tokens, NUM_HELD_OUT),
-                                            **gap_readouts(model, gen, tokens, classifier, args.per_class))
-
-                        train_generator(cfg, SIZES[size], tokens['train_ids'][:count],
-                                        tokens['train_labels'][:count].long(), gseed, args.budgets, on_budget,
-                                        warmup=args.warmup, batch_size=args.batch_size)
-                        records.append(dict(size=size, data=data, seed=gseed, budgets=at))
-                        write_json(path, records)
-                        log(f'{row} seed {seed}, {size} {data} g{gseed}: fd_gap '
-                            + ' '.join(f'{at[b]["fd_gap"]:.2f}' for b in args.budgets)
-                            + f' ({time.time() - start:.0f} s)')
+            loaded = None
+            for run in grid:
+                if run in done:
+                    continue
+                if osp.isfile(part_file(args, row, seed, *run)):
+                    records.append(read_json(part_file(args, row, seed, *run)))
+                else:
+                    if loaded is None:
+                        classifier = classifier or probe_of(args)[0]
+                        loaded = (classifier, *load_codec(row, checkpoint_of(args, row, seed)),
+                                  load_tokens(args, row, seed))
+                    records.append(generator_record(args, row, seed, *run, loaded=loaded))
+                write_json(path, records)
 
 
 def run_reference(args) -> None:
-    from mmspectral.fileio import write_json
+    if args.jobs > 1:
+        run_commands([(worker_command(args, 'reference', row, seed), path[:-len('.json')] + '.log',
+                       f'the {row} reference generator (seed {seed})')
+                      for seed, row, path in unfinished(args, 'reference.json')], args.jobs)
     for seed, row, path in unfinished(args, 'reference.json'):
-        _, cfg = load_codec(row, checkpoint_of(args, row, seed))
-        tokens = load_tokens(args, row, seed)
-        size = dict(depth=cfg.model.generator.depth)
-        out = {}
-        start = time.time()
-        train_generator(cfg, size, tokens['train_ids'], tokens['train_labels'].long(), 0,
-                        [args.reference_iters],
-                        lambda step, gen: out.update(token_readouts(gen, tokens, NUM_HELD_OUT)),
-                        warmup=100, batch_size=args.batch_size, decay_to=0.1)
-        write_json(path, dict(out, depth=size['depth'], iters=args.reference_iters,
-                              seconds=time.time() - start))
-        log(f'{row} seed {seed}: reference generator, held-out NLL {sum(out["ce"]):.2f} nats per image '
-            f'({time.time() - start:.0f} s)')
+        reference_result(args, row, seed, path)
+
+
+def reference_result(args, row: str, seed: int, path: str) -> None:
+    """The quick-start-sized generator of one tokenizer: its held-out readouts, written to ``path``."""
+    from mmspectral.fileio import write_json
+    _, cfg = load_codec(row, checkpoint_of(args, row, seed))
+    tokens = load_tokens(args, row, seed)
+    size = dict(depth=cfg.model.generator.depth)
+    out = {}
+    start = time.time()
+    train_generator(cfg, size, tokens['train_ids'], tokens['train_labels'].long(), 0,
+                    [args.reference_iters],
+                    lambda step, gen: out.update(token_readouts(gen, tokens, NUM_HELD_OUT)),
+                    warmup=100, batch_size=args.batch_size, decay_to=0.1)
+    write_json(path, dict(out, depth=size['depth'], iters=args.reference_iters,
+                          seconds=time.time() - start))
+    log(f'{row} seed {seed}: reference generator, held-out NLL {sum(out["ce"]):.2f} nats per image '
+        f'({time.time() - start:.0f} s)')
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -577,6 +659,18 @@ def main(argv=None) -> None:
     from mmspectral.apis import register_all_modules
     register_all_modules()
     os.makedirs(args.work_dir, exist_ok=True)
+    if args.one:  # a worker of --jobs
+        from mmspectral.fileio import write_json
+        kind, row, seed, *rest = args.one
+        if kind == 'generator':
+            size, data, gseed = rest
+            path = part_file(args, row, int(seed), size, data, int(gseed))
+            record = generator_record(args, row, int(seed), size, data, int(gseed))
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            write_json(path, record)
+        else:
+            reference_result(args, row, int(seed), row_file(args, row, int(seed), 'reference.json'))
+        return
     if 'tokenizers' in args.stages:
         train_tokenizers(args)
     if 'tokens' in args.stages:
