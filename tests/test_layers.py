@@ -25,8 +25,8 @@ def test_the_layer_contracts_hold():
 
 
 def test_the_contracts_catch_an_upward_import_and_a_cycle(tmp_path):
-    """A copy of the package with the spectral core importing the models (upward) and the preflight importing
-    the runner that imports it (a cycle inside the engine) breaks both contracts."""
+    """A copy of the package with the spectral core importing the models (upward), and the preflight and the
+    runner importing each other (a cycle inside the engine), breaks both contracts."""
     shutil.copytree(os.path.join(REPO_ROOT, 'mmspectral'), tmp_path / 'mmspectral',
                     ignore=shutil.ignore_patterns('__pycache__'))
     shutil.copy(os.path.join(REPO_ROOT, 'setup.cfg'), tmp_path / 'setup.cfg')
@@ -34,6 +34,8 @@ def test_the_contracts_catch_an_upward_import_and_a_cycle(tmp_path):
         f.write('\nimport mmspectral.models  # noqa\n')
     with open(tmp_path / 'mmspectral' / 'engine' / 'preflight.py', 'a') as f:
         f.write('\nfrom . import runner  # noqa\n')
+    with open(tmp_path / 'mmspectral' / 'engine' / 'runner.py', 'a') as f:
+        f.write('\nfrom . import preflight  # noqa\n')
     result = lint_imports(str(tmp_path))
     assert result.returncode != 0
     assert 'mmspectral.spectral.dct -> mmspectral.models' in result.stdout
