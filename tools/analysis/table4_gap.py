@@ -1,6 +1,7 @@
 """Table 4 as an experiment: does spectral ordering make tokens easier to generate? (docs/design.md)
 
     python tools/analysis/table4_gap.py                    # everything: about 3 hours on 2 AVX2 cores (below)
+    python tools/analysis/table4_gap.py --jobs 2           # two runs at a time, one thread each (below)
     python tools/analysis/table4_gap.py --stages tokenizers  # only train the tokenizers
 
 The design and the decision rule are in docs/design.md ("Table 4 as an experiment"), written before the first
@@ -24,6 +25,16 @@ table4_gap.png). Everything goes to ``--work-dir`` (default work_dirs/table4_gap
 Measured on an AMD EPYC (AVX2 only, 2 cores, fp32, shared with other jobs): tokenizers about 51 minutes (6 x
 5,000 steps), the generator grid 45-90 minutes (48 runs; 25-35 s each at depth 1, 70-350 s at depth 2),
 reference generators about 50 minutes (8 x 1,000 steps at depth 4), controls 1 minute, summary 20 seconds.
+
+``--jobs N`` runs N tokenizer, generator or reference runs at a time, each in its own process with an equal
+share of the threads. These models are too small for two threads to pay: on the same CPU, idle, two runs side
+by side with one thread each finished 1.6-1.9x sooner than the same two runs one after the other with two
+threads each (generators at depth 1 / width 64: 1.74x and 1.89x; at depth 2 / width 128: 1.67x and 1.56x; the
+tokenizer, 150 steps of tools/train.py: 1.95x and 1.78x; 2026-12-07, OpenMP's default wait policy, as this
+script runs). A run with --jobs 2 should thus take roughly 90-120 minutes instead of about 3 hours; that
+projection is not yet a measured end-to-end time. With one thread per run, ``--jobs 2`` writes exactly the
+records ``--jobs 1`` writes (checked at toy sizes); against the published run (two threads) sums differ in
+their last bits.
 """
 import argparse
 import glob
