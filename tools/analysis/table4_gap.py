@@ -27,14 +27,19 @@ Measured on an AMD EPYC (AVX2 only, 2 cores, fp32, shared with other jobs): toke
 reference generators about 50 minutes (8 x 1,000 steps at depth 4), controls 1 minute, summary 20 seconds.
 
 ``--jobs N`` runs N tokenizer, generator or reference runs at a time, each in its own process with an equal
-share of the threads. These models are too small for two threads to pay: on the same CPU, idle, two runs side
-by side with one thread each finished 1.6-1.9x sooner than the same two runs one after the other with two
-threads each (generators at depth 1 / width 64: 1.74x and 1.89x; at depth 2 / width 128: 1.67x and 1.56x; the
-tokenizer, 150 steps of tools/train.py: 1.95x and 1.78x; 2026-12-07, OpenMP's default wait policy, as this
-script runs). A run with --jobs 2 should thus take roughly 90-120 minutes instead of about 3 hours; that
-projection is not yet a measured end-to-end time. With one thread per run, ``--jobs 2`` writes exactly the
-records ``--jobs 1`` writes (checked at toy sizes); against the published run (two threads) sums differ in
-their last bits.
+share of the threads. These models are too small for two threads to pay. Measured on the same CPU, idle,
+2026-12-07, under OpenMP's default wait policy (this script's):
+* Short runs: two runs side by side with one thread each finished 1.6-1.9x sooner than the same two runs one
+  after the other with two threads each. Generators at depth 1 / width 64, 400 steps: 1.74x and 1.89x; at
+  depth 2 / width 128, 150 steps: 1.67x and 1.56x. The tokenizer, 150 steps of tools/train.py, start-up
+  included: 1.95x and 1.78x.
+* Full-length tokenizers (``--jobs 2``, steps 500-1700 of 5,000): 0.142 s per step for each of the two runs,
+  14.1 steps/s together. The published run did about 10.3 steps/s: 0.097 s per step with two threads, for the
+  TiTok row of seed 0.
+That projects to roughly 100-130 minutes for the whole experiment with ``--jobs 2``, against about 3 hours.
+This is not a measured end-to-end time. With one thread per run, ``--jobs 2`` writes exactly the records
+``--jobs 1`` writes (checked at toy sizes). Against the published run (two threads), sums differ in their last
+bits.
 """
 import argparse
 import glob
