@@ -23,7 +23,7 @@ import numpy as np  # loads no OpenMP runtime: the policy can still be chosen
 
 from mmspectral.launch import prepare
 
-MISSING = ('No model folders in {path}: run `bash tools/quickstart.sh` first (about 10 minutes on 2 CPU '
+MISSING = ('No model folders in {path}: run `bash tools/quickstart.sh` first (10-30 minutes on 2 CPU '
            'cores; it writes work_dirs/quickstart/models/{{tokenizer,generator}}), or pass --models FOLDER '
            'with the folders that tools/model_converters/publish_model.py writes.')
 # The most pixels an upload may have (a 7700 x 5200 photo), checked from the file's header before decoding:
