@@ -35,7 +35,8 @@ share of the threads. These models are too small for two threads to pay. Measure
   included: 1.95x and 1.78x.
 * Full-length tokenizers (``--jobs 2``, steps 500-1700 of 5,000): 0.142 s per step for each of the two runs,
   14.1 steps/s together. The published run did about 10.3 steps/s: 0.097 s per step with two threads, for the
-  TiTok row of seed 0.
+  TiTok row of seed 0. The first pair (TiTok and SpectralAR, seed 0) finished in 769 s and 792 s, side by
+  side. The published run trained TiTok seed 0 alone in 8 minutes.
 That projects to roughly 100-130 minutes for the whole experiment with ``--jobs 2``, against about 3 hours.
 This is not a measured end-to-end time. With one thread per run, ``--jobs 2`` writes exactly the records
 ``--jobs 1`` writes (checked at toy sizes). Against the published run (two threads), sums differ in their last
