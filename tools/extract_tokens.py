@@ -47,6 +47,7 @@ def main(argv=None) -> None:
     import torch
 
     from mmspectral.apis.tokens import extract_tokens
+    from mmspectral.engine import shutdown_distributed
     from mmspectral.fileio import ProvenanceError
     try:
         extract_tokens(args.config, args.checkpoint, args.out, split=args.split, augment=args.augment,
@@ -56,6 +57,7 @@ def main(argv=None) -> None:
                        launcher=args.launcher, trust_checkpoint=args.trust_checkpoint)
     except ProvenanceError as exc:
         raise SystemExit(str(exc))
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

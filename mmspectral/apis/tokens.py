@@ -22,7 +22,7 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.utils import ProgressBar
 
 from mmspectral.datasets.transforms import CorruptImageError
-from mmspectral.engine import setup_worker, shutdown_distributed
+from mmspectral.engine import setup_worker
 from mmspectral.fileio import (TOKEN_FOLDER_META, claim_folder, file_identity, shard_paths, trust_files,
                                write_token_meta)
 from mmspectral.models.tokenizers.loading import load_tokenizer, settle_value_range
@@ -86,7 +86,8 @@ def extract_tokens(config: str, checkpoint: str, out: str, split: str = 'train',
                    cfg_options: Optional[dict] = None, device: str = 'cpu', launcher: str = 'none',
                    trust_checkpoint: Sequence[str] = ()) -> None:
     """Encode the ``split`` of a tokenizer config's data with its trained ``checkpoint`` into the token folder
-    ``out`` (module docstring); every rank of a ``launcher`` run calls it. A folder made with another
+    ``out`` (module docstring); every rank of a ``launcher`` run calls it. The process group it starts for
+    ``launcher`` stays up for the caller (tools/extract_tokens.py shuts it down). A folder made with another
     tokenizer, data or settings is refused with a ``ProvenanceError`` that says what differs, never
     resumed."""
     if augment not in NUM_VARIANTS:
@@ -169,4 +170,3 @@ def extract_tokens(config: str, checkpoint: str, out: str, split: str = 'train',
         meta.update(done=finished, complete=finished == num_images)
         write_token_meta(out, meta)
         print(f'\nwrote {finished} of {num_images} images to {out}', flush=True)
-    shutdown_distributed()

@@ -10,7 +10,8 @@ mmspectral's components say it themselves, as class attributes the config checks
   sizes datasets and transforms declare (:func:`mmspectral.datasets.transforms.output_size_rule`).
 
 Classes from MMEngine cannot declare anything, so the few that need it are described here, keyed by the class
-(subclasses included): :data:`FOREIGN_PATH_ARGUMENTS` and :func:`foreign_extra_kwargs`.
+(subclasses included): :data:`FOREIGN_PATH_ARGUMENTS` and the ``**kwargs`` rules that
+:func:`extra_kwargs_accepted` falls back on.
 """
 import inspect
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional

@@ -28,7 +28,8 @@ reference generators about 50 minutes (8 x 1,000 steps at depth 4), controls 1 m
 
 ``--jobs N`` runs N tokenizer, generator or reference runs at a time, each in its own process with an equal
 share of the threads. These models are too small for two threads to pay. Measured on the same CPU, idle,
-2026-12-07, under OpenMP's default wait policy (this script's):
+2026-12-07, at commits 8947c67-be4fb02, under OpenMP's default wait policy (this script's); generator seed 0
+on random tokens (seed 0), tokenizers at randomness.seed=0:
 * Short runs: two runs side by side with one thread each finished 1.6-1.9x sooner than the same two runs one
   after the other with two threads each. Generators at depth 1 / width 64, 400 steps: 1.74x and 1.89x; at
   depth 2 / width 128, 150 steps: 1.67x and 1.56x. The tokenizer, 150 steps of tools/train.py, start-up
