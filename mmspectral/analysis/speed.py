@@ -15,9 +15,22 @@ import torch
 from mmspectral.models.generators import SpectralARGenerator, generate_tokens
 from mmspectral.models.layers.packed_linear import packed_linears
 
-__all__ = ['cpu_busy_seconds', 'wait_until_idle', 'measure', 'measure_alternating', 'reset_peak_rss',
-           'peak_rss_mib', 'matmul_peak', 'stream_bandwidth', 'step_weight_bytes', 'sampling_flops',
-           'time_sampling']
+__all__ = ['cpu_description', 'cpu_busy_seconds', 'wait_until_idle', 'measure', 'measure_alternating',
+           'reset_peak_rss', 'peak_rss_mib', 'matmul_peak', 'stream_bandwidth', 'step_weight_bytes',
+           'sampling_flops', 'time_sampling']
+
+
+def cpu_description() -> Dict[str, object]:
+    """The CPU a timing was measured on: its model name (/proc/cpuinfo), the instruction set torch's
+    kernels use (``torch.backends.cpu.get_cpu_capability()``: 'AVX2', 'AVX512', ...), cores, threads."""
+    name = 'unknown'
+    try:
+        with open('/proc/cpuinfo') as f:
+            name = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), name)
+    except OSError:
+        pass
+    return dict(model=name, capability=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
+                threads=torch.get_num_threads())
 
 
 def cpu_busy_seconds() -> float:

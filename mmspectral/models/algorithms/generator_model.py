@@ -261,6 +261,6 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
 
 
 #: generate's arguments that are not sampling settings: :meth:`GeneratorModel.sample` sets them.
-_NOT_OPTIONS = ('labels', 'rng', 'prefix', 'callback', 'return_logits')
+_NOT_OPTIONS = ('labels', 'rng', 'prefix', 'callback', 'return_logits', 'choose')
 _SEED_HINT = {'seed': ' A seed is not a sampling setting: pass sample(labels, seed=...) (tools: --seed).',
               'generator': ' Pass the RNG as sample(labels, rng=...).'}

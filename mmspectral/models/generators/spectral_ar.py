@@ -200,7 +200,9 @@ class SpectralARGenerator(nn.Module):
                  rng: Optional[torch.Generator] = None, num_tokens: Optional[int] = None,
                  use_cache: bool = True, prefix: Optional[torch.Tensor] = None,
                  callback: Optional[Callable[[int, torch.Tensor], None]] = None,
-                 return_logits: bool = False) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+                 return_logits: bool = False,
+                 choose: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None
+                 ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         """Sample token sequences for ``labels`` (B,): the plain sampler. ``GeneratorModel.sample`` is the
         surface tools and applications call: it adds the config's defaults, a seed, decoding and the CPU's
         packed weights (:meth:`packed`).
@@ -216,6 +218,10 @@ class SpectralARGenerator(nn.Module):
             prefix: (B, k) token ids to keep; generation continues after them (spectral variations).
             callback: called as ``callback(step, tokens_so_far)`` after every step (coarse-to-fine previews).
             return_logits: also return the guided logits of every position (B, n, V).
+            choose: pick each step's tokens instead of sampling them: ``choose(step, logits)`` gets the
+                guided logits (B, p, V) of the step and returns its ids (B, p). The progressive codec
+                (``mmspectral.codec``) feeds known tokens this way when it encodes and decoded ones when it
+                decodes, so both sides compute their probabilities by this one path.
 
         Returns:
             token ids (B, n), or a dict with ``tokens`` and ``logits``.
@@ -259,7 +265,8 @@ class SpectralARGenerator(nn.Module):
                 logits = self.run_blocks(x, modulations=modulations)[:, start:]
             if guided:
                 logits = guide(logits, cfg_weight(cfg_scale, cfg_schedule, step, self.num_steps))
-            new = sample_tokens(logits, top_k, top_p, temperature, rng)  # (B, p)
+            new = sample_tokens(logits, top_k, top_p, temperature, rng) if choose is None \
+                else choose(step, logits)  # (B, p)
             keep = torch.arange(start, start + p, device=device) < kept
             tokens[:, start:start + p] = torch.where(keep, tokens[:, start:start + p], new)
             if return_logits:

@@ -1,0 +1,76 @@
+"""The rate-distortion harness: classic codecs counted in real bytes, the spectral codec's curve read from the
+files a user would get, BD-rate only where curves share a quality range, and the command line."""
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+
+pytest.importorskip('constriction')
+pytest.importorskip('imagecodecs')
+pytest.importorskip('bjontegaard')
+
+from cli import run_cli  # noqa: E402
+from codec_models import shapes  # noqa: E402
+
+
+def test_classic_curve_counts_real_files():
+    import imagecodecs
+
+    from mmspectral.analysis.rate_distortion import classic_curve, to_uint8
+    images, _ = shapes(3)
+    points = classic_curve('JPEG', images, settings=(10, 50, 90))
+    arrays = to_uint8(images)
+    for p in points:
+        sizes = [len(imagecodecs.jpeg8_encode(a, level=p['setting'])) for a in arrays]
+        assert p['bpp_file'] == pytest.approx(np.mean(sizes) * 8 / (64 * 64))
+        assert 0 <= p['bpp_payload'] < p['bpp_file']
+    assert [p['psnr'] for p in points] == sorted(p['psnr'] for p in points)  # more bytes, less error
+
+
+def test_spectral_curve_reads_the_files_it_would_write(models):
+    from mmspectral.analysis.rate_distortion import spectral_curve
+    from mmspectral.apis import compress
+    model = models['model']
+    images, labels = shapes(3, seed=4)
+    points = spectral_curve(model, images, labels)
+    assert [p['setting'] for p in points] == list(range(1, 17))
+    for k in (4, 16):  # the file of k tokens, as compress writes it
+        sizes = [len(d) for d in compress(model, images, labels.tolist(), num_tokens=k)]
+        assert points[k - 1]['bpp_file'] == pytest.approx(np.mean(sizes) * 8 / (64 * 64))
+    for p in points:
+        assert p['bpp_raw'] == pytest.approx(p['setting'] * 9 / 4096)  # 512 codes: 9 bits a token
+        assert p['bpp_ideal'] <= p['bpp_payload'] + 32 / 4096 + 1e-9 <= p['bpp_file'] + 32 / 4096 + 1e-9
+    rates = [p['bpp_file'] for p in points]
+    assert rates == sorted(rates)
+
+
+def test_bd_rate_needs_a_common_quality_range():
+    from mmspectral.analysis.rate_distortion import bd_rates
+
+    def curve(name, rates, psnrs):
+        return [dict(codec=name, setting=i, bpp_file=r, psnr=q) for i, (r, q) in enumerate(zip(rates, psnrs))]
+
+    anchor = curve('JPEG', [0.5, 1, 2, 4], [25, 28, 31, 34])
+    half = curve('half', [0.25, 0.5, 1, 2], [25, 28, 31, 34])  # the same quality at half the rate
+    apart = curve('apart', [0.01, 0.02], [15, 16])
+    out = bd_rates(dict(JPEG=anchor, half=half, apart=apart))
+    assert out['half']['bd_rate'] == pytest.approx(-50, abs=0.5)
+    assert out['apart']['bd_rate'] is None and 'no common psnr range' in out['apart']['reason']
+
+
+def test_command_line_writes_table_json_and_plot(models, tmp_path, capsys):
+    from mmspectral.apis import save_pretrained
+    folder = str(tmp_path / 'generator')
+    save_pretrained(models['model'], folder)
+    out = tmp_path / 'rd'
+    run_cli('tools/analysis/rate_distortion.py', [folder, '--out-dir', out, '--num-images', 4,
+                                                  '--codecs', 'JPEG', 'WebP', '--photos'])
+    report = json.loads((out / 'rate_distortion.json').read_text())
+    assert set(report['curves']) == {'generator', 'JPEG', 'WebP'}
+    assert len(report['curves']['generator']) == 16 and 'WebP' in report['bd_rate']
+    assert (out / 'rate_distortion.png').stat().st_size > 0 and (out / 'photos.md').is_file()
+    assert '| generator | 16 |' in (out / 'rate_distortion.md').read_text()
+    assert osp.isfile(out / 'photos.json')
+    with pytest.raises(SystemExit):
+        run_cli('tools/analysis/rate_distortion.py', ['--out-dir', out])  # neither a model nor --photos
