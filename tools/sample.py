@@ -35,6 +35,7 @@ from mmspectral.engine import setup_worker, shutdown_distributed
 from mmspectral.evaluation.protocol import balanced_batches, balanced_labels
 from mmspectral.fileio import ProvenanceError, claim_folder, file_identity
 from mmspectral.models.generators import make_rng
+from mmspectral.utils.precision import cpu_precision
 
 
 def image_path(out: str, index: int, label: int) -> str:
@@ -55,7 +56,8 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=non_negative_int, default=0)
     parser.add_argument('--bf16', action='store_true',
                         help='sample with a bf16 copy of the generator and decode under bf16 autocast '
-                             '(faster on CPUs with bf16 units and on GPUs; samples differ a little)')
+                             '(faster on CPUs with bf16 units and on GPUs; samples differ a little; on a CPU '
+                             'without native bf16 it is emulated, much slower, and says so)')
     parser.add_argument('--no-npz', action='store_true', help='only the PNG files')
     parser.add_argument('--super-resolve', choices=['bicubic', 'stride', 'patch'], default=None,
                         help='write each sample at twice its size (Table 3): bicubic up-sampling '
@@ -89,6 +91,7 @@ def main(argv=None) -> None:
     rank, world, device = setup_worker(args.launcher, args.device)
     model = init_generator(args.config, args.checkpoint, device, args.cfg_options, args.trust_checkpoint)
     if args.bf16:
+        cpu_precision(torch.bfloat16, explicit=True, where='tools/sample.py --bf16', device_type=device.type)
         model.gen.to(torch.bfloat16)  # weights, activations and KV cache in bf16: no casts inside a step
     options = sampling_options(args)
     try:  # the command line's settings over the config's, checked before anything is written

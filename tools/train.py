@@ -22,7 +22,9 @@ def parse_args():
                         help='train a new run in a work dir that holds another run\'s checkpoints; they are '
                         'moved into a replaced_<time> sub-folder of the work dir, not deleted')
     parser.add_argument('--amp', action='store_true',
-                        help='bf16 autocast (AutocastOptimWrapper) on CPU and GPU alike')
+                        help='bf16 autocast (AutocastOptimWrapper, dtype auto) on a GPU and on a CPU with '
+                        'native bf16; on a CPU without it (AVX2 only) training stays fp32, with a log line '
+                        'that says so (--cfg-options optim_wrapper.dtype=bfloat16 forces bf16 there)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. train_cfg.max_iters=1000')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
@@ -68,7 +70,8 @@ def main():
             raise ValueError(f'--amp needs an optim_wrapper in {args.config}.')
         if optim_wrapper.get('type', 'OptimWrapper') in ('OptimWrapper', 'AutocastOptimWrapper'):
             optim_wrapper.type = 'AutocastOptimWrapper'
-            optim_wrapper.setdefault('dtype', 'bfloat16')
+            if optim_wrapper.get('dtype', 'float32') in ('float32', 'fp32'):  # a config's reduced one is kept
+                optim_wrapper.dtype = 'auto'
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

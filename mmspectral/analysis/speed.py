@@ -8,16 +8,17 @@ import os
 import resource
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from mmspectral.models.generators import SpectralARGenerator, generate_tokens
 from mmspectral.models.layers.packed_linear import packed_linears
+from mmspectral.utils.precision import EMULATED_BF16_SLOWDOWN, cpu_bf16_native
 
-__all__ = ['cpu_description', 'cpu_busy_seconds', 'wait_until_idle', 'measure', 'measure_alternating',
-           'reset_peak_rss', 'peak_rss_mib', 'matmul_peak', 'stream_bandwidth', 'step_weight_bytes',
-           'sampling_flops', 'time_sampling']
+__all__ = ['cpu_description', 'bf16_skip_reason', 'cpu_busy_seconds', 'wait_until_idle', 'measure',
+           'measure_alternating', 'reset_peak_rss', 'peak_rss_mib', 'matmul_peak', 'stream_bandwidth',
+           'step_weight_bytes', 'sampling_flops', 'time_sampling']
 
 
 def cpu_description() -> Dict[str, object]:
@@ -31,6 +32,16 @@ def cpu_description() -> Dict[str, object]:
         pass
     return dict(model=name, capability=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
                 threads=torch.get_num_threads())
+
+
+def bf16_skip_reason(device: torch.device) -> Optional[str]:
+    """Why a benchmark skips its bf16 rows on ``device`` (a CPU without native bf16), or None."""
+    if device.type != 'cpu' or cpu_bf16_native():
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (f'skipping the bf16 rows: this CPU ({capability}) has no native bf16 (AVX512-BF16 / AMX), so '
+            f'bf16 is emulated ({EMULATED_BF16_SLOWDOWN}) and its timings would say nothing about bf16 '
+            'sampling; MMSPECTRAL_CPU_BF16=1 measures them anyway')
 
 
 def cpu_busy_seconds() -> float:

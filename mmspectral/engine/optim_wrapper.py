@@ -8,10 +8,11 @@ from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper as MMEngineOptimWrapper
 
 from mmspectral.registry import OPTIM_WRAPPERS
+from mmspectral.utils.precision import cpu_precision
 
 __all__ = ['OptimWrapper', 'AutocastOptimWrapper']
 
-_DTYPES = {'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16,
+_DTYPES = {'auto': 'auto', 'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16,
            'fp16': torch.float16, 'float32': None, 'fp32': None}
 
 
@@ -69,33 +70,47 @@ class OptimWrapper(MMEngineOptimWrapper):
 
 @OPTIM_WRAPPERS.register_module()
 class AutocastOptimWrapper(OptimWrapper):
-    """Runs the forward pass under ``torch.autocast`` (bf16 by default), with no loss scaling.
+    """Runs the forward pass under ``torch.autocast`` (bf16 where it is fast), with no loss scaling.
 
     MMEngine's ``AmpOptimWrapper`` needs CUDA and a GradScaler; bf16 needs no scaler and speeds up CPUs with
     AVX512-BF16 / AMX as well as GPUs. For fp16 on GPU use ``AmpOptimWrapper``, whose loss scaling fp16 needs.
     Non-finite updates are held back as by :class:`OptimWrapper` when ``NonFiniteLossHook`` asks.
 
     Args:
-        dtype: 'bfloat16' (default), 'float16', or 'float32' (autocast off: plain fp32 training, so that a
-            config switches precision with this one key).
+        dtype: 'auto' (default: bf16 on a GPU and on a CPU with native bf16; fp32, with one log line, on a
+            CPU without, where bf16 is emulated about 100x slower), 'bfloat16' (also on such a CPU, with a
+            warning), 'float16', or 'float32' (autocast off: plain fp32 training, so that a config switches
+            precision with this one key).
         **kwargs: as MMEngine's OptimWrapper (optimizer, clip_grad, accumulative_counts).
     """
 
-    def __init__(self, dtype: str = 'bfloat16', **kwargs) -> None:
+    def __init__(self, dtype: str = 'auto', **kwargs) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f'AutocastOptimWrapper: dtype must be one of {sorted(_DTYPES)}, got {dtype!r}.')
         super().__init__(**kwargs)
-        self.cast_dtype = _DTYPES[dtype]
-        self._announced = False
+        self.requested = _DTYPES[dtype]
+        self.cast_dtype = None  # what runs: decided on the first step, where the device is known
+        self._resolved = False
+
+    def resolve(self, device_type: str):
+        """The autocast dtype on ``device_type``: 'auto' is bf16 unless the CPU has no native bf16
+        (:func:`~mmspectral.utils.precision.cpu_precision`); an explicit request is kept."""
+        explicit = self.requested != 'auto'
+        wanted = torch.bfloat16 if not explicit else self.requested
+        return cpu_precision(wanted, explicit=explicit, where='AutocastOptimWrapper',
+                             device_type=device_type)
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
         device_type = next(model.parameters()).device.type
-        if self.cast_dtype == torch.float16 and device_type == 'cpu' and not self._announced:
-            print_log('AutocastOptimWrapper: float16 autocast on CPU is slow and unscaled; bfloat16 is the '
-                      'CPU choice.', logger='current', level=30)
-        self._announced = True
-        with super().optim_context(model), torch.autocast(device_type=device_type, dtype=self.cast_dtype,
+        if not self._resolved:
+            self.cast_dtype = self.resolve(device_type)
+            if self.cast_dtype == torch.float16 and device_type == 'cpu':
+                print_log('AutocastOptimWrapper: float16 autocast on CPU is slow and unscaled; bfloat16 is '
+                          'the CPU choice.', logger='current', level=30)
+            self._resolved = True
+        with super().optim_context(model), torch.autocast(device_type=device_type,
+                                                          dtype=self.cast_dtype or torch.float32,
                                                           enabled=self.cast_dtype is not None):
             yield
 

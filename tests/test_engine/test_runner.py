@@ -57,7 +57,8 @@ def test_train_then_resume_and_load(tmp_path):
         assert torch.equal(v, trained[k])
 
 
-def test_autocast_optim_wrapper_casts_forward():
+def test_autocast_optim_wrapper_casts_forward(monkeypatch):
+    monkeypatch.setenv('MMSPECTRAL_CPU_BF16', '1')  # 'auto' is bf16 where bf16 is native (docs: precision)
     model = torch.nn.Linear(4, 4)
     wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     with wrapper.optim_context(model):
@@ -94,6 +95,9 @@ def test_train_tool_amp_and_resume_in_moved_work_dir(tmp_path, repo_root, subpro
     log = run_tool([py, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'w'), '--amp',
                     '--cfg-options', 'train_cfg.max_iters=4'], subprocess_env, repo_root)
     assert "type='AutocastOptimWrapper'" in log and sorted(losses(log)) == [1, 2, 3, 4]
+    from mmspectral.utils.precision import cpu_bf16_native
+    assert "dtype='auto'" in log  # --amp turns the config's fp32 into 'auto' ...
+    assert cpu_bf16_native() or 'no native bf16' in log  # ... which says when it stays fp32
     os.rename(tmp_path / 'w', tmp_path / 'moved')
     log = run_tool([py, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'moved'), '--resume',
                     '--cfg-options', 'train_cfg.max_iters=6'], subprocess_env, repo_root)

@@ -39,10 +39,22 @@ def test_cost_curves_write_table_figure_and_floors_that_scale_as_they_should(tmp
     assert '| 256 | 256 |' in (tmp_path / 'cost_curves.md').read_text()
 
 
-def test_pipeline_benchmark_times_sampling_and_decoding_in_both_dtypes(tmp_path, monkeypatch):
+def test_cost_curves_skip_bf16_on_a_cpu_without_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('MMSPECTRAL_CPU_BF16', '0')
+    out = analysis_cli('cost_curves', ['--dtype', 'bf16', '--no-wait', '--out', str(tmp_path)])
+    assert 'no native bf16' in out['skipped'] and 'skipping the bf16 rows' in capsys.readouterr().out
+
+
+def test_pipeline_benchmark_times_sampling_and_decoding_in_both_dtypes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     args = ['--config', TINY_GENERATOR, '--batch-size', '2', '--repeats', '1', '--no-wait',
             '--out', str(tmp_path)]
+    monkeypatch.setenv('MMSPECTRAL_CPU_BF16', '0')  # a CPU without native bf16: its bf16 rows are skipped
+    out = analysis_cli('benchmark_pipeline', args)
+    assert [row['dtype'] for row in out['rows']] == ['fp32']
+    printed = capsys.readouterr().out
+    assert '# CPU: ' in printed and 'skipping the bf16 rows' in printed and 'no native bf16' in printed
+    monkeypatch.setenv('MMSPECTRAL_CPU_BF16', '1')  # one with it (here emulated: the rows run, slowly)
     out = analysis_cli('benchmark_pipeline', args)
     assert [row['dtype'] for row in out['rows']] == ['fp32', 'bf16']
     for row in out['rows']:

@@ -26,8 +26,9 @@ from functools import partial
 
 import torch
 
-from mmspectral.analysis.speed import (matmul_peak, measure_alternating, sampling_flops, step_weight_bytes,
-                                       stream_bandwidth, time_sampling, wait_until_idle)
+from mmspectral.analysis.speed import (bf16_skip_reason, cpu_description, matmul_peak, measure_alternating,
+                                       sampling_flops, step_weight_bytes, stream_bandwidth, time_sampling,
+                                       wait_until_idle)
 from mmspectral.apis import register_all_modules
 from mmspectral.cli import positive_int
 from mmspectral.models import SpectralARGenerator
@@ -92,6 +93,14 @@ def main(argv=None):
     register_all_modules()
     device = torch.device(args.device)
     torch.manual_seed(0)
+    cpu = cpu_description()
+    print(f'# CPU: {cpu["model"]}, {cpu["capability"]}, {cpu["cores"]} cores')
+    skip = bf16_skip_reason(device) if 'bf16' in args.dtypes else None
+    if skip:
+        print(f'# {skip}')
+        args.dtypes = [dt for dt in args.dtypes if dt != 'bf16']
+        if not args.dtypes:
+            return {}
     dtypes = {dt: torch.float32 if dt == 'fp32' else torch.bfloat16 for dt in args.dtypes}
     peaks = {dt: matmul_peak(device, dtype) for dt, dtype in dtypes.items()}
     bandwidth = {dt: stream_bandwidth(device, dtype) for dt, dtype in dtypes.items()}

@@ -23,6 +23,8 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from timm.layers import Mlp
 
+from mmspectral.utils.precision import onednn_bf16
+
 _announced = set()
 _POINTWISE = (hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
               and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
@@ -67,8 +69,9 @@ def packing_available(module: nn.Module) -> bool:
 
 
 def bf16_supported() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX; else it would emulate slowly)."""
-    return bool(getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', lambda: False)())
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX; else it would emulate slowly):
+    :func:`mmspectral.utils.precision.onednn_bf16`."""
+    return onednn_bf16()
 
 
 def _pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
