@@ -34,6 +34,7 @@ from mmspectral.models.algorithms import GeneratorModel, TokenizerModel
 from mmspectral.models.tokenizers.loading import load_tokenizer
 from mmspectral.registry import MODELS
 from .config import load_config
+from .hub import is_hub_id, resolve_hub_id
 from .images import OUTPUTS, from_batch, to_batch
 from .pretrained import from_pretrained, inference_config, is_model_folder, read_folder_meta
 from .setup_env import register_all_modules
@@ -49,8 +50,8 @@ def _check_init_args(func: str, config: Any, checkpoint: Any, device: Any, cfg_o
         raise TypeError(f'{func}: config must be the path of a config file or of a model folder (a str), got '
                         f'{type(config).__name__}.')
     if not osp.exists(config):
-        raise FileNotFoundError(f'{func}: {config} does not exist; pass a config file (configs/...) or a '
-                                'model folder written by save_pretrained.')
+        raise FileNotFoundError(f'{func}: {config} does not exist; pass a config file (configs/...), a '
+                                'model folder written by save_pretrained, or the hub id of one (org/name).')
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f'{func}: checkpoint must be the path of a checkpoint file (a str) or None, got '
@@ -73,6 +74,23 @@ def _check_init_args(func: str, config: Any, checkpoint: Any, device: Any, cfg_o
     return dev
 
 
+def _from_hub(func: str, config: Any, checkpoint: Any, revision: Optional[str]) -> Any:
+    """``config`` itself, or the local folder of the hub id it names (``mmspectral.apis.hub``)."""
+    if not is_hub_id(config):
+        if revision is not None:
+            raise ValueError(f'{func}: revision={revision!r} is for a hub id (\'org/name\'), and '
+                             f'{config!r} is a local path.')
+        return config
+    if checkpoint is not None:
+        raise ValueError(f'{func}: {config!r} is a hub id of a model folder (its weights are inside); pass '
+                         'no checkpoint.')
+    folder = resolve_hub_id(config, revision)
+    if not is_model_folder(folder):
+        raise ValueError(f'{func}: the hub repository {config!r} is not an mmspectral model folder (no '
+                         'mmspectral_model.json); publish one with tools/model_converters/publish_model.py.')
+    return folder
+
+
 def _folder(path: str, kind: str, checkpoint: Optional[str]):
     """The model of a model folder, checked to be of ``kind``."""
     if checkpoint is not None:
@@ -85,11 +103,13 @@ def _folder(path: str, kind: str, checkpoint: Optional[str]):
 
 def init_tokenizer(config: str, checkpoint: Optional[str] = None, device='cpu',
                    cfg_options: Optional[dict] = None,
-                   trust_checkpoints: Union[str, Iterable[str], None] = None):
+                   trust_checkpoints: Union[str, Iterable[str], None] = None, revision: Optional[str] = None):
     """A trained tokenizer for inference (a TokenizerModel in eval mode, on ``device``): from a model folder
-    (``checkpoint`` None), or from a TokenizerModel config and the checkpoint its training wrote (EMA
-    weights when training kept them). Losses, discriminators and teachers of the config are not built.
-    Without a checkpoint the weights are random (a warning says so)."""
+    or the hub id of one ('org/name', through the Hugging Face cache, at ``revision``; ``checkpoint`` None),
+    or from a TokenizerModel config and the checkpoint its training wrote (EMA weights when training kept
+    them). Losses, discriminators and teachers of the config are not built. Without a checkpoint the weights
+    are random (a warning says so)."""
+    config = _from_hub('init_tokenizer', config, checkpoint, revision)
     device = _check_init_args('init_tokenizer', config, checkpoint, device, cfg_options)
     if is_model_folder(config):
         return _folder(config, 'tokenizer', checkpoint).to(device)
@@ -111,10 +131,11 @@ def init_tokenizer(config: str, checkpoint: Optional[str] = None, device='cpu',
 
 def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
                    cfg_options: Optional[dict] = None,
-                   trust_checkpoints: Union[str, Iterable[str], None] = None):
+                   trust_checkpoints: Union[str, Iterable[str], None] = None, revision: Optional[str] = None):
     """Build the GeneratorModel of ``config`` (with its tokenizer) and load ``checkpoint`` strictly;
     eval mode, on ``device``. ``config`` may also be a model folder (``checkpoint`` None): the generator and
-    its tokenizer are in it.
+    its tokenizer are in it; or the hub id of one ('org/name', resolved through the Hugging Face cache at
+    ``revision``; ``HF_HUB_OFFLINE=1`` uses the cache alone).
 
     Every parameter of the generator must be in the checkpoint with its shape, and the checkpoint may hold
     nothing else: a checkpoint of another model (a tokenizer's, say) is refused, never sampled from at random.
@@ -123,6 +144,7 @@ def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
     can be read (else empty). ``trust_checkpoints``: files to load with full unpickling (which runs any code
     they carry), on top of the config's ``trust_checkpoints``.
     """
+    config = _from_hub('init_generator', config, checkpoint, revision)
     device = _check_init_args('init_generator', config, checkpoint, device, cfg_options)
     if is_model_folder(config):
         return _folder(config, 'generator', checkpoint).to(device)

@@ -16,7 +16,7 @@ import torch
 pytest.importorskip('constriction')
 
 from cli import run_cli  # noqa: E402
-from codec_models import GENERATOR_CONFIG, REPO_ROOT, generator, shapes  # noqa: E402
+from tiny_models import GENERATOR_CONFIG, REPO_ROOT, generator, shapes  # noqa: E402
 
 
 def _cuts(data):

@@ -11,7 +11,7 @@ pytest.importorskip('imagecodecs')
 pytest.importorskip('bjontegaard')
 
 from cli import run_cli  # noqa: E402
-from codec_models import shapes  # noqa: E402
+from tiny_models import shapes  # noqa: E402
 
 
 def test_classic_curve_counts_real_files():

@@ -1,11 +1,12 @@
-"""Helpers of the codec's tests: the quick start's configs with random weights (64 px, 16 tokens)."""
+"""Tiny models for the tests that need trained-looking ones: the quick start's configs with random weights
+(64 px, 16 tokens)."""
 import os.path as osp
 
 import torch
 
 TOKENIZER_CONFIG = 'configs/spectralar/spectralar-tiny_16tok_1xb32-5k_shapes-64.py'
 GENERATOR_CONFIG = 'configs/spectralar/spectralar-tiny-d4_16tok_1xb64-3k_shapes-64.py'
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ['disk', 'ring', 'hbar', 'vbar', 'square', 'triangle', 'pair', 'cross', 'plus', 'quad']
 
 
@@ -30,3 +31,14 @@ def shapes(n=4, seed=1):
     from mmspectral.evaluation.embedded_classifier import render_batch
     images, labels = render_batch(range(n), 64, seed=seed, num_classes=10, class_set='coarse')
     return images, labels
+
+
+def tokenizer_checkpoint(work) -> str:
+    """A checkpoint of the quick start's tokenizer config with random weights (seed 0), as training writes."""
+    from mmspectral.apis import load_config
+    from mmspectral.registry import MODELS
+    torch.manual_seed(0)
+    tok_model = MODELS.build(load_config(osp.join(REPO_ROOT, TOKENIZER_CONFIG)).model)
+    path = str(work / 'tokenizer.pth')
+    torch.save(dict(state_dict=tok_model.state_dict(), meta=dict(iter=5)), path)
+    return path
