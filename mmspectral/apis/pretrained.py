@@ -20,7 +20,7 @@ import copy
 import datetime
 import os
 import os.path as osp
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -233,24 +233,52 @@ def _parameters(meta: Mapping) -> str:
     return f'- Parameters: {total:,}'
 
 
+#: numbers of a run that are not measurements of the model (they go under 'Data and training', not 'Measured')
+_NOT_METRICS = ('time', 'second', 'step', 'iter', 'epoch', 'seed', 'lr', 'memory', 'eta')
+
+
+def is_metric(name: str) -> bool:
+    """Whether a recorded number is a measurement of the model (not a run's time, step, seed, ...)."""
+    words = name.lower().replace('/', '_').replace('-', '_').split('_')
+    return not any(word.startswith(_NOT_METRICS) for word in words)
+
+
+def _front_matter(kind: str, cfg: Mapping) -> List[str]:
+    """The card's YAML front matter, as the Hugging Face Hub reads it."""
+    network = cfg[kind].get('type', kind)
+    tags = ['mmspectral', 'spectralar', 'autoregressive' if kind == 'generator' else 'image-tokenizer',
+            network.lower()]
+    pipeline = 'unconditional-image-generation' if kind == 'generator' else 'image-to-image'
+    return (['---', 'license: apache-2.0', 'library_name: mmspectral', f'pipeline_tag: {pipeline}', 'tags:']
+            + [f'- {tag}' for tag in tags] + ['---', ''])
+
+
 def model_card(cfg: Mapping, meta: Mapping, card: Mapping, name: str = 'FOLDER') -> str:
-    """The folder's README.md."""
+    """The folder's README.md: YAML front matter (license, library, pipeline, tags), then what the model
+    is, its data, its measured metrics and how to use it. The same model and card give the same bytes (no
+    date: ``mmspectral_model.json`` records when the folder was written)."""
     kind = meta['kind']
     title = card.get('title') or f"mmspectral {kind}: {cfg[kind].get('type')}"
-    lines = [f'# {title}', '', card.get('summary', f'A trained {kind} of mmspectral (SpectralAR).'), '',
+    lines = _front_matter(kind, cfg) + [
+             f'# {title}', '', card.get('summary', f'A trained {kind} of mmspectral (SpectralAR).'), '',
              '## What it is', '', f'- Network: {_describe(cfg)}', _parameters(meta),
              f'- Files: `{CONFIG_FILE}` (config, data only), `{WEIGHTS_FILE}` (weights, safetensors'
              + (', generator and tokenizer' if kind == 'generator' else '') + f'), `{MODEL_FOLDER_RECORD}`.',
              f"- sha256 of `{WEIGHTS_FILE}`: `{meta['weights_sha256']}`",
-             f"- Written by mmspectral {meta['mmspectral_version']} on {meta['created']}"]
+             f"- Written by mmspectral {meta['mmspectral_version']}"]
     if meta.get('class_names'):
         lines.append(f"- Classes ({len(meta['class_names'])}): " + ', '.join(meta['class_names']))
     lines += ['', '## Data and training', '', f"- Data: {card.get('data', 'not recorded')}",
               f"- Steps: {card.get('steps', 'not recorded')}"]
     if card.get('source'):
         lines.append(f"- Made from: `{card['source']}`")
+    numbers = card.get('metrics') or {}
+    run = {k: v for k, v in numbers.items() if not is_metric(k)}
+    if run:
+        lines.append('- Run: ' + ', '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
+                                           for k, v in run.items()))
     lines += ['', '## Measured', '']
-    metrics = card.get('metrics') or {}
+    metrics = {k: v for k, v in numbers.items() if is_metric(k)}
     if metrics:
         lines += ['| metric | value |', '|---|---|']
         lines += [f'| {k} | {v:.4g} |' if isinstance(v, float) else f'| {k} | {v} |'

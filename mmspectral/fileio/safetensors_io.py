@@ -5,7 +5,9 @@ header and copies the raw tensor bytes, so a shared weights file cannot run code
 whoever made it.
 """
 import hashlib
+import json
 import os.path as osp
+import struct
 from typing import Dict, Mapping, Optional, Tuple
 
 import torch
@@ -48,8 +50,30 @@ def save_safetensors(path: str, tensors: Mapping[str, torch.Tensor],
                             'safetensors holds tensors only.')
         plain[name] = tensor.detach().to('cpu').contiguous().clone()
     with atomic_write_path(path) as tmp:
-        save_file(plain, tmp, metadata=dict(metadata or {}))
+        save_file(plain, tmp, metadata=dict(sorted((metadata or {}).items())))
+        _sort_metadata(tmp)
     return sha256_of_file(path)
+
+
+def _sort_metadata(path: str) -> None:
+    """Rewrite the header's ``__metadata__`` with its keys in sorted order, in place: the writer keeps them
+    in a hash map, so two saves of the same weights could differ in their bytes. The header keeps its length
+    (the same entries, reordered), so the tensor data does not move."""
+    with open(path, 'r+b') as f:
+        (size,) = struct.unpack('<Q', f.read(8))
+        raw = f.read(size)
+        header = json.loads(raw)
+        meta = header.pop('__metadata__', None)
+        if not meta:
+            return
+        ordered = json.dumps({'__metadata__': dict(sorted(meta.items())), **header},
+                             separators=(',', ':')).encode()
+        ordered += b' ' * (size - len(ordered))
+        if len(ordered) != size:
+            raise RuntimeError(f'{path}: the safetensors header changed length when its metadata was sorted '
+                               f'({len(ordered)} against {size} bytes); the file was not changed.')
+        f.seek(8)
+        f.write(ordered)
 
 
 def load_safetensors(path: str, device: str = 'cpu') -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:

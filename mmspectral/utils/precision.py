@@ -17,7 +17,8 @@ from typing import Optional
 
 import torch
 
-__all__ = ['onednn_bf16', 'cpu_bf16_native', 'cpu_precision', 'EMULATED_BF16_SLOWDOWN', 'SlowPrecisionWarning']
+__all__ = ['onednn_bf16', 'cpu_bf16_native', 'cpu_precision', 'EMULATED_BF16_SLOWDOWN',
+           'SlowPrecisionWarning']
 
 #: what an emulated bf16 matmul costs against fp32 (AVX2-only AMD EPYC: ~1 against ~100 GFLOP/s)
 EMULATED_BF16_SLOWDOWN = 'about 100x slower matrix products than fp32 (measured on an AVX2-only CPU)'

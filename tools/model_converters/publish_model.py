@@ -3,6 +3,7 @@
     python tools/model_converters/publish_model.py CONFIG CHECKPOINT OUT_FOLDER [--overwrite]
         [--metrics metrics.json [--metrics-keys tokenizer tokenizer_fidelity]] [--title TEXT] [--data TEXT]
         [--reproduce "bash tools/quickstart.sh"] [--notes TEXT] [--cfg-options KEY=VALUE ...]
+        [--push-to-hub ORG/NAME [--private] [--revision BRANCH]]
 
 CONFIG is the TokenizerModel or GeneratorModel config the checkpoint was trained with (a generator also needs
 its tokenizer: ``model.tokenizer_checkpoint`` of the config, or ``--cfg-options``). The folder gets the
@@ -12,6 +13,10 @@ holds its tokenizer too), ``mmspectral_model.json`` and a model card ``README.md
 weights, the training steps and, with ``--metrics``, the measured figures (numbers of the JSON file, or of
 the sections ``--metrics-keys`` names, flattened as ``section/name``). Load it with
 ``mmspectral.apis.init_tokenizer(OUT_FOLDER)`` / ``init_generator(OUT_FOLDER)``.
+
+``--push-to-hub ORG/NAME`` then uploads the folder to that Hugging Face Hub model repository (created if
+missing; ``huggingface-cli login`` first) with ``huggingface_hub``; anyone then loads it with
+``init_generator('ORG/NAME')``.
 """
 import argparse
 import json
@@ -38,6 +43,10 @@ def parse_args(argv=None):
     parser.add_argument('--data', default=None, help='what it was trained on (default: from the config)')
     parser.add_argument('--reproduce', default=None, help='the command that trains it')
     parser.add_argument('--notes', default=None)
+    parser.add_argument('--push-to-hub', metavar='ORG/NAME', default=None,
+                        help='upload the folder to this Hugging Face Hub model repository')
+    parser.add_argument('--private', action='store_true', help='create the hub repository private')
+    parser.add_argument('--revision', default=None, help='the hub branch to upload to (default: main)')
     add_trust_arg(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     return parser.parse_args(argv)
@@ -59,7 +68,7 @@ def describe_data(cfg) -> str:
     """The training data, from the config's train dataset."""
     data = cfg.get('train_dataloader', {}).get('dataset', {})
     parts = [str(data.get('type', 'unknown dataset'))]
-    for key in ('class_set', 'image_size', 'num_samples', 'data_root'):
+    for key in ('class_set', 'image_size', 'num_samples'):  # not data_root: a path of this machine
         if data.get(key) is not None:
             parts.append(f'{key}={data[key]}')
     return ', '.join(parts)
@@ -98,9 +107,28 @@ def main(argv=None) -> None:
                               card={k: v for k, v in card.items() if v is not None})
     except (FileExistsError, ValueError) as err:
         sys.exit(str(err))
+    loader = 'init_tokenizer' if kind == 'TokenizerModel' else 'init_generator'
     print(f'{args.checkpoint} -> {args.out} ({kind}, {meta.get("iter", "?")} steps, model.safetensors sha256 '
-          f'{sha[:16]}...); load it with mmspectral.apis.'
-          f'{"init_tokenizer" if kind == "TokenizerModel" else "init_generator"}({args.out!r})')
+          f'{sha[:16]}...); load it with mmspectral.apis.{loader}({args.out!r})')
+    if args.push_to_hub:
+        url = push_to_hub(args.out, args.push_to_hub, private=args.private, revision=args.revision)
+        print(f'uploaded to {url}; load it with mmspectral.apis.{loader}({args.push_to_hub!r})')
+
+
+def push_to_hub(folder: str, repo_id: str, private: bool = False, revision=None) -> str:
+    """Upload a model folder to a Hugging Face Hub model repository (created if missing)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+    api = HfApi(library_name='mmspectral')
+    try:
+        url = api.create_repo(repo_id, repo_type='model', private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type='model', revision=revision,
+                          commit_message=f'mmspectral model folder {osp.basename(osp.abspath(folder))}')
+    except (HfHubHTTPError, OSError) as exc:
+        sys.exit(f'--push-to-hub {repo_id}: the upload failed ({type(exc).__name__}: {exc}). The folder is '
+                 f'written at {folder}; log in (huggingface-cli login) or check the network, then upload it '
+                 'again with --push-to-hub or huggingface-cli upload.')
+    return str(url)
 
 
 if __name__ == '__main__':
