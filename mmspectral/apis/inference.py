@@ -17,6 +17,8 @@ use it in a few lines. Images go in and come out as uint8 arrays, PIL images or 
 ``generator_folder`` is a folder of the quick start (``work_dirs/quickstart/models/generator``); the test
 suite runs these lines on a tiny one (tests/test_apis/test_inference_api.py).
 """
+import difflib
+import fnmatch
 import glob
 import numbers
 import os
@@ -40,7 +42,7 @@ from .pretrained import from_pretrained, inference_config, is_model_folder, read
 from .setup_env import register_all_modules
 
 __all__ = ['init_generator', 'init_tokenizer', 'reconstruct', 'generate', 'variations', 'super_resolve',
-           'list_models', 'add_sampling_args', 'sampling_options']
+           'list_models', 'get_model', 'add_sampling_args', 'sampling_options']
 
 
 def _check_init_args(func: str, config: Any, checkpoint: Any, device: Any, cfg_options: Any) -> torch.device:
@@ -75,7 +77,11 @@ def _check_init_args(func: str, config: Any, checkpoint: Any, device: Any, cfg_o
 
 
 def _from_hub(func: str, config: Any, checkpoint: Any, revision: Optional[str]) -> Any:
-    """``config`` itself, or the local folder of the hub id it names (``mmspectral.apis.hub``)."""
+    """``config`` itself, the path of the :func:`list_models` name it is, or the local folder of the hub id
+    it names (``mmspectral.apis.hub``)."""
+    named = _named(config) if isinstance(config, str) and revision is None else None
+    if named is not None:
+        return named
     if not is_hub_id(config):
         if revision is not None:
             raise ValueError(f'{func}: revision={revision!r} is for a hub id (\'org/name\'), and '
@@ -376,37 +382,93 @@ def super_resolve(model, images: Any, classes, mode: str = 'stride', seed: Optio
     return from_batch(out, output or kind, single)
 
 
-def list_models(roots: Sequence[str] = ('work_dirs',),
-                config_dir: Optional[str] = None) -> List[Dict[str, str]]:
-    """The models mmspectral knows here: its configs (``kind`` 'tokenizer' / 'generator', ``source``
-    'config') and the model folders under ``roots`` (``source`` 'folder', searched three levels deep).
+#: the source checkout's root (configs/ and work_dirs/ are found from here, not from the current directory)
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-    ``config_dir``: default the ``configs/`` folder of the source checkout this package runs from. ``roots``
-    may also be one folder (a str)."""
+
+def list_models(pattern: Optional[str] = None, roots: Optional[Sequence[str]] = None,
+                config_dir: Optional[str] = None) -> List[Dict[str, str]]:
+    """The models mmspectral knows: its configs (``kind`` 'tokenizer' / 'generator', ``source`` 'config', the
+    config's file name as ``name``) and the model folders under ``roots`` (``source`` 'folder', searched three
+    levels deep, named by their path below the root, e.g. ``quickstart/models/generator``). Every ``name``
+    loads with :func:`get_model` (and ``init_tokenizer`` / ``init_generator``).
+
+    ``pattern``: keep the names that match it (shell wildcards: ``'*tiny*'``). ``roots``: folders to search
+    (default the checkout's ``work_dirs/``, wherever Python runs from); one folder may be a str.
+    ``config_dir``: default the checkout's ``configs/``."""
+    if pattern is not None and not isinstance(pattern, str):
+        raise TypeError(f'list_models: pattern must be a str such as \'*tiny*\' (or None), got '
+                        f'{_what(pattern)}.')
+    roots = [osp.join(REPO_ROOT, 'work_dirs')] if roots is None else roots
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else roots
     if not isinstance(roots, (list, tuple)) or not all(isinstance(r, (str, os.PathLike)) for r in roots):
         raise TypeError(f'list_models: roots must be a folder or a list of folders, got {_what(roots)}.')
     if config_dir is not None and not osp.isdir(config_dir):
         raise FileNotFoundError(f'list_models: config_dir {config_dir} is not a folder.')
     register_all_modules()
-    config_dir = config_dir or osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                                        'configs')
+    config_dir = config_dir or osp.join(REPO_ROOT, 'configs')
     found = []
     for path in sorted(glob.glob(osp.join(config_dir, '**', '*.py'), recursive=True)):
         if f'{osp.sep}_base_{osp.sep}' in path:
             continue
+        name = osp.splitext(osp.basename(path))[0]
+        if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
+            continue
         kind = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}.get(
             load_config(path).model.get('type'))
         if kind:
-            name = osp.splitext(osp.basename(path))[0]
             found.append(dict(name=name, kind=kind, source='config', path=path))
     for root in roots:
         for depth in range(4):
             for meta in sorted(glob.glob(osp.join(root, *(['*'] * depth), 'mmspectral_model.json'))):
                 folder = osp.dirname(meta)
+                name = osp.relpath(folder, root).replace(osp.sep, '/')
+                if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
+                    continue
                 try:
                     kind = read_folder_meta(folder)['kind']
                 except (OSError, ValueError):
                     continue  # not one this version reads; listing the rest matters more
-                found.append(dict(name=osp.basename(folder), kind=kind, source='folder', path=folder))
+                found.append(dict(name=name, kind=kind, source='folder', path=folder))
     return found
+
+
+def get_model(name: str, checkpoint: Optional[str] = None, device='cpu',
+              roots: Optional[Sequence[str]] = None, **kwargs):
+    """The model a :func:`list_models` name (or a path, or a hub id) stands for, loaded with
+    ``init_tokenizer`` / ``init_generator`` (which it is, from the folder or the config). A config name
+    needs ``checkpoint`` for a generator (a tokenizer without one has random weights, with a warning).
+    ``roots``: where :func:`list_models` looks for model folders."""
+    if not isinstance(name, str):
+        raise TypeError(f'get_model: name must be a str (a list_models name, a path or a hub id), got '
+                        f'{_what(name)}.')
+    path = _named(name, roots)
+    if path is None:
+        if is_hub_id(name):
+            path = _from_hub('get_model', name, checkpoint, kwargs.pop('revision', None))
+        elif osp.exists(name):
+            path = name
+        else:
+            close = difflib.get_close_matches(name, [m['name'] for m in list_models(roots=roots)], n=3)
+            raise FileNotFoundError(f'get_model: no model named {name!r}' + (
+                f'; did you mean {", ".join(repr(c) for c in close)}?' if close else
+                '; list_models() shows the names, or pass a path or a hub id (org/name).'))
+    if is_model_folder(path):
+        kind = read_folder_meta(path)['kind']
+    else:
+        register_all_modules()
+        kind = {'TokenizerModel': 'tokenizer', 'GeneratorModel': 'generator'}.get(
+            load_config(path).model.get('type'))
+        if kind is None:
+            raise ValueError(f'get_model: {path} configures neither a tokenizer nor a generator.')
+    init = init_tokenizer if kind == 'tokenizer' else init_generator
+    return init(path, checkpoint, device, **kwargs)
+
+
+def _named(name: str, roots: Optional[Sequence[str]] = None) -> Optional[str]:
+    """The path of a :func:`list_models` name that is no existing path, or None."""
+    if (osp.exists(name) or not name or osp.isabs(name) or any(c in name for c in '*?[')
+            or name.endswith(('.py', '.pth', '.pt', '.json', '.safetensors'))):
+        return None
+    matches = list_models(name, roots)
+    return matches[0]['path'] if matches else None

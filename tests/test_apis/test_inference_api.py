@@ -2,6 +2,7 @@
 images of every kind in and out, folders that round-trip exactly and load without unpickling, bad folders
 refused with a message, and the module's docstring examples run."""
 import doctest
+import fnmatch
 import json
 import os.path as osp
 
@@ -170,14 +171,27 @@ def test_damaged_folders_are_refused(trained, tmp_path):
 
 def test_list_models_and_docstring_examples(trained, repo_root):
     import mmspectral.apis.inference as inference
-    from mmspectral.apis import list_models, save_pretrained
+    from mmspectral.apis import get_model, list_models, save_pretrained
     folder = str(trained['work'] / 'models' / 'generator')
     save_pretrained(trained['generator'], folder)
     found = list_models(roots=[str(trained['work'])], config_dir=osp.join(repo_root, 'configs'))
     names = {(m['name'], m['kind'], m['source']) for m in found}
     assert ('spectralar-tiny_16tok_1xb32-5k_shapes-64', 'tokenizer', 'config') in names
     assert ('spectralar-tiny-d4_16tok_1xb64-3k_shapes-64', 'generator', 'config') in names
-    assert ('generator', 'generator', 'folder') in names
+    assert ('models/generator', 'generator', 'folder') in names  # named by its path below the root
+    tiny = list_models('*tiny*', roots=[str(trained['work'])])
+    assert tiny and all(fnmatch.fnmatchcase(m['name'], '*tiny*') for m in tiny)
+    assert {m['name'] for m in tiny} < {m['name'] for m in found}
+    assert list_models('models/*', roots=[str(trained['work'])]) == [
+        m for m in found if m['source'] == 'folder' and m['name'].startswith('models/')]
+    # every name loads: a folder by its name, a config by its name (and its checkpoint)
+    loaded = get_model('models/generator', roots=[str(trained['work'])])
+    assert torch.equal(loaded.gen.head.weight, trained['generator'].gen.head.weight)
+    config = get_model('spectralar-tiny-d4_16tok_1xb64-3k_shapes-64', trained['gen_ckpt'],
+                       cfg_options={'model.tokenizer_checkpoint': trained['tok_ckpt']})
+    assert torch.equal(config.gen.head.weight, trained['generator'].gen.head.weight)
+    with pytest.raises(FileNotFoundError, match="did you mean 'spectralar-tiny-d4"):
+        get_model('spectralar-tiny-d4_16tok_1xb64-3k_shapes-6')
     result = doctest.testmod(inference, extraglobs=dict(generator_folder=folder),
                              optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
