@@ -23,6 +23,17 @@ def _register_modules():
     register_all_modules(init_default_scope=True)
 
 
+@pytest.fixture(scope='module')
+def codec_models(tmp_path_factory):
+    """Two tiny generators with random weights over one tokenizer (tests/tiny_models.py)."""
+    from tiny_models import generator, tokenizer_checkpoint
+    work = tmp_path_factory.mktemp('codec')
+    tok_ckpt = tokenizer_checkpoint(work)
+    model, gen_ckpt = generator(work, tok_ckpt, seed=1)
+    other, _ = generator(work, tok_ckpt, seed=2)
+    return dict(work=work, model=model, other=other, tok_ckpt=tok_ckpt, gen_ckpt=gen_ckpt)
+
+
 @pytest.fixture
 def repo_root():
     return REPO_ROOT

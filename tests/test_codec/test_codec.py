@@ -26,11 +26,11 @@ def _cuts(data):
     return range(len(data) - 4 * len(words), len(data) + 1)
 
 
-def test_files_decode_to_the_tokens_and_every_cut_to_its_prefix(models):
+def test_files_decode_to_the_tokens_and_every_cut_to_its_prefix(codec_models):
     from mmspectral.apis import compress, decompress
     from mmspectral.codec import CodecFormatError, decode_file
     from mmspectral.codec.container import unpack
-    model = models['model']
+    model = codec_models['model']
     images, labels = shapes(4)
     files = compress(model, images, labels.tolist())
     tokens = model.encode(images)
@@ -57,10 +57,10 @@ def test_files_decode_to_the_tokens_and_every_cut_to_its_prefix(models):
             assert torch.equal(decode_file(model, data, k).image, model.decode(tokens[i:i + 1, :k]))
 
 
-def test_payload_is_within_a_word_of_the_ideal_code_length(models):
+def test_payload_is_within_a_word_of_the_ideal_code_length(codec_models):
     from mmspectral.apis import bits_per_image, compress, decompress
     from mmspectral.codec.container import unpack
-    model = models['model']
+    model = codec_models['model']
     images, labels = shapes(6, seed=3)
     for classes in (labels.tolist(), None):  # class-conditional and unconditional streams
         bits = bits_per_image(model, images, classes)
@@ -75,10 +75,10 @@ def test_payload_is_within_a_word_of_the_ideal_code_length(models):
             assert torch.equal(decompress(model, data), model.decode(model.encode(images[i:i + 1]))[0])
 
 
-def test_other_weights_or_other_probabilities_are_an_error_not_a_wrong_image(models, monkeypatch):
+def test_other_weights_or_other_probabilities_are_an_error_not_a_wrong_image(codec_models, monkeypatch):
     from mmspectral.apis import compress
     from mmspectral.codec import CodecMismatchError, decode_file, entropy
-    model, other = models['model'], models['other']
+    model, other = codec_models['model'], codec_models['other']
     data = compress(model, shapes(1)[0], 'disk')[0]
     with pytest.raises(CodecMismatchError, match='other weights'):
         decode_file(other, data)
@@ -93,9 +93,9 @@ def test_other_weights_or_other_probabilities_are_an_error_not_a_wrong_image(mod
         decode_file(model, data)
 
 
-def test_a_changed_weight_changes_the_model_hash(models):
+def test_a_changed_weight_changes_the_model_hash(codec_models):
     from mmspectral.codec import model_hash
-    model = models['model']
+    model = codec_models['model']
     before = model_hash(model)
     param = next(model.gen.parameters())
     with torch.no_grad():
@@ -107,11 +107,11 @@ def test_a_changed_weight_changes_the_model_hash(models):
     assert model_hash(model) == before or torch.isfinite(param).all()
 
 
-def test_target_psnr_and_max_bytes_pick_the_prefix(models):
+def test_target_psnr_and_max_bytes_pick_the_prefix(codec_models):
     from mmspectral.apis import compress
     from mmspectral.codec import decode_file
     from mmspectral.evaluation.functional import psnr
-    model = models['model']
+    model = codec_models['model']
     images, labels = shapes(3, seed=5)
     full = [decode_file(model, d) for d in compress(model, images, labels.tolist())]
     curves = [[float(psnr(model.decode(f.tokens[:, :k]), images[i:i + 1])) for k in range(1, 17)]
@@ -132,9 +132,9 @@ def test_target_psnr_and_max_bytes_pick_the_prefix(models):
         compress(model, images[:1], 'disk', max_bytes=20)
 
 
-def test_scans_by_band_and_by_list(models):
+def test_scans_by_band_and_by_list(codec_models):
     from mmspectral.apis import codec_info, compress
-    model = models['model']
+    model = codec_models['model']
     images, _ = shapes(1)
     bands = codec_info(compress(model, images, 'disk', scans='bands')[0])
     omegas = list(model.codec.freq_schedule.omegas)
@@ -145,11 +145,11 @@ def test_scans_by_band_and_by_list(models):
     assert listed['file_bytes'] == listed['header_bytes'] + listed['payload_bytes']
 
 
-def test_group_generator_codes_and_decodes(models, tmp_path):
+def test_group_generator_codes_and_decodes(codec_models, tmp_path):
     """p = 4 tokens a step: the step's four rows of probabilities code its four tokens."""
     from mmspectral.apis import compress
     from mmspectral.codec import decode_file
-    model, _ = generator(tmp_path, models['tok_ckpt'], seed=3,
+    model, _ = generator(tmp_path, codec_models['tok_ckpt'], seed=3,
                          attn_mask=dict(type='BlockCausalMask', block_size=4))
     assert model.gen.block_size == 4
     images, labels = shapes(2, seed=7)
@@ -160,11 +160,11 @@ def test_group_generator_codes_and_decodes(models, tmp_path):
             assert torch.equal(part.tokens[0], tokens[i, :part.tokens.shape[1]])
 
 
-def test_damaged_headers_are_refused(models):
+def test_damaged_headers_are_refused(codec_models):
     from mmspectral.apis import compress
     from mmspectral.codec import CodecFormatError, decode_file
     from mmspectral.codec.container import _FIXED, unpack
-    model = models['model']
+    model = codec_models['model']
     data = compress(model, shapes(1)[0], 'disk')[0]
     header_len = len(data) - 4 * len(unpack(data)[1])
     for cut in range(header_len):  # a file cut inside its header
@@ -189,7 +189,7 @@ def test_damaged_headers_are_refused(models):
         decode_file(model, b'')
 
 
-def test_files_that_claim_too_much_are_refused_before_decoding(models, monkeypatch):
+def test_files_that_claim_too_much_are_refused_before_decoding(codec_models, monkeypatch):
     """A well-formed header that claims 10^9 codes, 65,535 tokens or pixels: refused by the model check,
     before the generator runs or anything of that size is allocated."""
     import dataclasses
@@ -197,7 +197,7 @@ def test_files_that_claim_too_much_are_refused_before_decoding(models, monkeypat
     from mmspectral.apis import compress
     from mmspectral.codec import CodecMismatchError, decode_file, progressive
     from mmspectral.codec.container import pack, unpack
-    model = models['model']
+    model = codec_models['model']
     header, words = unpack(compress(model, shapes(1)[0], 'disk')[0])
 
     def never(*args, **kwargs):
@@ -211,18 +211,18 @@ def test_files_that_claim_too_much_are_refused_before_decoding(models, monkeypat
             decode_file(model, claim)
 
 
-def test_a_cut_file_says_so(models):
+def test_a_cut_file_says_so(codec_models):
     from mmspectral.apis import compress, decompress
     from mmspectral.apis.codec import PartialFileWarning
-    model = models['model']
+    model = codec_models['model']
     data = compress(model, shapes(1)[0], 'disk')[0]
     with pytest.warns(PartialFileWarning, match='holds .* of its 16 tokens'):
         decompress(model, data[:-4])
 
 
-def test_bad_arguments_are_named(models):
+def test_bad_arguments_are_named(codec_models):
     from mmspectral.apis import compress, decompress
-    model, tokenizer_only = models['model'], models['model'].codec
+    model, tokenizer_only = codec_models['model'], codec_models['model'].codec
     images, _ = shapes(1)
     for kwargs, match in ((dict(num_tokens=17), 'num_tokens'), (dict(scans='octaves'), 'scans'),
                           (dict(scans=[0, 3]), 'scans'), (dict(target_psnr=-1.0), 'target_psnr'),
@@ -236,17 +236,17 @@ def test_bad_arguments_are_named(models):
         decompress(model, data, k=7)
 
 
-def test_api_docstring_examples(models):
+def test_api_docstring_examples(codec_models):
     import mmspectral.apis.codec as module
     images, _ = shapes(2)
-    globs = dict(vars(module), model=models['model'], images=images)
+    globs = dict(vars(module), model=codec_models['model'], images=images)
     result = doctest.testmod(module, globs=globs, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted == 3 and result.failed == 0
 
 
-def test_cli_encode_decode_info(models, tmp_path, capsys):
+def test_cli_encode_decode_info(codec_models, tmp_path, capsys):
     from mmspectral.apis import from_batch
-    model = models['model']
+    model = codec_models['model']
     images, _ = shapes(2)
     paths = []
     for i, array in enumerate(from_batch(images, 'numpy')):
@@ -254,8 +254,8 @@ def test_cli_encode_decode_info(models, tmp_path, capsys):
         cv2.imwrite(path, cv2.cvtColor(array, cv2.COLOR_RGB2BGR))
         paths.append(path)
     config = osp.join(REPO_ROOT, GENERATOR_CONFIG)
-    common = ['--checkpoint', models['gen_ckpt'], '--out-dir', str(tmp_path / 'out')]
-    opts = ['--cfg-options', f'model.tokenizer_checkpoint={models["tok_ckpt"]}']
+    common = ['--checkpoint', codec_models['gen_ckpt'], '--out-dir', str(tmp_path / 'out')]
+    opts = ['--cfg-options', f'model.tokenizer_checkpoint={codec_models["tok_ckpt"]}']
     run_cli('tools/codec.py', ['encode', config, *paths, '--class', '0', *common, *opts])
     coded = [str(tmp_path / 'out' / f'img{i}.mmsc') for i in range(2)]
     with open(coded[0], 'rb') as f:

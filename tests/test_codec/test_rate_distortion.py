@@ -28,10 +28,10 @@ def test_classic_curve_counts_real_files():
     assert [p['psnr'] for p in points] == sorted(p['psnr'] for p in points)  # more bytes, less error
 
 
-def test_spectral_curve_reads_the_files_it_would_write(models):
+def test_spectral_curve_reads_the_files_it_would_write(codec_models):
     from mmspectral.analysis.rate_distortion import spectral_curve
     from mmspectral.apis import compress
-    model = models['model']
+    model = codec_models['model']
     images, labels = shapes(3, seed=4)
     points = spectral_curve(model, images, labels)
     assert [p['setting'] for p in points] == list(range(1, 17))
@@ -59,10 +59,10 @@ def test_bd_rate_needs_a_common_quality_range():
     assert out['apart']['bd_rate'] is None and 'no common psnr range' in out['apart']['reason']
 
 
-def test_command_line_writes_table_json_and_plot(models, tmp_path, capsys):
+def test_command_line_writes_table_json_and_plot(codec_models, tmp_path, capsys):
     from mmspectral.apis import save_pretrained
     folder = str(tmp_path / 'generator')
-    save_pretrained(models['model'], folder)
+    save_pretrained(codec_models['model'], folder)
     out = tmp_path / 'rd'
     run_cli('tools/analysis/rate_distortion.py', [folder, '--out-dir', out, '--num-images', 4,
                                                   '--codecs', 'JPEG', 'WebP', '--photos'])
