@@ -25,6 +25,7 @@ from mmspectral.codec import decode_file, encode_images, prefix_bits, prefix_fil
 from mmspectral.codec.container import unpack
 from mmspectral.evaluation.embedded_classifier import accuracy
 from mmspectral.evaluation.functional import psnr, ssim
+from mmspectral.utils.optional import require
 
 __all__ = ['CLASSIC_CODECS', 'classic_curve', 'spectral_curve', 'bd_rates', 'report_table', 'plot_curves',
            'to_uint8', 'codec_speed', 'table4_ideal_curves', 'TABLE4_ROWS']
@@ -38,15 +39,6 @@ CLASSIC_CODECS = {
     'JPEG XL': ('jpegxl', (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95), {}),
     'JPEG 2000': ('jpeg2k', (16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 40), {}),
 }
-
-
-def _imagecodecs():
-    try:
-        import imagecodecs
-    except ImportError:
-        raise ImportError("The classic codecs need the `imagecodecs` package: pip install imagecodecs "
-                          "(tools/setup_env.sh installs it).") from None
-    return imagecodecs
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -70,7 +62,7 @@ def _quality(decoded: torch.Tensor, reference: torch.Tensor, labels=None, probe=
 def classic_curve(name: str, images: torch.Tensor, labels=None, probe=None,
                   settings: Optional[Sequence[int]] = None) -> List[dict]:
     """One classic codec over its settings on ``images`` (B, 3, H, W) in [0, 1]: real bytes of real files."""
-    codecs = _imagecodecs()
+    codecs = require('imagecodecs', 'The classic codecs')
     prefix, default_settings, kwargs = CLASSIC_CODECS[name]
     encode, decode = getattr(codecs, prefix + '_encode'), getattr(codecs, prefix + '_decode')
     arrays = to_uint8(images)
@@ -121,7 +113,7 @@ def bd_rates(curves: Dict[str, List[dict]], anchor: str = 'JPEG', rate: str = 'b
              quality: str = 'psnr') -> Dict[str, dict]:
     """BD-rate (%) of every curve against ``anchor`` over their common quality range (``bjontegaard``,
     pchip interpolation); ``None`` with the reason where the curves do not overlap in quality."""
-    import bjontegaard
+    bjontegaard = require('bjontegaard', 'BD-rate')
     base = _monotone(curves[anchor], rate, quality)
     out = {}
     for name, points in curves.items():

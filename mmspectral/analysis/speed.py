@@ -16,9 +16,9 @@ from mmspectral.models.generators import SpectralARGenerator, generate_tokens
 from mmspectral.models.layers.packed_linear import packed_linears
 from mmspectral.utils.precision import EMULATED_BF16_SLOWDOWN, cpu_bf16_native
 
-__all__ = ['cpu_description', 'bf16_skip_reason', 'cpu_busy_seconds', 'wait_until_idle', 'measure',
-           'measure_alternating', 'reset_peak_rss', 'peak_rss_mib', 'matmul_peak', 'stream_bandwidth',
-           'step_weight_bytes', 'sampling_flops', 'time_sampling']
+__all__ = ['cpu_description', 'bf16_skip_reason', 'announce_cpu', 'cpu_busy_seconds', 'wait_until_idle',
+           'measure', 'measure_alternating', 'reset_peak_rss', 'peak_rss_mib', 'matmul_peak',
+           'stream_bandwidth', 'step_weight_bytes', 'sampling_flops', 'time_sampling']
 
 
 def cpu_description() -> Dict[str, object]:
@@ -42,6 +42,17 @@ def bf16_skip_reason(device: torch.device) -> Optional[str]:
     return (f'skipping the bf16 rows: this CPU ({capability}) has no native bf16 (AVX512-BF16 / AMX), so '
             f'bf16 is emulated ({EMULATED_BF16_SLOWDOWN}) and its timings would say nothing about bf16 '
             'sampling; MMSPECTRAL_CPU_BF16=1 measures them anyway')
+
+
+def announce_cpu(device: torch.device, bf16: bool) -> Tuple[Dict[str, object], Optional[str]]:
+    """What a benchmark prints first: the CPU it runs on and, when it was asked for bf16 rows that this CPU
+    would emulate, why it skips them. Returns ``(cpu_description(), the skip reason or None)``."""
+    cpu = cpu_description()
+    print(f'# CPU: {cpu["model"]}, {cpu["capability"]}, {cpu["cores"]} cores')
+    skip = bf16_skip_reason(device) if bf16 else None
+    if skip:
+        print(f'# {skip}')
+    return cpu, skip
 
 
 def cpu_busy_seconds() -> float:

@@ -6,17 +6,14 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
+from mmspectral.utils.optional import require
+
 __all__ = ['require_constriction', 'probabilities', 'encode', 'scan_ends', 'decode_some', 'StepDecoder',
            'ideal_bits']
 
 
 def require_constriction():
-    try:
-        import constriction
-    except ImportError:
-        raise ImportError('The progressive codec needs the `constriction` package (its range coder): '
-                          "pip install 'constriction>=0.4' (tools/setup_env.sh installs it).") from None
-    return constriction
+    return require('constriction', 'The progressive codec (its range coder)', "'constriction>=0.4'")
 
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:

@@ -117,9 +117,9 @@ def _token_probs(model, tokens: torch.Tensor, label: int, num_tokens: int) -> np
     return np.stack(rows[:num_tokens])
 
 
-def _header(model, label: int, tokens: Sequence[int], ends, lengths, checks) -> fmt.Header:
+def _header(model, digest: bytes, label: int, tokens: Sequence[int], ends, lengths, checks) -> fmt.Header:
     size = model.codec.image_size
-    return fmt.Header(model_hash(model), size, size, model.gen.vocab_size, model.gen.num_tokens, label,
+    return fmt.Header(digest, size, size, model.gen.vocab_size, model.gen.num_tokens, label,
                       len(tokens), fmt.token_crc(tokens),
                       [fmt.Scan(t, w, c) for t, w, c in zip(ends, lengths, checks)])
 
@@ -136,11 +136,13 @@ class _Coded:
         self.lengths = entropy.scan_ends(self.words, self.symbols, probs, ends)
         self.checks = [fmt.scan_check(self.symbols[:t]) for t in ends]
         self.model, self.label, self.ends = model, label, ends
+        self.digest = model_hash(model)  # once per image, not once per file of a prefix
 
     def file(self, num_scans: int) -> bytes:
         j, t = num_scans, self.ends[num_scans - 1]
-        return fmt.pack(_header(self.model, self.label, self.symbols[:t], self.ends[:j], self.lengths[:j],
-                                self.checks[:j]), self.words)
+        header = _header(self.model, self.digest, self.label, self.symbols[:t], self.ends[:j],
+                         self.lengths[:j], self.checks[:j])
+        return fmt.pack(header, self.words)
 
 
 @torch.no_grad()

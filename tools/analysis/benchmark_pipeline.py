@@ -27,7 +27,7 @@ import sys
 
 import torch
 
-from mmspectral.analysis.speed import bf16_skip_reason, cpu_description, measure_alternating, wait_until_idle
+from mmspectral.analysis.speed import announce_cpu, measure_alternating, wait_until_idle
 from mmspectral.apis import load_config, register_all_modules
 from mmspectral.cli import output_folder, positive_int
 from mmspectral.fileio import write_report
@@ -105,11 +105,8 @@ def main(argv=None) -> dict:
     if args.var_repo:
         check_var_repo(args.var_repo)  # before building anything
     device = torch.device(args.device)
-    cpu = cpu_description()
-    print(f'# CPU: {cpu["model"]}, {cpu["capability"]}, {cpu["cores"]} cores')
-    skip = bf16_skip_reason(device) if 'bf16' in args.dtypes else None
+    _, skip = announce_cpu(device, 'bf16' in args.dtypes)
     if skip:
-        print(f'# {skip}')
         args.dtypes = [dt for dt in args.dtypes if dt != 'bf16']
     b = args.batch_size
     model = build_mmspectral(args.config, device)

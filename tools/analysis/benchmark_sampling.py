@@ -26,9 +26,8 @@ from functools import partial
 
 import torch
 
-from mmspectral.analysis.speed import (bf16_skip_reason, cpu_description, matmul_peak, measure_alternating,
-                                       sampling_flops, step_weight_bytes, stream_bandwidth, time_sampling,
-                                       wait_until_idle)
+from mmspectral.analysis.speed import (announce_cpu, matmul_peak, measure_alternating, sampling_flops,
+                                       step_weight_bytes, stream_bandwidth, time_sampling, wait_until_idle)
 from mmspectral.apis import register_all_modules
 from mmspectral.cli import positive_int
 from mmspectral.models import SpectralARGenerator
@@ -93,11 +92,8 @@ def main(argv=None):
     register_all_modules()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    cpu = cpu_description()
-    print(f'# CPU: {cpu["model"]}, {cpu["capability"]}, {cpu["cores"]} cores')
-    skip = bf16_skip_reason(device) if 'bf16' in args.dtypes else None
+    _, skip = announce_cpu(device, 'bf16' in args.dtypes)
     if skip:
-        print(f'# {skip}')
         args.dtypes = [dt for dt in args.dtypes if dt != 'bf16']
         if not args.dtypes:
             return {}

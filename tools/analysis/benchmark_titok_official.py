@@ -34,7 +34,7 @@ import tempfile
 import torch
 from mmengine.optim import build_optim_wrapper
 
-from mmspectral.analysis.speed import bf16_skip_reason, cpu_description, measure_alternating, wait_until_idle
+from mmspectral.analysis.speed import announce_cpu, measure_alternating, wait_until_idle
 from mmspectral.apis import load_config, register_all_modules
 from mmspectral.cli import output_folder, positive_int
 from mmspectral.fileio import write_report
@@ -113,11 +113,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     check_repo(args.titok_repo)  # before building anything
     device = torch.device(args.device)
-    cpu = cpu_description()
-    print(f'# CPU: {cpu["model"]}, {cpu["capability"]}, {cpu["cores"]} cores')
-    skip = bf16_skip_reason(device) if args.amp else None
+    cpu, skip = announce_cpu(device, args.amp)
     if skip:
-        print(f'# --amp: {skip}')
         return dict(skipped=skip, cpu=cpu)
     register_all_modules()
     b, size = args.batch_size, args.image_size

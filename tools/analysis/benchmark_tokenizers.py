@@ -101,12 +101,8 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     b = args.batch_size
-    from mmspectral.analysis.speed import bf16_skip_reason, cpu_description
-    cpu = cpu_description()
-    print(f'# CPU: {cpu["model"]}, {cpu["capability"]}, {cpu["cores"]} cores')
-    skip = bf16_skip_reason(device) if args.amp else None
-    if skip:
-        print(f'# --amp: {skip}')
+    from mmspectral.analysis.speed import announce_cpu
+    if announce_cpu(device, args.amp)[1]:
         return
     print(f'# {args.arch}, {args.image_size}px, patch {args.patch_size}, {args.num_tokens} tokens, '
           f'batch {b}, {device}, {"bf16 autocast" if args.amp else "fp32"}, torch {torch.__version__}, '

@@ -23,9 +23,8 @@ import os.path as osp
 
 import torch
 
-from mmspectral.analysis.speed import (bf16_skip_reason, cpu_description, matmul_peak, measure,
-                                       sampling_flops, step_weight_bytes, stream_bandwidth, time_sampling,
-                                       wait_until_idle)
+from mmspectral.analysis.speed import (announce_cpu, matmul_peak, measure, sampling_flops, step_weight_bytes,
+                                       stream_bandwidth, time_sampling, wait_until_idle)
 from mmspectral.apis import register_all_modules
 from mmspectral.cli import output_folder, positive_int
 from mmspectral.fileio import write_report
@@ -190,11 +189,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     register_all_modules()
     device = torch.device(args.device)
-    cpu = cpu_description()
-    print(f'# CPU: {cpu["model"]}, {cpu["capability"]}, {cpu["cores"]} cores')
-    skip = bf16_skip_reason(device) if args.dtype == 'bf16' else None
+    cpu, skip = announce_cpu(device, args.dtype == 'bf16')
     if skip:
-        print(f'# {skip}')
         return dict(dtype=args.dtype, skipped=skip, cpu=cpu)
     sampling = [] if args.skip_sampling else sampling_curve(args, device)
     tokenizer = [] if args.skip_tokenizer else tokenizer_curve(args, device)
