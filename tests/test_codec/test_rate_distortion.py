@@ -5,6 +5,7 @@ import os.path as osp
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip('constriction')
 pytest.importorskip('imagecodecs')
@@ -26,6 +27,19 @@ def test_classic_curve_counts_real_files():
         assert p['bpp_file'] == pytest.approx(np.mean(sizes) * 8 / (64 * 64))
         assert 0 <= p['bpp_payload'] < p['bpp_file']
     assert [p['psnr'] for p in points] == sorted(p['psnr'] for p in points)  # more bytes, less error
+
+
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+def test_classic_codecs_take_either_memory_layout(layout):
+    """Images as a (B, 3, H, W) array loaded from disk (contiguous) or as a decoder returns them (channels
+    last): every codec gets the same bytes."""
+    from mmspectral.analysis.rate_distortion import CLASSIC_CODECS, classic_curve
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)) / 255
+    if layout == 'channels_last':
+        images = images.contiguous(memory_format=torch.channels_last)
+    for name, (_, settings, _) in CLASSIC_CODECS.items():
+        point, = classic_curve(name, images, settings=settings[-1:])
+        assert point['bpp_file'] > 0 and point['psnr'] > 10
 
 
 def test_spectral_curve_reads_the_files_it_would_write(codec_models):
