@@ -16,6 +16,7 @@ BD-rate through the ``bjontegaard`` package.
 """
 import math
 import time
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -225,7 +226,7 @@ def _table4_tokenizer(work_dir: str, row: str, seed: int):
 
     from mmengine.config import Config
 
-    from mmspectral.models.tokenizers.loading import load_tokenizer
+    from mmspectral.models.tokenizers.loading import load_tokenizer, settle_value_range
     run = osp.join(work_dir, row.replace('_matched', ''), f'seed{seed}', 'tokenizer')
     configs = sorted(glob.glob(osp.join(run, '*.py')))
     if not configs:
@@ -235,7 +236,12 @@ def _table4_tokenizer(work_dir: str, row: str, seed: int):
             checkpoint = json.load(f)['checkpoint']
     else:
         checkpoint = max(glob.glob(osp.join(run, 'iter_*.pth')), key=lambda p: int(osp.basename(p)[5:-4]))
-    return load_tokenizer(Config.fromfile(configs[0]).model.tokenizer, checkpoint)
+    # the whole model config: runs made before the tokenizer owned its value range set it on the data
+    # preprocessor, and the tokenizer config alone would decode them in [0, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        tokenizer = settle_value_range(Config.fromfile(configs[0]).model)['tokenizer']
+    return load_tokenizer(tokenizer, checkpoint)
 
 
 @torch.no_grad()

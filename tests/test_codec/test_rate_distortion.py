@@ -88,3 +88,53 @@ def test_command_line_writes_table_json_and_plot(codec_models, tmp_path, capsys)
     assert osp.isfile(out / 'photos.json')
     with pytest.raises(SystemExit):
         run_cli('tools/analysis/rate_distortion.py', ['--out-dir', out])  # neither a model nor --photos
+
+
+def test_table4_rows_read_a_finished_work_dir(tmp_path):
+    """The ideal rate of each Table 4 row is its reference generator's held-out cross-entropy summed over
+    the prefix, and its PSNR is the row's tokenizer decoding the held-out tokens with the value range its
+    run trained in, also for a run whose config set that range on the data preprocessor (older runs)."""
+    import json
+
+    from mmspectral.analysis.rate_distortion import TABLE4_ROWS, _quality, table4_ideal_curves
+    from mmspectral.apis import load_config
+    from mmspectral.registry import MODELS
+    from tiny_models import REPO_ROOT, TOKENIZER_CONFIG
+
+    cfg = load_config(osp.join(REPO_ROOT, TOKENIZER_CONFIG))
+    cfg.model.tokenizer.pop('value_range')  # the older layout: the range on the data preprocessor
+    cfg.model.data_preprocessor = dict(type='ImageDataPreprocessor', value_range=(-1.0, 1.0))
+    images, _ = shapes(6, seed=3)
+    uint8 = (images * 255).round().to(torch.uint8)
+    np.savez(tmp_path / 'images.npz', held_out=uint8.numpy())
+    rng = np.random.default_rng(0)
+    expected = {}
+    for i, row in enumerate(TABLE4_ROWS):
+        run = tmp_path / row.replace('_matched', '') / 'seed0'
+        (run / 'tokenizer').mkdir(parents=True, exist_ok=True)
+        cfg.dump(str(run / 'tokenizer' / 'tokenizer.py'))
+        torch.manual_seed(i)
+        with pytest.warns(DeprecationWarning):
+            model = MODELS.build(cfg.model)
+        # the matched TiTok is an earlier checkpoint of the TiTok run, which ends at the later one
+        step = 10 - i
+        checkpoint = str(run / 'tokenizer' / f'iter_{step}.pth')
+        torch.save(dict(state_dict=model.state_dict(), meta=dict(iter=step)), checkpoint)
+        folder = tmp_path / row / 'seed0'
+        folder.mkdir(parents=True, exist_ok=True)
+        if row.endswith('_matched'):
+            (folder / 'match.json').write_text(json.dumps(dict(checkpoint=checkpoint)))
+        ids = model.tok.eval().encode_images(uint8.float() / 255)
+        np.savez(folder / 'tokens.npz', held_ids=ids.numpy())
+        ce = rng.uniform(0.5, 3.0, 16)
+        (folder / 'reference.json').write_text(json.dumps(dict(ce=ce.tolist())))
+        # the model as training built it (the range settled from the data preprocessor): the reference
+        expected[TABLE4_ROWS[row]] = (np.cumsum(ce) / np.log(2) / 64 ** 2,
+                                      _quality(model.tok.decode_images(ids[:, :8]), uint8.float() / 255))
+    curves = table4_ideal_curves(str(tmp_path), seeds=(0,))
+    assert set(curves) == set(TABLE4_ROWS.values())
+    for label, points in curves.items():
+        bits, quality = expected[label]
+        assert [p['setting'] for p in points] == list(range(1, 17))
+        assert [p['bpp_ideal'] for p in points] == pytest.approx(bits)
+        assert points[7]['psnr'] == pytest.approx(quality['psnr'], abs=1e-4)
