@@ -44,7 +44,8 @@ CLASSIC_CODECS = {
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3), rounded."""
-    return (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    uint8 = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return uint8.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _from_uint8(arrays: Sequence[np.ndarray]) -> torch.Tensor:
