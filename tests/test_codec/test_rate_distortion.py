@@ -12,7 +12,7 @@ pytest.importorskip('imagecodecs')
 pytest.importorskip('bjontegaard')
 
 from cli import run_cli  # noqa: E402
-from tiny_models import shapes  # noqa: E402
+from tiny_models import REPO_ROOT, TOKENIZER_CONFIG, shapes  # noqa: E402
 
 
 def test_classic_curve_counts_real_files():
@@ -99,7 +99,6 @@ def test_table4_rows_read_a_finished_work_dir(tmp_path):
     from mmspectral.analysis.rate_distortion import TABLE4_ROWS, _quality, table4_ideal_curves
     from mmspectral.apis import load_config
     from mmspectral.registry import MODELS
-    from tiny_models import REPO_ROOT, TOKENIZER_CONFIG
 
     cfg = load_config(osp.join(REPO_ROOT, TOKENIZER_CONFIG))
     cfg.model.tokenizer.pop('value_range')  # the older layout: the range on the data preprocessor
