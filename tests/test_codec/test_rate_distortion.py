@@ -90,13 +90,10 @@ def test_command_line_writes_table_json_and_plot(codec_models, tmp_path, capsys)
         run_cli('tools/analysis/rate_distortion.py', ['--out-dir', out])  # neither a model nor --photos
 
 
-def test_table4_rows_read_a_finished_work_dir(tmp_path):
-    """The ideal rate of each Table 4 row is its reference generator's held-out cross-entropy summed over
-    the prefix, and its PSNR is the row's tokenizer decoding the held-out tokens with the value range its
-    run trained in, also for a run whose config set that range on the data preprocessor (older runs)."""
-    import json
-
-    from mmspectral.analysis.rate_distortion import TABLE4_ROWS, _quality, table4_ideal_curves
+def _table4_work_dir(tmp_path):
+    """A finished table4_gap.py work dir of one tokenizer seed in the older layout (the value range set on
+    the data preprocessor), random weights; returns each row's expected ideal bits and 8-token quality."""
+    from mmspectral.analysis.rate_distortion import TABLE4_ROWS, _quality
     from mmspectral.apis import load_config
     from mmspectral.registry import MODELS
 
@@ -130,6 +127,15 @@ def test_table4_rows_read_a_finished_work_dir(tmp_path):
         # the model as training built it (the range settled from the data preprocessor): the reference
         expected[TABLE4_ROWS[row]] = (np.cumsum(ce) / np.log(2) / 64 ** 2,
                                       _quality(model.tok.decode_images(ids[:, :8]), uint8.float() / 255))
+    return expected
+
+
+def test_table4_rows_read_a_finished_work_dir(tmp_path):
+    """The ideal rate of each Table 4 row is its reference generator's held-out cross-entropy summed over
+    the prefix, and its PSNR is the row's tokenizer decoding the held-out tokens with the value range its
+    run trained in, also for a run whose config set that range on the data preprocessor (older runs)."""
+    from mmspectral.analysis.rate_distortion import TABLE4_ROWS, table4_ideal_curves
+    expected = _table4_work_dir(tmp_path)
     curves = table4_ideal_curves(str(tmp_path), seeds=(0,))
     assert set(curves) == set(TABLE4_ROWS.values())
     for label, points in curves.items():
@@ -137,3 +143,16 @@ def test_table4_rows_read_a_finished_work_dir(tmp_path):
         assert [p['setting'] for p in points] == list(range(1, 17))
         assert [p['bpp_ideal'] for p in points] == pytest.approx(bits)
         assert points[7]['psnr'] == pytest.approx(quality['psnr'], abs=1e-4)
+
+
+def test_table4_rows_command_line(tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    _table4_work_dir(work)
+    out = tmp_path / 'out'
+    from mmspectral.analysis import rate_distortion
+    run_cli('tools/analysis/rate_distortion.py', ['--out-dir', out, '--table4-work-dir', work,
+                                                  '--table4-seeds', 0, '--codecs', 'JPEG'])
+    report = json.loads((out / 'table4_rows.json').read_text())
+    assert set(report['curves']) == set(rate_distortion.TABLE4_ROWS.values()) | {'JPEG'}
+    assert report['bd_rate']['rate'] == 'bpp_ideal' and (out / 'table4_rows.png').stat().st_size > 0

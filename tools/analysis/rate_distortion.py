@@ -43,6 +43,8 @@ def parse_args(argv=None):
                         help='a finished tools/analysis/table4_gap.py work dir: the ideal code length of '
                         'its rows\' prefixes (reference generators) against their PSNR, and the classic '
                         'codecs on the same held-out images')
+    parser.add_argument('--table4-seeds', type=non_negative_int, nargs='+', default=[0, 1],
+                        help='the tokenizer seeds of --table4-work-dir to average')
     parser.add_argument('--codecs', nargs='+', choices=CODEC_NAMES, default=list(CODEC_NAMES))
     parser.add_argument('--timing', type=non_negative_int, default=0, metavar='N',
                         help='also time coding, decoding and sampling on N images, one at a time')
@@ -88,7 +90,7 @@ def _report(out_dir, stem, curves, title, meta, anchor='JPEG', rate='bpp_file'):
     table = report_table(curves, bd, title, anchor, rate)
     write_report(out_dir, stem, table,
                  dict(meta, curves=curves, bd_rate=dict(anchor=anchor, rate=rate, **bd)))
-    plot_curves(curves, osp.join(out_dir, f'{stem}.png'), title)
+    plot_curves(curves, osp.join(out_dir, f'{stem}.png'), title, rate)
     print(table)
 
 
@@ -137,7 +139,7 @@ def main(argv=None):
         import numpy as np
 
         from mmspectral.analysis.rate_distortion import TABLE4_ROWS, table4_ideal_curves
-        curves = table4_ideal_curves(args.table4_work_dir)
+        curves = table4_ideal_curves(args.table4_work_dir, seeds=args.table4_seeds)
         with np.load(osp.join(args.table4_work_dir, 'images.npz')) as data:
             held = torch.from_numpy(data['held_out'][:500]).float() / 255
         for codec in args.codecs:
