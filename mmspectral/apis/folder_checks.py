@@ -47,7 +47,7 @@ META_FILE = MODEL_FOLDER_RECORD
 #: The top-level keys a folder's config may hold, by kind: what inference needs (``inference_config``).
 KEEP_KEYS = {'tokenizer': ('type', 'tokenizer', 'data_preprocessor', 'eval_prefix_lengths', 'recipe'),
              'generator': ('type', 'generator', 'tokenizer', 'sampling', 'image_value_range',
-                           'num_position_bins')}
+                           'num_position_bins', 'class_names')}
 #: Keys that make MMEngine read files, import modules or switch registries; a folder's config is plain data.
 CODE_KEYS = ('_base_', 'custom_imports', '_scope_', '_delete_')
 #: Keys that name weights outside the folder (the folder's own weights replace them); the suffixes count for

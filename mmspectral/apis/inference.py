@@ -170,7 +170,7 @@ def init_generator(config: str, checkpoint: Optional[str] = None, device='cpu',
     load_state_dict_checked(model, state, checkpoint, f'the generator of {osp.basename(config)}',
                             f'{SAME_ARCHITECTURE} Pass a checkpoint written by training this config (a '
                             'GeneratorModel), not the tokenizer\'s.', noun='checkpoint')
-    model.class_names = _class_names(cfg)
+    model.class_names = model.class_names or _class_names(cfg)
     model.pretrained_config = cfg.model.to_dict()
     return model.eval().to(device)
 

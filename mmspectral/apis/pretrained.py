@@ -147,7 +147,11 @@ def save_pretrained(model: nn.Module, folder: str, config: Optional[Mapping] = N
         raise FileExistsError(f'{folder} already holds {what}; pass overwrite=True (publish_model.py '
                               '--overwrite) or choose another folder.')
     os.makedirs(folder, exist_ok=True)
-    names = list(class_names if class_names is not None else getattr(model, 'class_names', ()) or ())
+    names = class_names if class_names is not None else getattr(model, 'class_names', ()) or ()
+    if kind == 'generator' and names:
+        # in the config, where hub users look for them (and checked as loading checks them)
+        names = cfg['class_names'] = list(model._check_class_names(names))
+    names = list(names)
     card = dict(card or {})
     sha = save_safetensors(osp.join(folder, WEIGHTS_FILE), _weights(model, kind),
                            metadata={'format': 'pt', 'mmspectral_kind': kind})
@@ -203,7 +207,7 @@ def from_pretrained(folder: str, device: str = 'cpu', verify: bool = True) -> nn
                                 noun='weights file')
         load_state_dict_checked(persistent_tensors(model.tokenizer), tok, weights,
                                 type(model.tokenizer).__name__, fix, noun='weights file')
-    model.class_names = tuple(meta.get('class_names', ()))
+    model.class_names = tuple(cfg.get('class_names') or meta.get('class_names', ()))
     model.pretrained_config = cfg
     model.model_folder = osp.abspath(folder)
     return model.eval().to(torch.device(device))

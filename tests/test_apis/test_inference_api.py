@@ -130,7 +130,9 @@ def test_model_folders_round_trip_without_pickles(trained, monkeypatch):
         assert osp.getsize(osp.join(tok_dir, name)) > 0
     card = open(osp.join(tok_dir, 'README.md')).read()
     assert sha in card and sha == sha256_of_file(osp.join(tok_dir, 'model.safetensors')) and 'psnr' in card
-    assert 'checkpoint' not in json.dumps(json.load(open(osp.join(gen_dir, 'config.json'))))
+    gen_config = json.load(open(osp.join(gen_dir, 'config.json')))
+    assert 'checkpoint' not in json.dumps(gen_config)
+    assert gen_config['class_names'] == list(CLASSES)  # where hub users look for the labels
 
     def no_unpickling(*args, **kwargs):
         raise AssertionError('a model folder must load without torch.load')
@@ -195,3 +197,24 @@ def test_list_models_and_docstring_examples(trained, repo_root):
     result = doctest.testmod(inference, extraglobs=dict(generator_folder=folder),
                              optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
+
+
+def test_class_names_in_a_generator_config_are_checked(trained, tmp_path):
+    from mmspectral.apis import from_pretrained, init_generator, save_pretrained
+    from mmspectral.apis.folder_checks import CONFIG_FILE
+    repo_root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    options = {'model.tokenizer_checkpoint': trained['tok_ckpt']}
+    named = init_generator(osp.join(repo_root, GENERATOR_CONFIG), trained['gen_ckpt'],
+                           cfg_options=dict(options, **{'model.class_names': [f'c{i}' for i in range(10)]}))
+    assert named.class_names == tuple(f'c{i}' for i in range(10))  # the config's, not the tokens' meta file
+    for bad, why in (([f'c{i}' for i in range(9)], '9 names'), (['c0'] * 10, '1 different'),
+                     ('disk ring', 'list of 10')):
+        with pytest.raises(ValueError, match=why):
+            init_generator(osp.join(repo_root, GENERATOR_CONFIG), trained['gen_ckpt'],
+                           cfg_options=dict(options, **{'model.class_names': bad}))
+        with pytest.raises(ValueError, match=why):
+            save_pretrained(trained['generator'], str(tmp_path / 'bad'), class_names=bad, overwrite=True)
+    folder = str(tmp_path / 'folder')
+    save_pretrained(trained['generator'], folder, class_names=[f'n{i}' for i in range(10)])
+    assert from_pretrained(folder).class_names == tuple(f'n{i}' for i in range(10))
+    assert json.load(open(osp.join(folder, CONFIG_FILE)))['class_names'][3] == 'n3'

@@ -68,6 +68,9 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
             one is refused.
         data_preprocessor: default moves token batches to the device; with ``encode_on_the_fly``, an
             ``ImageDataPreprocessor`` with the tokenizer's value range.
+        class_names: the name of each class label (``generator.num_classes`` of them), so that users ask for
+            classes by name; model folders keep them in their ``config.json``. Default: none (the tools
+            then read them from the training tokens' meta file).
     """
 
     #: arguments that name a file, for the config checks (mmspectral/engine/component_checks.py)
@@ -84,7 +87,8 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
                  tokenizer_checkpoint: Optional[str] = None, encode_on_the_fly: bool = False,
                  num_position_bins: int = 8, sampling: Optional[dict] = None,
                  image_value_range: Optional[Sequence[float]] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
+                 class_names: Optional[Sequence[str]] = None) -> None:
         tokenizer, value_range = adopt_value_range(tokenizer, {
             'model.image_value_range': image_value_range,
             'model.data_preprocessor.value_range': range_of(data_preprocessor)})
@@ -109,6 +113,18 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         self.encode_on_the_fly = encode_on_the_fly
         self.bins = position_bins(self.generator.num_tokens, num_position_bins)
         self.sampling = self.sampling_options(sampling or {}, where='model.sampling', defaults=False)
+        self.class_names = self._check_class_names(class_names)
+
+    def _check_class_names(self, names) -> tuple:
+        if names is None:
+            return ()
+        count = self.generator.num_classes
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f'model.class_names must be a list of {count} non-empty strings, got {names!r}.')
+        if len(names) != count or len(set(names)) != len(names):
+            raise ValueError(f'model.class_names has {len(names)} names ({len(set(names))} different) but the '
+                             f'generator has num_classes={count}: give one distinct name per class.')
+        return tuple(names)
 
     @classmethod
     def check_config(cls, args: Mapping, where: str = 'model', cfg: Optional[Mapping] = None) -> List[str]:
