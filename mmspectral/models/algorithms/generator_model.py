@@ -122,8 +122,8 @@ class GeneratorModel(GenerationApplicationsMixin, BaseModel):
         if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f'model.class_names must be a list of {count} non-empty strings, got {names!r}.')
         if len(names) != count or len(set(names)) != len(names):
-            raise ValueError(f'model.class_names has {len(names)} names ({len(set(names))} different) but the '
-                             f'generator has num_classes={count}: give one distinct name per class.')
+            raise ValueError(f'model.class_names has {len(names)} names ({len(set(names))} different) but '
+                             f'the generator has num_classes={count}: give one distinct name per class.')
         return tuple(names)
 
     @classmethod
