@@ -8,11 +8,12 @@ import argparse
 import math
 import os
 import os.path as osp
+import re
 from typing import Callable, Optional
 
 __all__ = ['add_trust_arg', 'TRUST_HELP', 'bounded', 'positive_int', 'non_negative_int', 'positive_float',
            'non_negative_float', 'fraction', 'existing_file', 'existing_path', 'output_folder', 'output_file',
-           'output_problem']
+           'output_problem', 'is_hub_id', 'add_model_args', 'check_model_args', 'MODEL_FOLDER_RECORD']
 
 TRUST_HELP = ('load this checkpoint with full unpickling (weights_only=False), which runs any code it '
               'carries: only for a file you or your team wrote that needs it (one written by another '
@@ -108,3 +109,53 @@ def output_file(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
+
+
+# ------------------------------------------------------------------------------------------ models
+#: the record every model folder holds (mmspectral.apis.save_pretrained writes it)
+MODEL_FOLDER_RECORD = 'mmspectral_model.json'
+_HUB_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$')
+
+
+def is_hub_id(text) -> bool:
+    """Whether ``text`` reads as a hub repository id ('org/name') rather than a local path: it matches the
+    hub's spelling, is not an existing file or folder, and names no config or checkpoint file."""
+    return (isinstance(text, str) and bool(_HUB_ID.match(text)) and not osp.exists(text)
+            and not text.endswith(('.py', '.pth', '.pt', '.json', '.safetensors')))
+
+
+def add_model_args(parser: argparse.ArgumentParser, kind: str = 'generator') -> None:
+    """The positional ``model`` (a model folder, a hub id, or a config) and ``checkpoint`` (with a config
+    only) that the tools taking a trained model share; check them with :func:`check_model_args`."""
+    parser.add_argument('model', metavar='MODEL',
+                        help=f'{kind} model folder (tools/model_converters/publish_model.py, the quick '
+                             f"start's work_dirs/quickstart/models/{kind}), hub id 'org/name', or config")
+    parser.add_argument('checkpoint', nargs='?', default=None, metavar='CHECKPOINT',
+                        help='the checkpoint training wrote (with a config only)')
+
+
+def check_model_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One line, before any model loads, for a model argument that cannot work: a path that does not
+    exist, a folder that is no model folder, a config without its checkpoint, a folder or hub id with one."""
+    model, checkpoint = args.model, args.checkpoint
+    if osp.isdir(model):
+        if not osp.lexists(osp.join(model, MODEL_FOLDER_RECORD)):
+            parser.error(f'{model} is a folder but no model folder (it has no {MODEL_FOLDER_RECORD}); pass a '
+                         'folder written by tools/model_converters/publish_model.py, or a config and its '
+                         'checkpoint.')
+        if checkpoint is not None:
+            parser.error(f'{model} is a model folder, which holds its weights: drop {checkpoint}.')
+    elif osp.isfile(model):
+        if checkpoint is None:
+            parser.error(f'{model} is a config: pass the checkpoint training wrote after it (or a model '
+                         'folder instead of the config).')
+        try:
+            existing_file(checkpoint)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f'checkpoint {exc}')
+    elif is_hub_id(model):
+        if checkpoint is not None:
+            parser.error(f'{model} is read as a hub id (no such local file or folder), which holds its '
+                         f'weights: drop {checkpoint}, or give the path of a local config.')
+    else:
+        parser.error(f'{model} does not exist (neither a model folder, a config nor a hub id org/name).')

@@ -1,6 +1,7 @@
 """Class-balanced sampling for evaluation: PNG files plus the npz the ADM evaluator reads.
 
-    python tools/sample.py GENERATOR_CONFIG CHECKPOINT --out samples/NAME [--per-class 50] [--batch-size 32]
+    python tools/sample.py MODEL_FOLDER --out samples/NAME [--per-class 50] [--batch-size 32]
+        (or GENERATOR_CONFIG CHECKPOINT, or a hub id 'org/name', instead of MODEL_FOLDER)
         [--cfg 1.5] [--cfg-schedule linear] [--top-k 900] [--top-p 0.96] [--temperature 1.0] [--seed 0]
         [--num-tokens N]     # truncated generation: only the first N tokens
         [--super-resolve bicubic|stride|patch]   # Table 3: each sample at twice the size
@@ -30,7 +31,8 @@ from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
 from mmspectral.apis import add_sampling_args, init_generator, register_all_modules, sampling_options
-from mmspectral.cli import add_trust_arg, existing_file, non_negative_int, output_folder, positive_int
+from mmspectral.cli import (add_model_args, add_trust_arg, check_model_args, non_negative_int, output_folder,
+                            positive_int)
 from mmspectral.engine import setup_worker, shutdown_distributed
 from mmspectral.evaluation.protocol import balanced_batches, balanced_labels
 from mmspectral.fileio import ProvenanceError, claim_folder, file_identity
@@ -44,9 +46,7 @@ def image_path(out: str, index: int, label: int) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Class-balanced sampling to PNG + npz.')
-    parser.add_argument('config', type=existing_file,
-                        help='generator config (a GeneratorModel with a tokenizer)')
-    parser.add_argument('checkpoint', type=existing_file, help='trained generator checkpoint')
+    add_model_args(parser, 'generator')
     parser.add_argument('--out', required=True, type=output_folder, help='output folder')
     parser.add_argument('--per-class', type=positive_int, default=50)
     parser.add_argument('--num-classes', type=positive_int, default=None,
@@ -68,6 +68,7 @@ def parse_args(argv=None):
     add_trust_arg(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)  # counts, files and folders are checked here, before any model loads
+    check_model_args(parser, args)
     if args.super_resolve and args.num_tokens is not None:
         parser.error('--super-resolve up-samples full samples (Table 3); drop --num-tokens, '
                      'or sample the truncated generations without --super-resolve.')
@@ -77,9 +78,11 @@ def parse_args(argv=None):
 def provenance(args, model, options: dict, num_classes: int) -> dict:
     """What decides the samples (the process count does not: every batch has its own seed)."""
     tokenizer_checkpoint = getattr(model, 'tokenizer_checkpoint', None)
-    return dict(generator_checkpoint=file_identity(args.checkpoint),
+    folder = getattr(model, 'model_folder', None)  # a model folder (or a hub id's): its weights file
+    weights = args.checkpoint or osp.join(folder, 'model.safetensors')
+    return dict(generator_checkpoint=file_identity(weights),
                 tokenizer_checkpoint=file_identity(tokenizer_checkpoint) if tokenizer_checkpoint else None,
-                config=osp.abspath(args.config), cfg_options=args.cfg_options or {},
+                config=folder or osp.abspath(args.model), cfg_options=args.cfg_options or {},
                 sampling=model.sampling_options(options), seed=args.seed, per_class=args.per_class,
                 num_classes=num_classes, batch_size=args.batch_size, super_resolve=args.super_resolve,
                 precision='bf16' if args.bf16 else 'fp32')
@@ -89,7 +92,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     register_all_modules()
     rank, world, device = setup_worker(args.launcher, args.device)
-    model = init_generator(args.config, args.checkpoint, device, args.cfg_options, args.trust_checkpoint)
+    model = init_generator(args.model, args.checkpoint, device, args.cfg_options, args.trust_checkpoint)
     if args.bf16:
         cpu_precision(torch.bfloat16, explicit=True, where='tools/sample.py --bf16', device_type=device.type)
         model.gen.to(torch.bfloat16)  # weights, activations and KV cache in bf16: no casts inside a step

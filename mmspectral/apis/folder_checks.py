@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterator, Mapping, Tuple
 
 import torch
 
+from mmspectral.cli import MODEL_FOLDER_RECORD  # the name the tools check before torch loads
 from mmspectral.fileio import SafetensorsError, diff_state_dict, sha256_of_file
 from mmspectral.registry import ATTN_MASKS, FREQ_SCHEDULES, GENERATORS, MODELS, QUANTIZERS, TOKENIZERS
 
@@ -41,7 +42,7 @@ __all__ = ['ModelFolderError', 'MODEL_FOLDER_RECORD',
 CONFIG_FILE, WEIGHTS_FILE = 'config.json', 'model.safetensors'
 #: The record of a model folder (kind, sizes, classes, the sha256 of every other file); ``META_FILE`` is its
 #: earlier name.
-MODEL_FOLDER_RECORD, CARD_FILE = 'mmspectral_model.json', 'README.md'
+CARD_FILE = 'README.md'
 META_FILE = MODEL_FOLDER_RECORD
 
 #: The top-level keys a folder's config may hold, by kind: what inference needs (``inference_config``).

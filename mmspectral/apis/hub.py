@@ -5,25 +5,15 @@ Nothing is fetched unless a hub id is named. ``HF_HUB_OFFLINE=1`` (or ``local_fi
 cache alone; ``revision`` picks a branch, tag or commit; ``HF_HOME`` / ``HF_HUB_CACHE`` say where the cache
 is.
 """
-import os.path as osp
-import re
 from typing import Optional
 
-__all__ = ['is_hub_id', 'resolve_hub_id', 'HubModelError']
+from mmspectral.cli import is_hub_id  # 'org/name' as the hub spells ids; no local file or folder of that name
 
-# 'org/name' as the hub spells repository ids: letters, digits, '-', '_', '.', one slash
-_HUB_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$')
+__all__ = ['is_hub_id', 'resolve_hub_id', 'HubModelError']
 
 
 class HubModelError(FileNotFoundError):
     """A hub id that neither the cache nor the network could give (the message says which and what to do)."""
-
-
-def is_hub_id(text) -> bool:
-    """Whether ``text`` reads as a hub repository id ('org/name') rather than a local path: it matches the
-    hub's spelling, is not an existing file or folder, and names no config or checkpoint file."""
-    return (isinstance(text, str) and bool(_HUB_ID.match(text)) and not osp.exists(text)
-            and not text.endswith(('.py', '.pth', '.pt', '.json', '.safetensors')))
 
 
 def resolve_hub_id(repo_id: str, revision: Optional[str] = None, local_files_only: bool = False) -> str:

@@ -1,6 +1,8 @@
 """Token extraction -> TokenDataset -> generator training -> class-balanced sampling, through the real
 tools."""
 import json
+import os
+import os.path as osp
 import subprocess
 import sys
 
@@ -260,3 +262,36 @@ def test_sample_tool_refuses_impossible_counts_before_loading(tmp_path, capsys, 
             run_cli('tools/sample.py', argv)
         assert info.value.code == 2 and named in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+def test_sample_tool_takes_a_model_folder(codec_models, tmp_path, capsys, repo_root):
+    """A model folder draws the same images as the config and checkpoint it was published from, from any
+    working directory; a wrong model argument is one line before anything loads."""
+    import cv2
+    from tiny_models import GENERATOR_CONFIG
+
+    from mmspectral.apis import save_pretrained
+    folder = str(tmp_path / 'folder')
+    save_pretrained(codec_models['model'], folder)
+    config = osp.join(repo_root, GENERATOR_CONFIG)
+    options = ['--cfg-options', f'model.tokenizer_checkpoint={codec_models["tok_ckpt"]}']
+    common = ['--per-class', 1, '--num-classes', 2, '--batch-size', 2, '--no-npz']
+    run_cli('tools/sample.py', [config, codec_models['gen_ckpt'], '--out', tmp_path / 'a'] + common + options)
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)  # not the repository root
+        run_cli('tools/sample.py', [folder, '--out', tmp_path / 'b'] + common)
+    finally:
+        os.chdir(cwd)
+    for name in sorted(os.listdir(tmp_path / 'a' / 'images')):
+        assert (cv2.imread(str(tmp_path / 'a' / 'images' / name)) ==
+                cv2.imread(str(tmp_path / 'b' / 'images' / name))).all()
+    for argv, named in (([folder, codec_models['gen_ckpt']], 'holds its weights: drop'),
+                        ([config], 'pass the checkpoint training wrote'),
+                        ([str(tmp_path)], 'no model folder'),
+                        ([str(tmp_path / 'absent')], 'does not exist'),
+                        (['org/name', codec_models['gen_ckpt']], 'read as a hub id'),
+                        ([config, str(tmp_path / 'absent.pth')], 'absent.pth does not exist')):
+        with pytest.raises(SystemExit) as info:
+            run_cli('tools/sample.py', argv + ['--out', tmp_path / 'c'])
+        assert info.value.code == 2 and named in capsys.readouterr().err
