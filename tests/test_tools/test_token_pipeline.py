@@ -292,6 +292,10 @@ def test_sample_tool_takes_a_model_folder(codec_models, tmp_path, capsys, repo_r
                         ([str(tmp_path / 'absent')], 'does not exist'),
                         (['org/name', codec_models['gen_ckpt']], 'read as a hub id'),
                         ([config, str(tmp_path / 'absent.pth')], 'absent.pth does not exist')):
-        with pytest.raises(SystemExit) as info:
-            run_cli('tools/sample.py', argv + ['--out', tmp_path / 'c'])
-        assert info.value.code == 2 and named in capsys.readouterr().err
+        for tool, out in (('tools/sample.py', '--out'), ('tools/analysis/visualize_generation.py', '--out-dir'),
+                          ('tools/analysis/shapes_class_accuracy.py', '--out'),
+                          ('tools/analysis/ablation_row_metrics.py', '--out')):
+            extra = ['--probe', codec_models['gen_ckpt']] if 'ablation' in tool else []
+            with pytest.raises(SystemExit) as info:
+                run_cli(tool, argv + [out, tmp_path / 'c' / 'x.json'] + extra)
+            assert info.value.code == 2 and named in capsys.readouterr().err, tool

@@ -1,6 +1,7 @@
 """One tiny Table 4 row's tokenizer alone: what it can give its generator (tools/analysis/ablation_tiny.sh).
 
-    python tools/analysis/ablation_row_metrics.py GENERATOR_CONFIG CHECKPOINT --probe PROBE --out OUT.json \
+    python tools/analysis/ablation_row_metrics.py MODEL (a model folder, or GENERATOR_CONFIG CHECKPOINT) \
+        --probe PROBE --out OUT.json \
         [--class-set coarse] [--num-images 500] [--cfg-options ...]
 
 On ``--num-images`` held-out EmbeddedShapes images (the configs' validation split, seed 1) it writes: the
@@ -27,7 +28,7 @@ from mmengine.config import DictAction
 
 from mmspectral.analysis.ablation import label_targets
 from mmspectral.apis import init_generator
-from mmspectral.cli import existing_file, output_file, positive_int
+from mmspectral.cli import add_model_args, check_model_args, existing_file, output_file, positive_int
 from mmspectral.evaluation import band_psnr, position_perplexity
 from mmspectral.evaluation.embedded_classifier import reconstruction_fidelity, render_batch
 from mmspectral.evaluation.sample_quality import probe_quality, progression_quality
@@ -38,9 +39,7 @@ BAND_EDGES = (0, 2, 4, 8, 16, 32, 64)
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="A tiny Table 4 row's tokenizer ceiling.")
-    parser.add_argument('config', type=existing_file, help='generator config (it names the tokenizer)')
-    parser.add_argument('checkpoint', type=existing_file,
-                        help='generator checkpoint (its tokenizer is the row\'s)')
+    add_model_args(parser, 'generator')
     parser.add_argument('--probe', type=existing_file, required=True,
                         help='EmbeddedShapes probe (tools/train_probe.py)')
     parser.add_argument('--out', type=output_file, required=True)
@@ -50,7 +49,9 @@ def parse_args(argv=None):
     parser.add_argument('--progression-only', action='store_true',
                         help='add the progression to an existing OUT.json, nothing else')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_model_args(parser, args)
+    return args
 
 
 @torch.no_grad()
@@ -58,7 +59,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.num_images < 10:
         raise SystemExit(f'--num-images must be at least 10 (one per class), got {args.num_images}.')
-    model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
+    model = init_generator(args.model, args.checkpoint, 'cpu', args.cfg_options)
     size = model.tokenizer.image_size
     images, labels, masks = render_batch(range(args.num_images), size, seed=1, class_set=args.class_set,
                                          with_masks=True)

@@ -1,7 +1,8 @@
 """Is each generated EmbeddedShapes sample of the class it was asked for? A classifier trained on real images
 says.
 
-    python tools/analysis/shapes_class_accuracy.py GENERATOR_CONFIG CHECKPOINT [--per-class 20]
+    python tools/analysis/shapes_class_accuracy.py MODEL (a model folder, or GENERATOR_CONFIG CHECKPOINT)
+        [--per-class 20]
         [--classifier work_dirs/shapes_classifier_64px.pth] [--out accuracy.json] [--cfg 3.0] [--seed 0]
 
 Trains the small ShapesClassifier (mmspectral.evaluation.embedded_classifier; under a minute on a CPU) unless
@@ -15,7 +16,7 @@ import torch
 from mmengine.config import DictAction
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options
-from mmspectral.cli import existing_file, non_negative_int, output_file, positive_int
+from mmspectral.cli import add_model_args, check_model_args, non_negative_int, output_file, positive_int
 from mmspectral.datasets import EMBEDDED_CLASS_SETS, class_set_of
 from mmspectral.evaluation.embedded_classifier import (accuracy, load_or_train_shapes_classifier,
                                                        reconstruction_fidelity, render_batch)
@@ -24,12 +25,10 @@ from mmspectral.evaluation.sample_quality import progression_quality
 from mmspectral.fileio import write_json
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Class accuracy of EmbeddedShapes samples and reconstructions.')
-    parser.add_argument('config', type=existing_file,
-                        help='generator config (a GeneratorModel with a tokenizer)')
-    parser.add_argument('checkpoint', type=existing_file, help='trained generator checkpoint')
+    add_model_args(parser, 'generator')
     parser.add_argument('--per-class', type=positive_int, default=20)
     parser.add_argument('--classifier', default=None,
                         help='saved classifier (trained and saved here if missing)')
@@ -41,7 +40,9 @@ def parse_args():
     parser.add_argument('--batch-size', type=positive_int, default=50)
     add_sampling_args(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    check_model_args(parser, args)
+    return args
 
 
 def decode(model, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -50,9 +51,9 @@ def decode(model, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def main():
-    args = parse_args()
-    model = init_generator(args.config, args.checkpoint, 'cpu', args.cfg_options)
+def main(argv=None):
+    args = parse_args(argv)
+    model = init_generator(args.model, args.checkpoint, 'cpu', args.cfg_options)
     options = sampling_options(args)
     model.sampling_options(options, 'the sampling options')  # before the classifier and the reconstructions
     tokenizer = model.tokenizer

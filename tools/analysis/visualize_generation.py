@@ -1,6 +1,6 @@
 """Figures of a trained generator: a class-by-class sample grid and a coarse-to-fine progression.
 
-    python tools/analysis/visualize_generation.py GENERATOR_CONFIG CHECKPOINT --out-dir DIR
+    python tools/analysis/visualize_generation.py MODEL_FOLDER (or GENERATOR_CONFIG CHECKPOINT) --out-dir DIR
         [--per-class 8] [--progression-classes 0 3 6 8] [--cfg 3.0] [--top-k 0] [--seed 0]
 
 Writes ``DIR/class_grid.png`` (one row per class, ``per_class`` samples, the class name on the left) and
@@ -18,15 +18,13 @@ from mmengine.config import DictAction
 from torchvision.utils import make_grid
 
 from mmspectral.apis import add_sampling_args, init_generator, sampling_options
-from mmspectral.cli import existing_file, non_negative_int, output_folder, positive_int
+from mmspectral.cli import add_model_args, check_model_args, non_negative_int, output_folder, positive_int
 from mmspectral.launch import prepare
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Class grid and coarse-to-fine progression of a generator.')
-    parser.add_argument('config', type=existing_file,
-                        help='generator config (a GeneratorModel with a tokenizer)')
-    parser.add_argument('checkpoint', type=existing_file, help='trained generator checkpoint')
+    add_model_args(parser, 'generator')
     parser.add_argument('--out-dir', type=output_folder, required=True)
     parser.add_argument('--per-class', type=positive_int, default=8, help='samples per class in the grid')
     parser.add_argument('--progression-classes', type=non_negative_int, nargs='+', default=None,
@@ -35,7 +33,9 @@ def parse_args():
     add_sampling_args(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    check_model_args(parser, args)
+    return args
 
 
 def class_names(model, num_classes: int):
@@ -82,10 +82,10 @@ def progression_figure(model, classes, seed: int, names, **options):
     return fig
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     prepare(plots=True)  # figures to files, whatever display there is
-    model = init_generator(args.config, args.checkpoint, args.device, args.cfg_options)
+    model = init_generator(args.model, args.checkpoint, args.device, args.cfg_options)
     options = sampling_options(args)
     model.sampling_options(options, 'the sampling options')  # before anything is drawn or written
     num_classes = model.gen.num_classes
