@@ -292,7 +292,8 @@ def test_sample_tool_takes_a_model_folder(codec_models, tmp_path, capsys, repo_r
                         ([str(tmp_path / 'absent')], 'does not exist'),
                         (['org/name', codec_models['gen_ckpt']], 'read as a hub id'),
                         ([config, str(tmp_path / 'absent.pth')], 'absent.pth does not exist')):
-        for tool, out in (('tools/sample.py', '--out'), ('tools/analysis/visualize_generation.py', '--out-dir'),
+        for tool, out in (('tools/sample.py', '--out'),
+                          ('tools/analysis/visualize_generation.py', '--out-dir'),
                           ('tools/analysis/shapes_class_accuracy.py', '--out'),
                           ('tools/analysis/ablation_row_metrics.py', '--out')):
             extra = ['--probe', codec_models['gen_ckpt']] if 'ablation' in tool else []
