@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 __all__ = ['add_trust_arg', 'TRUST_HELP', 'bounded', 'positive_int', 'non_negative_int', 'positive_float',
            'non_negative_float', 'fraction', 'existing_file', 'existing_path', 'output_folder', 'output_file',
-           'output_problem', 'is_hub_id', 'add_model_args', 'check_model_args', 'MODEL_FOLDER_RECORD']
+           'output_problem', 'add_sampling_args', 'sampling_options', 'is_hub_id', 'add_model_args',
+           'check_model_args', 'MODEL_FOLDER_RECORD']
 
 TRUST_HELP = ('load this checkpoint with full unpickling (weights_only=False), which runs any code it '
               'carries: only for a file you or your team wrote that needs it (one written by another '
@@ -109,6 +110,27 @@ def output_file(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
+
+
+# ------------------------------------------------------------------------------------------ sampling
+def add_sampling_args(parser) -> None:
+    """The sampling options every sampling tool takes; unset ones keep the config's ``model.sampling``.
+    Each is checked as it is parsed; ``--num-tokens`` against the model by ``model.sampling_options``."""
+    parser.add_argument('--cfg', type=non_negative_float, default=None,
+                        help='guidance weight >= 0 (default: the config)')
+    parser.add_argument('--cfg-schedule', choices=['linear', 'constant'], default=None)
+    parser.add_argument('--top-k', type=non_negative_int, default=None, help='0: no top-k filtering')
+    parser.add_argument('--top-p', type=fraction, default=None, help='in [0, 1]; 0: no nucleus filtering')
+    parser.add_argument('--temperature', type=positive_float, default=None)
+    parser.add_argument('--num-tokens', type=positive_int, default=None,
+                        help='truncated generation: the first N tokens')
+
+
+def sampling_options(args) -> dict:
+    """``generate`` keyword arguments from parsed command-line options; None leaves the config's value."""
+    names = (('cfg_scale', 'cfg'), ('cfg_schedule', 'cfg_schedule'), ('top_k', 'top_k'), ('top_p', 'top_p'),
+             ('temperature', 'temperature'), ('num_tokens', 'num_tokens'))
+    return {key: getattr(args, attr) for key, attr in names if getattr(args, attr, None) is not None}
 
 
 # ------------------------------------------------------------------------------------------ models

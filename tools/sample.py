@@ -23,21 +23,10 @@ import argparse
 import os
 import os.path as osp
 
-import cv2
-import numpy as np
-import torch
-import torch.distributed as dist
-from mmengine.config import DictAction
-from mmengine.utils import ProgressBar
+from mmengine.config import DictAction  # no torch: --help and bad arguments answer before torch loads
 
-from mmspectral.apis import add_sampling_args, init_generator, register_all_modules, sampling_options
-from mmspectral.cli import (add_model_args, add_trust_arg, check_model_args, non_negative_int, output_folder,
-                            positive_int)
-from mmspectral.engine import setup_worker, shutdown_distributed
-from mmspectral.evaluation.protocol import balanced_batches, balanced_labels
-from mmspectral.fileio import ProvenanceError, claim_folder, file_identity
-from mmspectral.models.generators import make_rng
-from mmspectral.utils.precision import cpu_precision
+from mmspectral.cli import (add_model_args, add_sampling_args, add_trust_arg, check_model_args,
+                            non_negative_int, output_folder, positive_int, sampling_options)
 
 
 def image_path(out: str, index: int, label: int) -> str:
@@ -63,7 +52,7 @@ def parse_args(argv=None):
                         help='write each sample at twice its size (Table 3): bicubic up-sampling '
                              '(the baseline) or spectral completion of strided / quadrant sub-images')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default=None, help='cuda when a GPU is visible, else cpu')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     add_trust_arg(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
@@ -77,6 +66,7 @@ def parse_args(argv=None):
 
 def provenance(args, model, options: dict, num_classes: int) -> dict:
     """What decides the samples (the process count does not: every batch has its own seed)."""
+    from mmspectral.fileio import file_identity
     tokenizer_checkpoint = getattr(model, 'tokenizer_checkpoint', None)
     folder = getattr(model, 'model_folder', None)  # a model folder (or a hub id's): its weights file
     weights = args.checkpoint or osp.join(folder, 'model.safetensors')
@@ -90,8 +80,21 @@ def provenance(args, model, options: dict, num_classes: int) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    import cv2
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from mmengine.utils import ProgressBar
+
+    from mmspectral.apis import init_generator, register_all_modules
+    from mmspectral.engine import setup_worker, shutdown_distributed
+    from mmspectral.evaluation.protocol import balanced_batches, balanced_labels
+    from mmspectral.fileio import ProvenanceError, claim_folder
+    from mmspectral.models.generators import make_rng
+    from mmspectral.utils.precision import cpu_precision
     register_all_modules()
-    rank, world, device = setup_worker(args.launcher, args.device)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    rank, world, device = setup_worker(args.launcher, device)
     model = init_generator(args.model, args.checkpoint, device, args.cfg_options, args.trust_checkpoint)
     if args.bf16:
         cpu_precision(torch.bfloat16, explicit=True, where='tools/sample.py --bf16', device_type=device.type)

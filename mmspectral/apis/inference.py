@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from mmspectral.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from mmspectral.cli import add_sampling_args, sampling_options  # noqa: F401 (re-exported: apis names them)
 from mmspectral.fileio import (SAME_ARCHITECTURE, load_state_dict_checked, read_state_dict, token_class_names,
                                trust_files)
 from mmspectral.models.algorithms import GeneratorModel, TokenizerModel
@@ -179,26 +179,6 @@ def _class_names(cfg) -> tuple:
     """The class names recorded with the generator's training tokens (tools/extract_tokens.py),
     if readable."""
     return token_class_names(cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root'))
-
-
-def add_sampling_args(parser) -> None:
-    """The sampling options every sampling tool takes; unset ones keep the config's ``model.sampling``.
-    Each is checked as it is parsed; ``--num-tokens`` against the model by ``model.sampling_options``."""
-    parser.add_argument('--cfg', type=non_negative_float, default=None,
-                        help='guidance weight >= 0 (default: the config)')
-    parser.add_argument('--cfg-schedule', choices=['linear', 'constant'], default=None)
-    parser.add_argument('--top-k', type=non_negative_int, default=None, help='0: no top-k filtering')
-    parser.add_argument('--top-p', type=fraction, default=None, help='in [0, 1]; 0: no nucleus filtering')
-    parser.add_argument('--temperature', type=positive_float, default=None)
-    parser.add_argument('--num-tokens', type=positive_int, default=None,
-                        help='truncated generation: the first N tokens')
-
-
-def sampling_options(args) -> dict:
-    """``generate`` keyword arguments from parsed command-line options; None leaves the config's value."""
-    names = (('cfg_scale', 'cfg'), ('cfg_schedule', 'cfg_schedule'), ('top_k', 'top_k'), ('top_p', 'top_p'),
-             ('temperature', 'temperature'), ('num_tokens', 'num_tokens'))
-    return {key: getattr(args, attr) for key, attr in names if getattr(args, attr, None) is not None}
 
 
 # ---------------------------------------------------------------------------------------------- applications
