@@ -2,6 +2,7 @@
 names the argument, and its output folder (or file) is left as it was, so that the corrected command runs."""
 import os
 import os.path as osp
+import subprocess
 import sys
 
 import numpy as np
@@ -185,3 +186,25 @@ def test_output_paths_are_checked_without_creating_anything(text, kind, problem,
     found = output_problem(path, folder=kind == 'folder')
     assert (found is None) if problem is None else (problem in found), found
     assert snapshot(files['folder']) == before
+
+
+#: tools whose --help (and argument errors) answer before torch or the model code loads
+LIGHT_TOOLS = ('tools/train.py', 'tools/test.py', 'tools/sample.py', 'tools/extract_tokens.py',
+               'tools/codec.py', 'tools/misc/print_config.py', 'tools/analysis/rate_distortion.py')
+
+
+@pytest.mark.parametrize('tool', LIGHT_TOOLS)
+def test_help_answers_before_torch_loads(tool, repo_root, subprocess_env):
+    """`--help` of a light tool imports no torch (the import alone takes seconds on a laptop)."""
+    probe = ('import contextlib, io, runpy, sys\n'
+             f'sys.argv = [{tool!r}, "--help"]\n'
+             'out = io.StringIO()\n'
+             'try:\n'
+             '    with contextlib.redirect_stdout(out):\n'
+             f'        runpy.run_path({tool!r}, run_name="__main__")\n'
+             'except SystemExit:\n'
+             '    pass\n'
+             'print("usage" in out.getvalue(), "torch" in sys.modules)\n')
+    done = subprocess.run([sys.executable, '-c', probe], cwd=repo_root, env=subprocess_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-2:] == ['True', 'False'], done.stdout + done.stderr
