@@ -92,3 +92,23 @@ def test_table3_tiny_names_the_missing_quick_start_before_any_work(tmp_path, sub
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert 'iter_1000.pth is missing: run bash tools/quickstart.sh first' in proc.stderr
     assert not (tmp_path / 'table3').exists()
+
+
+def test_profile_steps_counts_the_flops_a_transformer_step_costs(tmp_path):
+    """The generator's step: 6 FLOPs per weight of every per-token matmul per token (forward 2, backward 4)
+    plus attention and the per-sample modulation, which are small at 16 tokens; the tokenizer's step runs
+    and names its operators."""
+    import torch.nn as nn
+    out = analysis_cli('profile_steps', ['--iters', '1', '--top', '3', '--out', tmp_path / 'profile.json',
+                                         '--generator-options', 'train_dataloader.batch_size=8'])
+    assert json.loads((tmp_path / 'profile.json').read_text())['generator']['gflop'] == out['generator']['gflop']
+    from mmspectral.apis import load_config
+    from mmspectral.registry import GENERATORS
+    gen_cfg = load_config(osp.join(REPO, TINY_GENERATOR)).model.generator
+    gen = GENERATORS.build(gen_cfg)
+    per_token = sum(m.weight.numel() for name, m in gen.named_modules()
+                    if isinstance(m, nn.Linear) and 'ada_lin' not in name)
+    expected = 6 * per_token * 8 * gen_cfg['num_tokens'] / 1e9
+    assert expected <= out['generator']['gflop'] <= 1.15 * expected
+    assert out['generator']['batch_size'] == 8 and len(out['tokenizer']['ops']) == 3
+    assert 0 < out['tokenizer']['peak_share'] and out['tokenizer']['gflop'] > 0
