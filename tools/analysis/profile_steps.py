@@ -54,7 +54,8 @@ def tokenizer_step(options: dict, full_fraction: float):
     cfg.model.tokenizer.prefix_sampling = dict(cfg.model.tokenizer.prefix_sampling or {},
                                                full_fraction=full_fraction)
     batch_size = cfg.train_dataloader.batch_size
-    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, num_samples=8 * batch_size, cache_images=False))
+    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, num_samples=8 * batch_size,
+                                  cache_images=False))
     batches = [pseudo_collate([dataset[i * batch_size + j] for j in range(batch_size)]) for i in range(8)]
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
