@@ -6,8 +6,8 @@ with their FLOPs and the share of this CPU's fp32 matmul peak they reach (issue 
 
 Each step is the model's own: ``train_step`` (data preprocessing, forward, backward, the optimizer update) on
 batches made beforehand, so the data loader and the runner's hooks are not in it (the training log's
-``data_time`` shows the loader's share). The tokenizer's batches are EmbeddedShapes images through the config's
-own pipeline, with half of every batch decoding all 16 tokens as the quick start trains it
+``data_time`` shows the loader's share). The tokenizer's batches are EmbeddedShapes images through the
+config's own pipeline, with half of every batch decoding all 16 tokens as the quick start trains it
 (``--full-fraction``); the generator's are random token ids and labels (its step never runs the tokenizer, so
 none is loaded). Weights are random: a step costs the same whatever the weights.
 
