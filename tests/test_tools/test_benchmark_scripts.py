@@ -101,7 +101,8 @@ def test_profile_steps_counts_the_flops_a_transformer_step_costs(tmp_path):
     import torch.nn as nn
     out = analysis_cli('profile_steps', ['--iters', '1', '--top', '3', '--out', tmp_path / 'profile.json',
                                          '--generator-options', 'train_dataloader.batch_size=8'])
-    assert json.loads((tmp_path / 'profile.json').read_text())['generator']['gflop'] == out['generator']['gflop']
+    written = json.loads((tmp_path / 'profile.json').read_text())
+    assert written['generator']['gflop'] == out['generator']['gflop']
     from mmspectral.apis import load_config
     from mmspectral.registry import GENERATORS
     gen_cfg = load_config(osp.join(REPO, TINY_GENERATOR)).model.generator
