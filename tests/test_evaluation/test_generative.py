@@ -361,3 +361,68 @@ def test_eval_fid_missing_weights_and_a_user_extractor(tmp_path):
     with pytest.raises(NpzFormatError, match='float32'):
         eval_fid([str(tmp_path / 'float.npz'), '--ref', str(tmp_path / 'r.npz'), '--inception-weights',
                   str(tmp_path / 'missing.pth'), '--device', 'cpu'])
+
+
+# --- FID's uncertainty ------------------------------------------------------------------------------------
+
+def test_fid_bootstrap_spreads_as_the_sample_size_says():
+    """Resampling one set's images estimates how FID spreads over independent sets of the same size: its
+    standard deviation is within a factor 1.6 of the spread over 200 fresh sets; it narrows with four times
+    the images; ``bias`` recentres the replicates on the set's own FID; the same seed
+    gives the same interval."""
+    from mmspectral.evaluation.generative.statistics import fid_bootstrap
+    rng = np.random.default_rng(3)
+    mix = rng.standard_normal((6, 6))
+    ref = rng.standard_normal((4000, 6)) @ mix
+    mu, sigma = feature_statistics(ref)
+    stds = []
+    for n in (100, 400):
+        fresh = [frechet_distance(*feature_statistics(rng.standard_normal((n, 6)) @ mix + 0.3), mu, sigma)
+                 for _ in range(200)]
+        samples = rng.standard_normal((n, 6)) @ mix + 0.3
+        interval = fid_bootstrap(samples, mu, sigma, replicates=300, seed=1)
+        assert interval == fid_bootstrap(samples, mu, sigma, replicates=300, seed=1)
+        assert 1 / 1.6 < interval['std'] / np.std(fresh, ddof=1) < 1.6
+        fid = frechet_distance(*feature_statistics(samples), mu, sigma)
+        assert interval['low'] - interval['bias'] < fid < interval['high'] - interval['bias']
+        stds.append(interval['std'])
+    # four times the images: between 1 / sqrt(N) (the linear terms) and 1 / N (the quadratic ones)
+    assert 1.8 < stds[0] / stds[1] < 4.5
+    few = rng.standard_normal((5, 6)) @ mix + 0.3  # N <= D: the exact small-set formula
+    small = fid_bootstrap(few, mu, sigma, ref_features=ref[:6], replicates=50)
+    assert small['low'] <= small['high'] and small['std'] > 0
+    with pytest.raises(ValueError, match='replicates >= 2'):
+        fid_bootstrap(few, mu, sigma, replicates=1)
+
+
+def test_eval_fid_reports_the_spread_over_sample_sets_and_what_made_them(tmp_path):
+    rng = np.random.default_rng(12)
+    ref = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    np.savez(str(tmp_path / 'ref.npz'), arr_0=ref)
+    paths = []
+    for seed in range(3):
+        folder = tmp_path / f'seed{seed}'
+        folder.mkdir()
+        images = np.clip(ref.astype(int) // 2 + rng.integers(0, 90, ref.shape), 0, 255).astype(np.uint8)
+        np.savez(str(folder / 'samples.npz'), arr_0=images)
+        record = dict(seed=seed, generator_checkpoint=dict(sha256='ab'))  # as tools/sample.py writes it
+        (folder / 'provenance.json').write_text(json.dumps(record))
+        paths.append(str(folder / 'samples.npz'))
+    common = ['--random-weights-for-tests', '--batch-size', '5', '--device', 'cpu', '--bootstrap', '20',
+              '--no-sfid']
+    out = eval_fid(paths + ['--ref', str(tmp_path / 'ref.npz'), '--out', str(tmp_path / 'fid.json')] + common)
+    assert json.loads((tmp_path / 'fid.json').read_text())['spread'] == out['spread']
+    alone = [eval_fid([p, '--ref', str(tmp_path / 'ref.npz'), '--out', str(tmp_path / f'{i}.json')] + common)
+             for i, p in enumerate(paths)]
+    fids = [a['fid'] for a in alone]
+    assert [r['fid'] for r in out['runs']] == pytest.approx(fids)
+    assert out['fid'] == pytest.approx(np.mean(fids))
+    assert out['spread']['fid']['std'] == pytest.approx(np.std(fids, ddof=1))
+    assert out['spread']['fid']['min'] == pytest.approx(min(fids))
+    for run, seed in zip(out['runs'], range(3)):
+        assert run['sampling']['seed'] == seed and len(run['samples']['sha256']) == 64
+        assert run['fid_bootstrap']['replicates'] == 20
+        assert run['fid_bootstrap']['low'] <= run['fid_bootstrap']['high']
+    assert out['reference']['sha256'] and out['settings']['bootstrap'] == 20 and 'weights' in out
+    with pytest.raises(SystemExit):
+        eval_fid([paths[0], paths[0], '--ref', str(tmp_path / 'ref.npz')] + common)  # one set counted twice
