@@ -128,7 +128,8 @@ def fid_bootstrap(samples: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray
         mu, sigma = feature_statistics(drawn)
         eig = np.linalg.eigvalsh(root @ sigma @ root)
         diff = mu - ref_mu
-        return float(diff @ diff + np.trace(sigma) + ref_trace - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum())
+        trace = np.sqrt(np.clip(eig, 0, None)).sum()
+        return float(diff @ diff + np.trace(sigma) + ref_trace - 2.0 * trace)
 
     values = np.asarray([fid(feats[rng.integers(0, n, n)]) for _ in range(replicates)])
     tail = (1 - confidence) / 2 * 100
