@@ -135,8 +135,8 @@ def fid_bootstrap(samples: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return dict(low=float(low), high=float(high), std=float(values.std(ddof=1)),
-                bias=float(values.mean() - fid(feats)), confidence=confidence, replicates=replicates, seed=seed,
-                resampled='sample images, with replacement')
+                bias=float(values.mean() - fid(feats)), confidence=confidence, replicates=replicates,
+                seed=seed, resampled='sample images, with replacement')
 
 
 def inception_score(logits: np.ndarray, split_size: int = 5000) -> Tuple[float, float]:
