@@ -58,8 +58,9 @@ def enlarge(image: np.ndarray, side: int = 256) -> np.ndarray:
     return image.repeat(factor, 0).repeat(factor, 1)
 
 
-def stream_sample(model, label: int, num_tokens: int, seed: int) -> Iterator[tuple]:
-    """Sample tokens for ``label`` and yield ``(k, image)`` after every step, as the tokens arrive."""
+def stream_sample(model, label: int, num_tokens: int, seed: int, **options) -> Iterator[tuple]:
+    """Sample tokens for ``label`` and yield ``(k, image)`` after every step, as the tokens arrive
+    (``options``: the sampling settings, over the model's defaults)."""
     import torch
 
     from mmspectral.apis import from_batch
@@ -69,7 +70,7 @@ def stream_sample(model, label: int, num_tokens: int, seed: int) -> Iterator[tup
     def run():
         try:
             model.sample(torch.tensor([label]), decode=False, num_tokens=num_tokens, seed=int(seed),
-                         on_step=lambda k, images: steps.put((k, images)))
+                         on_step=lambda k, images: steps.put((k, images)), **options)
         except Exception as err:  # shown in the page instead of a silent stop
             steps.put(err)
         steps.put(done)
@@ -88,6 +89,52 @@ def stream_sample(model, label: int, num_tokens: int, seed: int) -> Iterator[tup
         worker.join()
 
 
+def whole_number(value, field: str, low: int, high: Optional[int] = None) -> int:
+    """A form field that must hold a whole number in [low, high]; a ``ValueError`` naming the field."""
+    span = f'from {low} to {high}' if high is not None else f'of at least {low}'
+    if value is None or value == '':
+        raise ValueError(f'{field}: enter a whole number {span}.')
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{field}: {value!r} is not a number; enter a whole number {span}.') from None
+    if not number.is_integer() or number < low or (high is not None and number > high):
+        raise ValueError(f'{field}: {value!r} is not a whole number {span}.')
+    return int(number)
+
+
+def class_label(name, names: List[str]) -> int:
+    """The label of a class name (or index) picked in the page."""
+    if name in names:
+        return names.index(name)
+    raise ValueError(f'class: pick one of the list ({", ".join(names[:5])}, ...), got {name!r}.')
+
+
+SAMPLING_KEYS = ('cfg_scale', 'cfg_schedule', 'temperature', 'top_k', 'top_p')
+
+
+def sampling_defaults(model) -> dict:
+    """What the page's sampling controls start at: the model's ``sampling`` settings over ``generate``'s
+    defaults."""
+    import inspect
+    params = inspect.signature(model.gen.generate).parameters
+    out = {key: params[key].default for key in SAMPLING_KEYS}
+    out.update({k: v for k, v in model.sampling_options({}).items() if k in out})
+    return out
+
+
+def sampling_settings(model, cfg, schedule, temperature, top_k, top_p) -> dict:
+    """The page's sampling controls as ``sample`` options, checked by the model as every tool checks them."""
+    options = dict(cfg_scale=cfg, cfg_schedule=schedule, temperature=temperature, top_k=top_k, top_p=top_p)
+    for key, value in options.items():
+        if value is None or value == '':
+            raise ValueError(f'{key}: the field is empty; enter a value (the model\'s default: '
+                             f'{sampling_defaults(model)[key]}).')
+    options['top_k'] = whole_number(top_k, 'top-k', 0)
+    model.sampling_options(options, 'the sampling controls')  # ValueError / TypeError saying which and why
+    return options
+
+
 def build_demo(generator, tokenizer=None):
     """The Gradio Blocks app around a generator (and a tokenizer for the reconstruction tab)."""
     import gradio as gr
@@ -100,13 +147,21 @@ def build_demo(generator, tokenizer=None):
     names = list(generator.class_names) or [str(c) for c in range(generator.gen.num_classes)]
     n = generator.gen.num_tokens
 
-    def on_generate(name: str, num_tokens: float, seed: float):
-        label = names.index(name) if name in names else int(name)
+    def on_generate(name: str, num_tokens: float, seed: float, cfg, schedule, temperature, top_k, top_p):
+        try:
+            label = class_label(name, names)
+            count = whole_number(num_tokens, 'tokens to generate', 1, n)
+            seed = whole_number(seed, 'seed', 0, 2 ** 63 - 1)
+            options = sampling_settings(generator, cfg, schedule, temperature, top_k, top_p)
+        except (TypeError, ValueError) as err:
+            raise gr.Error(str(err)) from err
         frames: List[np.ndarray] = []
-        for k, image in stream_sample(generator, label, int(num_tokens), int(seed)):
+        for k, image in stream_sample(generator, label, count, seed, **options):
             frames.append(image)
-            yield (enlarge(image), [(enlarge(f, 128), f'k={i + 1}') for i, f in enumerate(frames)],
-                   f'{k} of {int(num_tokens)} tokens')
+            # the thumbnails once, at the end: a gallery replaced at every token left some of its images
+            # unloaded (the browser was still fetching the files of the one before)
+            yield enlarge(image), gr.skip(), f'{k} of {count} tokens'
+        yield gr.skip(), [(enlarge(f, 64), f'k={i + 1}') for i, f in enumerate(frames)], gr.skip()
 
     def on_reconstruct(path: Optional[str], ks: List[str], name: str, keep: float, num: float, seed: float):
         if path is None:
@@ -115,21 +170,28 @@ def build_demo(generator, tokenizer=None):
             image = load_upload(path)
         except (ImageTooLargeError, CorruptImageError) as err:
             raise gr.Error(str(err)) from err
+        try:
+            label = class_label(name, names)
+            keep = whole_number(keep, 'variations keep k tokens', 1, n - 1)
+            num = whole_number(num, 'variations', 1, 8)
+            seed = whole_number(seed, 'seed', 0, 2 ** 63 - 1)
+        except (TypeError, ValueError) as err:
+            raise gr.Error(str(err)) from err
         lengths = sorted(int(k) for k in ks) or [n]
         recons = reconstruct(codec, image, k=lengths, output='numpy')
-        gallery = [(enlarge(recons[k], 128), f'k={k}') for k in lengths]
-        label = names.index(name) if name in names else 0
-        varied = variations(generator, image, label, keep=int(keep), num=int(num), seed=int(seed),
-                            output='numpy')
-        return gallery, [(enlarge(v, 128), f'variation {i + 1}') for i, v in enumerate(varied)]
+        gallery = [(enlarge(recons[k], 64), f'k={k}') for k in lengths]
+        varied = variations(generator, image, label, keep=keep, num=num, seed=seed, output='numpy')
+        return gallery, [(enlarge(v, 64), f'variation {i + 1}') for i, v in enumerate(varied)]
 
     example_images = []
     class_set = class_set_of(names)
     if tuple(EMBEDDED_CLASS_SETS[class_set][:len(names)]) == tuple(names):  # real images of these classes
         images, _ = render_batch(range(len(names)), generator.tokenizer.image_size, seed=1,
                                  num_classes=len(names), class_set=class_set)
-        example_images = list(from_batch(images, 'numpy'))
+        # each example sets the class its image shows, for the variations
+        example_images = [[image, name] for image, name in zip(from_batch(images, 'numpy'), names)]
 
+    defaults = sampling_defaults(generator)
     with gr.Blocks(title='mmspectral: spectral autoregressive generation') as demo:
         gr.Markdown('# mmspectral demo\nEvery token adds higher frequencies: the sample forms coarse to '
                     'fine. '
@@ -139,12 +201,27 @@ def build_demo(generator, tokenizer=None):
                 name = gr.Dropdown(names, value=names[0], label='class', elem_id='class')
                 tokens = gr.Slider(1, n, value=n, step=1, label='tokens to generate', elem_id='num-tokens')
                 seed = gr.Number(0, precision=0, label='seed', elem_id='seed')
+            with gr.Accordion('sampling', open=False):
+                with gr.Row():
+                    cfg = gr.Number(defaults['cfg_scale'], label='guidance scale (0: none)', minimum=0,
+                                    elem_id='cfg')
+                    schedule = gr.Dropdown(['linear', 'constant'], value=defaults['cfg_schedule'],
+                                           label='guidance schedule', elem_id='cfg-schedule')
+                    temperature = gr.Number(defaults['temperature'], label='temperature', minimum=0,
+                                            elem_id='temperature')
+                    top_k = gr.Number(defaults['top_k'], precision=0, label='top-k (0: off)', minimum=0,
+                                      elem_id='top-k')
+                    top_p = gr.Number(defaults['top_p'], label='top-p (0: off)', minimum=0, maximum=1,
+                                      elem_id='top-p')
             button = gr.Button('Generate', variant='primary', elem_id='generate')
             status = gr.Textbox(label='progress', interactive=False, elem_id='status')
             with gr.Row():
-                final = gr.Image(label='sample', type='numpy', interactive=False, elem_id='sample')
-                steps = gr.Gallery(label='after each token', columns=8, elem_id='steps')
-            button.click(on_generate, [name, tokens, seed], [final, steps, status])
+                final = gr.Image(label='sample', type='numpy', interactive=False, elem_id='sample',
+                                 height=272, scale=1)
+                steps = gr.Gallery(label='after each token', columns=8, height='auto', object_fit='contain',
+                                   elem_id='steps', scale=2)
+            button.click(on_generate, [name, tokens, seed, cfg, schedule, temperature, top_k, top_p],
+                         [final, steps, status])
         with gr.Tab('Reconstruct and vary'):
             with gr.Row():
                 # a path, not pixels: Gradio would decode the upload whatever its size (load_upload checks it)
@@ -153,15 +230,18 @@ def build_demo(generator, tokenizer=None):
                     shown = sorted({str(min(k, n)) for k in (1, 2, 4, 8, n)}, key=int)
                     ks = gr.CheckboxGroup([str(k) for k in range(1, n + 1)], value=shown,
                                           label='prefix lengths k')
-                    vname = gr.Dropdown(names, value=names[0], label='class of the variations')
+                    vname = gr.Dropdown(names, value=names[0], label='class of the variations',
+                                        elem_id='variation-class')
                     keep = gr.Slider(1, n - 1, value=max(1, n // 4), step=1, label='variations keep k tokens')
                     num = gr.Slider(1, 8, value=4, step=1, label='variations')
                     vseed = gr.Number(0, precision=0, label='seed')
             go = gr.Button('Reconstruct', variant='primary', elem_id='reconstruct')
-            recon_gallery = gr.Gallery(label='reconstruction from the first k tokens', columns=8)
-            var_gallery = gr.Gallery(label='spectral variations', columns=8)
+            recon_gallery = gr.Gallery(label='reconstruction from the first k tokens', columns=8,
+                                       height='auto', object_fit='contain', elem_id='reconstructions')
+            var_gallery = gr.Gallery(label='spectral variations', columns=8, height='auto',
+                                     object_fit='contain', elem_id='variations')
             if example_images:
-                gr.Examples(example_images, inputs=image, label='EmbeddedShapes images')
+                gr.Examples(example_images, inputs=[image, vname], label='EmbeddedShapes images')
             go.click(on_reconstruct, [image, ks, vname, keep, num, vseed], [recon_gallery, var_gallery])
     return demo
 

@@ -135,7 +135,7 @@ def test_demo_generates_a_sample_in_a_real_browser(model_folders, subprocess_env
             assert time.time() < deadline, 'the demo did not start within 120 s'
             time.sleep(0.5)
         options = Options()
-        for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--window-size=1300,1000'):
+        for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--window-size=1280,800'):
             options.add_argument(arg)
         chromium, chromedriver = browser_paths()
         options.binary_location = chromium
@@ -154,8 +154,21 @@ def test_demo_generates_a_sample_in_a_real_browser(model_folders, subprocess_env
         width, mean, std = driver.execute_script(PIXEL_STATS, image)
         assert width == 256  # the 64 px sample, enlarged
         assert std > 2.0 and 5 < mean < 250, (mean, std)  # a decoded image, not a blank one
-        steps = driver.find_elements(By.CSS_SELECTOR, '#steps img')
-        assert len(steps) >= 2  # the image after each token
+        # every thumbnail of the image after each token loads (some used to stay broken)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#steps img')) == 16)
+        loaded = 'return arguments[0].complete && arguments[0].naturalWidth > 0'
+        wait.until(lambda d: all(d.execute_script(loaded, img)
+                                 for img in d.find_elements(By.CSS_SELECTOR, '#steps img')))
+        # the page fits a laptop screen: nothing overflows sideways
+        assert driver.execute_script('return document.documentElement.scrollWidth <= window.innerWidth + 1')
+        # an empty field is a message, not a traceback
+        seed_box = driver.find_element(By.CSS_SELECTOR, '#seed input')
+        seed_box.clear()
+        driver.find_element(By.CSS_SELECTOR, '#generate').click()
+        wait.until(lambda d: 'seed: enter a whole number' in d.find_element(By.TAG_NAME, 'body').text)
+        assert 'TypeError' not in driver.find_element(By.TAG_NAME, 'body').text
+        for control in ('#cfg', '#cfg-schedule', '#temperature', '#top-k', '#top-p'):  # the sampling controls
+            assert driver.find_elements(By.CSS_SELECTOR, control), control
         shot = tmp_path / 'demo.png'
         assert driver.save_screenshot(str(shot))
         keep = osp.join(REPO_ROOT, 'work_dirs', 'test_artifacts')
