@@ -63,3 +63,28 @@ def test_an_upload_within_the_cap_loads_as_rgb(app, tmp_path):
     (tmp_path / 'notes.txt').write_text('not an image')
     with pytest.raises(CorruptImageError, match='notes.txt: its size could not be read'):
         app.load_upload(str(tmp_path / 'notes.txt'))
+
+
+def test_form_fields_are_checked_with_a_message_naming_them(app, codec_models):
+    """An empty, non-numeric, fractional or out-of-range field, an unknown class or a sampling setting the
+    model refuses: a ValueError naming the field (the page shows it), never a TypeError from deep inside."""
+    for value, named in ((None, 'seed: enter a whole number'), ('', 'seed: enter a whole number'),
+                         ('x', "'x' is not a number"), (1.5, 'not a whole number'),
+                         (-1, 'not a whole number')):
+        with pytest.raises(ValueError, match=named):
+            app.whole_number(value, 'seed', 0)
+    assert app.whole_number(7.0, 'seed', 0) == 7 and app.whole_number('3', 'tokens', 1, 16) == 3
+    with pytest.raises(ValueError, match='from 1 to 16'):
+        app.whole_number(17, 'tokens', 1, 16)
+    with pytest.raises(ValueError, match='class: pick one'):
+        app.class_label('dragon', ['disk', 'ring'])
+    model = codec_models['model']
+    defaults = app.sampling_defaults(model)
+    assert set(defaults) == set(app.SAMPLING_KEYS) and defaults['temperature'] == 1.0
+    assert app.sampling_settings(model, *(defaults[k] for k in app.SAMPLING_KEYS)) == defaults
+    for change, named in ((dict(temperature=-1.0), 'temperature'), (dict(top_p=1.5), 'top_p'),
+                          (dict(cfg_schedule='lin'), 'cfg_schedule'), (dict(top_k=2.5), 'top-k'),
+                          (dict(cfg_scale=None), 'cfg_scale: the field is empty')):
+        values = dict(defaults, **change)
+        with pytest.raises(ValueError, match=named):
+            app.sampling_settings(model, *(values[k] for k in app.SAMPLING_KEYS))
