@@ -151,7 +151,7 @@ def build_demo(generator, tokenizer=None):
         try:
             label = class_label(name, names)
             count = whole_number(num_tokens, 'tokens to generate', 1, n)
-            seed = whole_number(seed, 'seed', 0, 2 ** 63 - 1)
+            seed = whole_number(seed, 'seed', 0, 2 ** 31 - 1)
             options = sampling_settings(generator, cfg, schedule, temperature, top_k, top_p)
         except (TypeError, ValueError) as err:
             raise gr.Error(str(err)) from err
@@ -174,7 +174,7 @@ def build_demo(generator, tokenizer=None):
             label = class_label(name, names)
             keep = whole_number(keep, 'variations keep k tokens', 1, n - 1)
             num = whole_number(num, 'variations', 1, 8)
-            seed = whole_number(seed, 'seed', 0, 2 ** 63 - 1)
+            seed = whole_number(seed, 'seed', 0, 2 ** 31 - 1)
         except (TypeError, ValueError) as err:
             raise gr.Error(str(err)) from err
         lengths = sorted(int(k) for k in ks) or [n]
@@ -218,7 +218,8 @@ def build_demo(generator, tokenizer=None):
             with gr.Row():
                 final = gr.Image(label='sample', type='numpy', interactive=False, elem_id='sample',
                                  height=272, scale=1)
-                steps = gr.Gallery(label='after each token', columns=8, height='auto', object_fit='contain',
+                # 6 columns of 64 px thumbnails fit beside the sample in a 1280 px window (8 were cut off)
+                steps = gr.Gallery(label='after each token', columns=6, height='auto', object_fit='contain',
                                    elem_id='steps', scale=2)
             button.click(on_generate, [name, tokens, seed, cfg, schedule, temperature, top_k, top_p],
                          [final, steps, status])

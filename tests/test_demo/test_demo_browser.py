@@ -116,6 +116,7 @@ def test_demo_generates_a_sample_in_a_real_browser(model_folders, subprocess_env
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     url = f'http://127.0.0.1:{free_port}/'
@@ -161,19 +162,26 @@ def test_demo_generates_a_sample_in_a_real_browser(model_folders, subprocess_env
                                  for img in d.find_elements(By.CSS_SELECTOR, '#steps img')))
         # the page fits a laptop screen: nothing overflows sideways
         assert driver.execute_script('return document.documentElement.scrollWidth <= window.innerWidth + 1')
-        # an empty field is a message, not a traceback
-        seed_box = driver.find_element(By.CSS_SELECTOR, '#seed input')
-        seed_box.clear()
-        driver.find_element(By.CSS_SELECTOR, '#generate').click()
-        wait.until(lambda d: 'seed: enter a whole number' in d.find_element(By.TAG_NAME, 'body').text)
-        assert 'TypeError' not in driver.find_element(By.TAG_NAME, 'body').text
-        for control in ('#cfg', '#cfg-schedule', '#temperature', '#top-k', '#top-p'):  # the sampling controls
-            assert driver.find_elements(By.CSS_SELECTOR, control), control
+        clipped = driver.execute_script(  # nor do the thumbnails inside their gallery
+            "return Array.from(document.querySelectorAll('#steps *')).filter(e => "
+            "['auto', 'scroll', 'hidden'].includes(getComputedStyle(e).overflowX) && "
+            "e.scrollWidth > e.clientWidth + 1).map(e => e.className)")
+        assert clipped == [], clipped
         shot = tmp_path / 'demo.png'
         assert driver.save_screenshot(str(shot))
         keep = osp.join(REPO_ROOT, 'work_dirs', 'test_artifacts')
         os.makedirs(keep, exist_ok=True)
         shutil.copy(shot, osp.join(keep, 'demo.png'))
+        # an empty field is a message, not a traceback
+        seed_box = driver.find_element(By.CSS_SELECTOR, '#seed input')
+        seed_box.send_keys(Keys.CONTROL, 'a')  # as a user empties it (clear() sends no input event)
+        seed_box.send_keys(Keys.BACKSPACE, Keys.TAB)
+        driver.find_element(By.CSS_SELECTOR, '#generate').click()
+        wait.until(lambda d: 'seed: enter a whole number' in d.find_element(By.TAG_NAME, 'body').text)
+        assert 'TypeError' not in driver.find_element(By.TAG_NAME, 'body').text
+        driver.find_element(By.XPATH, "//*[normalize-space(text())='sampling']").click()  # open the accordion
+        for control in ('#cfg', '#cfg-schedule', '#temperature', '#top-k', '#top-p'):  # the sampling controls
+            wait.until(lambda d, control=control: d.find_elements(By.CSS_SELECTOR, control))
     finally:
         if driver is not None:
             driver.quit()

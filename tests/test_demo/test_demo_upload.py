@@ -88,3 +88,20 @@ def test_form_fields_are_checked_with_a_message_naming_them(app, codec_models):
         values = dict(defaults, **change)
         with pytest.raises(ValueError, match=named):
             app.sampling_settings(model, *(values[k] for k in app.SAMPLING_KEYS))
+
+
+def test_each_example_sets_the_class_it_shows(app, codec_models):
+    """Picking an EmbeddedShapes example in the page fills in its image and the class of the variations."""
+    pytest.importorskip('gradio')
+    from mmspectral.datasets import EMBEDDED_CLASS_SETS
+    model = codec_models['model']
+    classes = list(EMBEDDED_CLASS_SETS['coarse'][:model.gen.num_classes])
+    names = model.class_names
+    try:
+        model.class_names = tuple(classes)
+        demo = app.build_demo(model)
+    finally:
+        model.class_names = names
+    dataset, = [c for c in demo.config['components'] if c.get('type') == 'dataset']
+    assert dataset['props']['headers'] == ['image', 'class of the variations']
+    assert [row[1] for row in dataset['props']['samples']] == classes
