@@ -43,7 +43,7 @@ def parse_args(argv=None):
 
 
 def tokenizer_step(options: dict, full_fraction: float):
-    """A step function of the tokenizer config over 8 ready batches, and the model."""
+    """A step function of the tokenizer config over 8 ready batches, and its batch size."""
     import torch
     from mmengine.dataset import pseudo_collate
     from mmengine.optim import build_optim_wrapper
@@ -61,11 +61,12 @@ def tokenizer_step(options: dict, full_fraction: float):
     model = MODELS.build(cfg.model)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
-    return (lambda i: model.train_step(batches[i % len(batches)], wrapper)), model, batch_size
+    return (lambda i: model.train_step(batches[i % len(batches)], wrapper)), batch_size
 
 
 def generator_step(options: dict):
-    """A step function of the generator config (without its tokenizer) over random token batches."""
+    """A step function of the generator config (without its tokenizer) over random token batches, and its
+    batch size."""
     import torch
     from mmengine.optim import build_optim_wrapper
     from mmengine.structures import BaseDataElement
@@ -87,7 +88,7 @@ def generator_step(options: dict):
     model = MODELS.build(model_cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
-    return (lambda i: model.train_step(batches[i % len(batches)], wrapper)), model, batch_size
+    return (lambda i: model.train_step(batches[i % len(batches)], wrapper)), batch_size
 
 
 def profile(name: str, step, iters: int, top: int, peak: float) -> dict:
@@ -125,18 +126,18 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from mmspectral.analysis.speed import cpu_description, matmul_peak
+    from mmspectral.analysis.speed import announce_cpu, matmul_peak
     from mmspectral.apis import register_all_modules
     register_all_modules()
-    cpu = cpu_description()
+    cpu, _ = announce_cpu(torch.device('cpu'), bf16=False)
     peak = matmul_peak(torch.device('cpu'), torch.float32)
-    print(f'CPU: {cpu}; fp32 matmul peak {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads')
+    print(f'# fp32 matmul peak {peak:.0f} GFLOP/s on {torch.get_num_threads()} threads')
     result = dict(cpu=cpu, torch=torch.__version__, threads=torch.get_num_threads(), matmul_peak_gflops=peak)
     for which in args.which:
         if which == 'tokenizer':
-            step, _, batch = tokenizer_step(args.tokenizer_options, args.full_fraction)
+            step, batch = tokenizer_step(args.tokenizer_options, args.full_fraction)
         else:
-            step, _, batch = generator_step(args.generator_options)
+            step, batch = generator_step(args.generator_options)
         result[which] = dict(profile(f'{which} (batch {batch})', step, args.iters, args.top, peak),
                              batch_size=batch)
     if args.out:
